@@ -1,0 +1,134 @@
+# fgrun - build, test and install.
+#
+#   make            build everything into build/
+#   make test       unit tests (cmocka) and integration tests (pytest)
+#   make asan       the same tests under AddressSanitizer + UBSan (build/asan)
+#   make bench      side-by-side benchmarks
+#   make run        the main job
+#   make install PREFIX=/usr/local
+#
+# Optional parts are detected: the nccl backend needs CUDA and NCCL under
+# CUDA_HOME (default /usr/local/cuda); gloo needs Debian's libgloo-dev; mpi
+# needs Open MPI's mpicc.
+
+PREFIX    ?= /usr/local
+BUILD     ?= build
+CUDA_HOME ?= /usr/local/cuda
+PYTHON    ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+CC  ?= gcc
+CXX ?= g++
+WARN      := -Wall -Wextra -Werror
+CPPFLAGS  += -Iinclude -Isrc -D_GNU_SOURCE
+CFLAGS    ?= -O2 -g
+CFLAGS    += -std=gnu11 -fPIC $(WARN)
+CXXFLAGS  ?= -O2 -g
+CXXFLAGS  += -std=c++17 -fPIC $(WARN)
+LDLIBS    := -luv -lpthread -lm
+
+ifeq ($(SAN),1)
+  SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+  CFLAGS   += $(SANFLAGS)
+  CXXFLAGS += $(SANFLAGS)
+  LDFLAGS  += $(SANFLAGS)
+endif
+
+OBJ := $(BUILD)/obj
+BIN := $(BUILD)/bin
+LIB := $(BUILD)/lib
+
+# --- sources: one folder per layer; every .c in it is built ---------------------------------
+COMMON_SRCS   := $(wildcard src/common/*.c)
+STORE_SRCS    := $(wildcard src/store/*.c)
+LAUNCHER_SRCS := $(wildcard src/launcher/*.c)
+LIBFG_SRCS    := $(COMMON_SRCS) $(STORE_SRCS)
+
+LIBFG_OBJS    := $(LIBFG_SRCS:src/%.c=$(OBJ)/%.o)
+LAUNCHER_OBJS := $(LAUNCHER_SRCS:src/%.c=$(OBJ)/%.o)
+LIBFG_A       := $(LIB)/libfg.a
+LIBFG_SO      := $(LIB)/libfg.so
+
+PROGRAMS := fgrun fgrun-exec fgstore
+BINS     := $(PROGRAMS:%=$(BIN)/%)
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Small C programs the integration tests drive (tests/drivers/*.c).
+DRIVER_SRCS := $(wildcard tests/drivers/*.c)
+DRIVER_BINS := $(DRIVER_SRCS:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
+
+.PHONY: all test unit integration asan bench run install clean deps
+all: $(BINS) $(LIBFG_A) $(LIBFG_SO) $(UNIT_BINS) $(DRIVER_BINS)
+
+$(OBJ)/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(OBJ)/%.o: src/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBFG_A): $(LIBFG_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBFG_SO): $(LIBFG_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libfg.so.0 -o $@ $^ $(LDLIBS)
+
+# fgrun-exec runs between fork and the worker's exec; it links nothing of ours so it
+# starts fast.
+$(BIN)/fgrun-exec: $(OBJ)/tools/fgrun-exec.o
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(BIN)/fgrun: $(OBJ)/tools/fgrun.o $(LAUNCHER_OBJS) $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(LDLIBS)
+
+$(BUILD)/tests/drivers/%: tests/drivers/%.c $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBFG_A) $(LDLIBS)
+
+# --- tests ----------------------------------------------------------------------------------
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: all
+	FG_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -c tests/pytest.ini tests/integration $(PYTEST_ARGS)
+
+test: unit integration
+
+asan:
+	$(MAKE) BUILD=build/asan SAN=1 test
+
+bench: all
+	scripts/bench.sh $(BUILD)
+
+run: all
+	scripts/main-job.sh $(BUILD)
+
+deps:
+	scripts/install-deps.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/fg
+	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(LIBFG_A) $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(LIBFG_SO) $(DESTDIR)$(PREFIX)/lib/libfg.so.0
+	ln -sf libfg.so.0 $(DESTDIR)$(PREFIX)/lib/libfg.so
+	install -m 644 include/fg/*.h $(DESTDIR)$(PREFIX)/include/fg
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,56 @@
+/* server.h - the store server on a libuv loop (embedded in fgrun, run alone by fgstore).
+ *
+ * One listening socket speaks both dialects, chosen per connection from its
+ * first bytes. Everything runs on the caller's loop thread; nothing blocks.
+ * A connection that breaks a limit or the protocol is closed with one log
+ * line naming the peer and the reason; no other connection is affected. */
+#ifndef FG_STORE_SERVER_H
+#define FG_STORE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct fg_server fg_server;
+
+typedef struct fg_server_config {
+  const char *host;          /* address to bind (default "127.0.0.1") */
+  int port;                  /* 0: the OS picks a free port */
+  uint64_t max_key;          /* bytes per key (default 8 KiB) */
+  uint64_t max_value;        /* bytes per value (default 8 MiB) */
+  uint64_t max_request;      /* bytes per request (default 64 MiB) */
+  uint64_t max_total;        /* bytes of keys and values stored (default 1 GiB) */
+  int max_connections;       /* open connections (default 16384) */
+  int backlog;               /* listen backlog (default 4096) */
+} fg_server_config;
+
+void fg_server_config_init(fg_server_config *cfg);
+
+/* Binds and listens. On failure returns a negative errno and writes a message naming the
+ * address into err. */
+int fg_server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **out, char *err,
+                    size_t errlen);
+
+/* The bound port (useful when cfg->port was 0). */
+int fg_server_port(const fg_server *srv);
+
+/* Deletes every key that starts with prefix; returns how many. Waiters are not woken. */
+size_t fg_server_erase_prefix(fg_server *srv, const char *prefix);
+
+/* Counters for logs, tests and benchmarks. */
+typedef struct fg_server_stats {
+  uint64_t keys;
+  uint64_t bytes;         /* stored key + value bytes */
+  uint64_t connections;   /* open now */
+  uint64_t accepted;      /* since start */
+  uint64_t rejected;      /* connections closed for breaking a limit or the protocol */
+  uint64_t requests;
+} fg_server_stats;
+
+void fg_server_get_stats(const fg_server *srv, fg_server_stats *st);
+
+/* Stops listening and closes every connection. The memory is released from close callbacks,
+ * so the loop must run afterwards (uv_run until it returns). */
+void fg_server_close(fg_server *srv);
+
+#endif
