@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 
 uint64_t fg_now_ns(void) {
@@ -140,4 +141,14 @@ int fg_signum(const char *name) {
   for (size_t i = 0; i < FG_ARRAY_LEN(signals); i++)
     if (strcasecmp(signals[i].name, name) == 0) return signals[i].num;
   return -1;
+}
+
+long fg_raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  return (long)rl.rlim_cur;
 }

@@ -41,4 +41,7 @@ const char *fg_signame(int sig);
 /* Parses "SIGTERM", "TERM" or "15"; returns the number or -1. */
 int fg_signum(const char *name);
 
+/* Raises the open-file limit to the hard limit (servers with thousands of clients);
+ * returns the new soft limit. */
+long fg_raise_nofile(void);
 #endif

@@ -1,0 +1,222 @@
+#include "store/kv.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/hash.h"
+#include "fg/fg.h"
+
+int fg_kv_init(fg_kv *kv, uint64_t max_bytes) {
+  memset(kv, 0, sizeof *kv);
+  kv->nbuckets = 64;
+  kv->buckets = calloc(kv->nbuckets, sizeof *kv->buckets);
+  if (!kv->buckets) return -ENOMEM;
+  kv->max_bytes = max_bytes;
+  fg_random_bytes(kv->seed, sizeof kv->seed);
+  return 0;
+}
+
+static void drop_items(fg_kv_entry *e) {
+  while (!fg_link_empty(&e->queue)) {
+    fg_link *n = e->queue.next;
+    fg_link_remove(n);
+    free(fg_container_of(n, fg_kv_item, link));
+  }
+}
+
+void fg_kv_free(fg_kv *kv) {
+  for (size_t i = 0; i < kv->nbuckets; i++) {
+    fg_kv_entry *e = kv->buckets[i];
+    while (e) {
+      fg_kv_entry *next = e->chain;
+      /* Registrations belong to connections, which are closed before the table. */
+      drop_items(e);
+      free(e->value);
+      free(e->key);
+      free(e);
+      e = next;
+    }
+  }
+  free(kv->buckets);
+  memset(kv, 0, sizeof *kv);
+}
+
+static int over_limit(const fg_kv *kv, uint64_t more) {
+  return more > kv->max_bytes || kv->bytes > kv->max_bytes - more;
+}
+
+fg_kv_entry *fg_kv_find(fg_kv *kv, const uint8_t *key, size_t keylen) {
+  uint64_t h = fg_siphash(key, keylen, kv->seed);
+  for (fg_kv_entry *e = kv->buckets[h & (kv->nbuckets - 1)]; e; e = e->chain)
+    if (e->hash == h && e->keylen == keylen && memcmp(e->key, key, keylen) == 0) return e;
+  return NULL;
+}
+
+static void grow(fg_kv *kv) {
+  size_t n = kv->nbuckets * 2;
+  fg_kv_entry **b = calloc(n, sizeof *b);
+  if (!b) return; /* a fuller table is slower, not wrong */
+  for (size_t i = 0; i < kv->nbuckets; i++) {
+    fg_kv_entry *e = kv->buckets[i];
+    while (e) {
+      fg_kv_entry *next = e->chain;
+      e->chain = b[e->hash & (n - 1)];
+      b[e->hash & (n - 1)] = e;
+      e = next;
+    }
+  }
+  free(kv->buckets);
+  kv->buckets = b;
+  kv->nbuckets = n;
+}
+
+fg_kv_entry *fg_kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err) {
+  fg_kv_entry *e = fg_kv_find(kv, key, keylen);
+  if (e) return e;
+  if (over_limit(kv, keylen)) {
+    *err = FG_ELIMIT;
+    return NULL;
+  }
+  e = calloc(1, sizeof *e);
+  uint8_t *k = malloc(keylen ? keylen : 1);
+  if (!e || !k) {
+    free(e);
+    free(k);
+    *err = -ENOMEM;
+    return NULL;
+  }
+  memcpy(k, key, keylen);
+  e->key = k;
+  e->keylen = keylen;
+  e->hash = fg_siphash(key, keylen, kv->seed);
+  fg_link_init(&e->regs);
+  fg_link_init(&e->queue);
+  if (kv->nentries >= kv->nbuckets) grow(kv);
+  fg_kv_entry **head = &kv->buckets[e->hash & (kv->nbuckets - 1)];
+  e->chain = *head;
+  *head = e;
+  kv->nentries++;
+  kv->bytes += keylen;
+  return e;
+}
+
+void fg_kv_release(fg_kv *kv, fg_kv_entry *e) {
+  if (e->has_value || e->queued || !fg_link_empty(&e->regs)) return;
+  fg_kv_entry **p = &kv->buckets[e->hash & (kv->nbuckets - 1)];
+  while (*p != e) p = &(*p)->chain;
+  *p = e->chain;
+  kv->nentries--;
+  kv->bytes -= e->keylen;
+  free(e->value);
+  free(e->key);
+  free(e);
+}
+
+static int reserve_value(fg_kv_entry *e, size_t need) {
+  if (need <= e->cap) return 0;
+  size_t cap = e->cap ? e->cap : 16;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  uint8_t *p = realloc(e->value, cap);
+  if (!p) return -ENOMEM;
+  e->value = p;
+  e->cap = cap;
+  return 0;
+}
+
+int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
+  if (len > e->len && over_limit(kv, len - e->len)) return FG_ELIMIT;
+  if (reserve_value(e, len) != 0) return -ENOMEM;
+  if (len) memcpy(e->value, v, len);
+  kv->bytes = kv->bytes - e->len + len;
+  e->len = len;
+  if (!e->has_value) kv->nvalues++;
+  e->has_value = 1;
+  /* A value that shrank a lot gives its memory back. */
+  if (e->cap > 4096 && e->len < e->cap / 4) {
+    uint8_t *p = realloc(e->value, e->len ? e->len : 1);
+    if (p) {
+      e->value = p;
+      e->cap = e->len ? e->len : 1;
+    }
+  }
+  return 0;
+}
+
+int fg_kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
+  size_t old = e->has_value ? e->len : 0;
+  if (over_limit(kv, len) || len > SIZE_MAX - old) return FG_ELIMIT;
+  if (reserve_value(e, old + len) != 0) return -ENOMEM;
+  if (len) memcpy(e->value + old, v, len);
+  e->len = old + len;
+  kv->bytes += len;
+  if (!e->has_value) kv->nvalues++;
+  e->has_value = 1;
+  return 0;
+}
+
+void fg_kv_unset(fg_kv *kv, fg_kv_entry *e) {
+  if (!e->has_value) return;
+  kv->bytes -= e->len;
+  kv->nvalues--;
+  free(e->value);
+  e->value = NULL;
+  e->len = e->cap = 0;
+  e->has_value = 0;
+}
+
+int fg_kv_push(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
+  if (over_limit(kv, len)) return FG_ELIMIT;
+  fg_kv_item *it = malloc(sizeof *it + len);
+  if (!it) return -ENOMEM;
+  it->len = len;
+  if (len) memcpy(it->data, v, len);
+  fg_link_push(&e->queue, &it->link);
+  e->queued++;
+  kv->bytes += len;
+  return 0;
+}
+
+fg_kv_item *fg_kv_pop(fg_kv *kv, fg_kv_entry *e) {
+  if (!e->queued) return NULL;
+  fg_link *n = e->queue.next;
+  fg_link_remove(n);
+  e->queued--;
+  fg_kv_item *it = fg_container_of(n, fg_kv_item, link);
+  kv->bytes -= it->len;
+  return it;
+}
+
+void fg_kv_item_free(fg_kv_item *it) { free(it); }
+
+fg_kv_reg *fg_kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner_list,
+                          enum fg_reg_kind kind) {
+  (void)kv;
+  fg_kv_reg *r = malloc(sizeof *r);
+  if (!r) return NULL;
+  r->entry = e;
+  r->owner = owner;
+  r->kind = kind;
+  fg_link_push(&e->regs, &r->on_entry);
+  fg_link_push(owner_list, &r->on_owner);
+  return r;
+}
+
+void fg_kv_unregister(fg_kv *kv, fg_kv_reg *r) {
+  fg_kv_entry *e = r->entry;
+  fg_link_remove(&r->on_entry);
+  fg_link_remove(&r->on_owner);
+  free(r);
+  fg_kv_release(kv, e);
+}
+
+void fg_kv_foreach(fg_kv *kv, void (*fn)(fg_kv *kv, fg_kv_entry *e, void *arg), void *arg) {
+  for (size_t i = 0; i < kv->nbuckets; i++) {
+    fg_kv_entry *e = kv->buckets[i];
+    while (e) {
+      fg_kv_entry *next = e->chain; /* fn may free e */
+      fn(kv, e, arg);
+      e = next;
+    }
+  }
+}

@@ -1,0 +1,51 @@
+/* ops.h - what the store does with a request, apart from any socket.
+ *
+ * A session is the protocol side of one connection: its dialect, the replies
+ * waiting to be written and the keys it waits on. The core holds the table and
+ * the sessions that have output to flush. server.c owns the sockets and feeds
+ * bytes in; the fuzz target and unit tests feed bytes in directly. */
+#ifndef FG_STORE_OPS_H
+#define FG_STORE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "store/kv.h"
+#include "store/proto.h"
+
+typedef struct fg_session {
+  enum fg_dialect dialect;
+  fg_buf out;    /* replies and notifications not yet written */
+  fg_link regs;  /* fg_kv_reg.on_owner: what this session waits on or watches */
+  int pending;   /* wait registrations still unsatisfied */
+  int waiting;   /* a WAIT or BARRIER reply is outstanding */
+  fg_link dirty; /* on fg_core.dirty while out has bytes */
+} fg_session;
+
+typedef struct fg_core {
+  fg_kv kv;
+  fg_proto_limits limits;
+  fg_link dirty;
+  uint64_t requests;
+} fg_core;
+
+int fg_core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits);
+void fg_core_free(fg_core *core);
+
+void fg_session_init(fg_session *s);
+/* Forgets everything the session registered and frees its output; call on close. */
+void fg_session_drop(fg_core *core, fg_session *s);
+
+/* Decodes and executes every complete request in p[0..len).
+ * Returns 0 with *used = bytes consumed and *need = total bytes the next request needs
+ * (from p + *used) before it can make progress; or a negative code when the connection
+ * must be closed, with *why saying why. Replies go to s->out (and to the out of sessions
+ * a request wakes); such sessions are put on core->dirty. */
+int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
+                 size_t *need, const char **why);
+
+/* Deletes the values of every key that starts with prefix; returns how many. */
+size_t fg_core_erase_prefix(fg_core *core, const uint8_t *prefix, size_t len);
+
+#endif
