@@ -34,6 +34,32 @@ ifeq ($(SAN),1)
   LDFLAGS  += $(SANFLAGS)
 endif
 
+# --- optional backends ------------------------------------------------------------------
+HAVE_GLOO := $(shell test -f /usr/include/gloo/context.h && echo 1)
+HAVE_MPI  := $(shell command -v mpicc >/dev/null 2>&1 && echo 1)
+HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h -a -f $(CUDA_HOME)/include/cuda_runtime.h && echo 1)
+COMM_LIBS :=
+ifeq ($(HAVE_GLOO),1)
+  CPPFLAGS  += -DFG_HAVE_GLOO
+  COMM_LIBS += -lgloo -lstdc++
+else
+  $(info fgrun: gloo backend disabled: /usr/include/gloo not found (apt-get install libgloo-dev))
+endif
+ifeq ($(HAVE_MPI),1)
+  MPI_CFLAGS := $(shell mpicc --showme:compile)
+  CPPFLAGS   += -DFG_HAVE_MPI
+  COMM_LIBS  += $(shell mpicc --showme:link)
+else
+  $(info fgrun: mpi backend disabled: mpicc not found (apt-get install libopenmpi-dev))
+endif
+ifeq ($(HAVE_NCCL),1)
+  CUDA_CFLAGS := -I$(CUDA_HOME)/include
+  CPPFLAGS    += -DFG_HAVE_NCCL
+  COMM_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
+else
+  $(info fgrun: nccl backend disabled: no CUDA/NCCL under $(CUDA_HOME) (set CUDA_HOME))
+endif
+
 OBJ := $(BUILD)/obj
 BIN := $(BUILD)/bin
 LIB := $(BUILD)/lib
@@ -42,9 +68,14 @@ LIB := $(BUILD)/lib
 COMMON_SRCS   := $(wildcard src/common/*.c)
 STORE_SRCS    := $(wildcard src/store/*.c)
 LAUNCHER_SRCS := $(wildcard src/launcher/*.c)
-LIBFG_SRCS    := $(COMMON_SRCS) $(STORE_SRCS)
+# Backends are one file each; those whose library is missing are left out.
+COMM_SRCS     := $(filter-out src/comm/backend_%.c,$(wildcard src/comm/*.c))
+COMM_SRCS     += $(if $(HAVE_GLOO),src/comm/backend_gloo.c src/comm/gloo_shim.cc)
+COMM_SRCS     += $(if $(HAVE_MPI),src/comm/backend_mpi.c)
+COMM_SRCS     += $(if $(HAVE_NCCL),src/comm/backend_nccl.c)
+LIBFG_SRCS    := $(COMMON_SRCS) $(STORE_SRCS) $(COMM_SRCS)
 
-LIBFG_OBJS    := $(LIBFG_SRCS:src/%.c=$(OBJ)/%.o)
+LIBFG_OBJS    := $(patsubst src/%.cc,$(OBJ)/%.o,$(LIBFG_SRCS:src/%.c=$(OBJ)/%.o))
 LAUNCHER_OBJS := $(LAUNCHER_SRCS:src/%.c=$(OBJ)/%.o)
 LIBFG_A       := $(LIB)/libfg.a
 LIBFG_SO      := $(LIB)/libfg.so
@@ -65,6 +96,9 @@ $(OBJ)/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
+$(OBJ)/comm/backend_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
+$(OBJ)/comm/backend_nccl.o: CPPFLAGS += $(CUDA_CFLAGS)
+
 $(OBJ)/%.o: src/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
@@ -75,7 +109,7 @@ $(LIBFG_A): $(LIBFG_OBJS)
 
 $(LIBFG_SO): $(LIBFG_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libfg.so.0 -o $@ $^ $(LDLIBS)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libfg.so.0 -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
 # fgrun-exec runs between fork and the worker's exec; it links nothing of ours so it
 # starts fast.
@@ -93,11 +127,11 @@ $(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(COMM_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/drivers/%: tests/drivers/%.c $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBFG_A) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBFG_A) $(COMM_LIBS) $(LDLIBS)
 
 # --- tests ----------------------------------------------------------------------------------
 unit: $(UNIT_BINS)
