@@ -70,9 +70,9 @@ STORE_SRCS    := $(wildcard src/store/*.c)
 LAUNCHER_SRCS := $(wildcard src/launcher/*.c)
 # Backends are one file each; those whose library is missing are left out.
 COMM_SRCS     := $(filter-out src/comm/backend_%.c,$(wildcard src/comm/*.c))
-COMM_SRCS     += $(if $(HAVE_GLOO),src/comm/backend_gloo.c src/comm/gloo_shim.cc)
-COMM_SRCS     += $(if $(HAVE_MPI),src/comm/backend_mpi.c)
-COMM_SRCS     += $(if $(HAVE_NCCL),src/comm/backend_nccl.c)
+COMM_SRCS     += $(if $(HAVE_GLOO),$(wildcard src/comm/backend_gloo.c src/comm/gloo_shim.cc))
+COMM_SRCS     += $(if $(HAVE_MPI),$(wildcard src/comm/backend_mpi.c))
+COMM_SRCS     += $(if $(HAVE_NCCL),$(wildcard src/comm/backend_nccl.c))
 LIBFG_SRCS    := $(COMMON_SRCS) $(STORE_SRCS) $(COMM_SRCS)
 
 LIBFG_OBJS    := $(patsubst src/%.cc,$(OBJ)/%.o,$(LIBFG_SRCS:src/%.c=$(OBJ)/%.o))
