@@ -80,7 +80,8 @@ LAUNCHER_OBJS := $(LAUNCHER_SRCS:src/%.c=$(OBJ)/%.o)
 LIBFG_A       := $(LIB)/libfg.a
 LIBFG_SO      := $(LIB)/libfg.so
 
-PROGRAMS := fgrun fgrun-exec fgstore
+# Every src/tools/fg*.c is a program.
+PROGRAMS := $(notdir $(basename $(wildcard src/tools/fg*.c)))
 BINS     := $(PROGRAMS:%=$(BIN)/%)
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
@@ -98,6 +99,7 @@ $(OBJ)/%.o: src/%.c
 
 $(OBJ)/comm/backend_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 $(OBJ)/comm/backend_nccl.o: CPPFLAGS += $(CUDA_CFLAGS)
+$(OBJ)/tools/bench_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 
 $(OBJ)/%.o: src/%.cc
 	@mkdir -p $(dir $@)
@@ -128,6 +130,16 @@ $(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
 $(BUILD)/tests/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(COMM_LIBS) $(LDLIBS)
+
+# Tools built on the communication library: main file plus its own src/tools/<name>_*.c
+# parts (fgbench: bench_*.c), linked with the backends' libraries.
+$(BIN)/fgbench: $(OBJ)/tools/fgbench.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/bench_*.c)) $(patsubst src/%.cc,$(OBJ)/%.o,$(wildcard src/tools/bench_*.cc)) $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
+
+$(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/drivers/%: tests/drivers/%.c $(LIBFG_A)
 	@mkdir -p $(dir $@)
