@@ -35,9 +35,9 @@ ifeq ($(SAN),1)
 endif
 
 # --- optional backends ------------------------------------------------------------------
-HAVE_GLOO := $(shell test -f /usr/include/gloo/context.h && echo 1)
-HAVE_MPI  := $(shell command -v mpicc >/dev/null 2>&1 && echo 1)
-HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h -a -f $(CUDA_HOME)/include/cuda_runtime.h && echo 1)
+HAVE_GLOO := $(shell test -f /usr/include/gloo/context.h -a -f src/comm/backend_gloo.c && echo 1)
+HAVE_MPI  := $(shell command -v mpicc >/dev/null 2>&1 && test -f src/comm/backend_mpi.c && echo 1)
+HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h -a -f $(CUDA_HOME)/include/cuda_runtime.h -a -f src/comm/backend_nccl.c && echo 1)
 COMM_LIBS :=
 ifeq ($(HAVE_GLOO),1)
   CPPFLAGS  += -DFG_HAVE_GLOO
@@ -93,7 +93,12 @@ DRIVER_BINS := $(DRIVER_SRCS:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
 .PHONY: all test unit integration asan bench run install clean deps
 all: $(BINS) $(LIBFG_A) $(LIBFG_SO) $(UNIT_BINS) $(DRIVER_BINS)
 
-$(OBJ)/%.o: src/%.c
+# Objects depend on the flags they were built with, so a changed option rebuilds them.
+FLAGS_STAMP := $(BUILD)/.flags
+FLAGS_NOW   := $(CC) $(CPPFLAGS) $(CFLAGS) $(CXXFLAGS)
+$(shell mkdir -p $(BUILD) && echo '$(FLAGS_NOW)' | cmp -s - $(FLAGS_STAMP) || echo '$(FLAGS_NOW)' > $(FLAGS_STAMP))
+
+$(OBJ)/%.o: src/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -101,7 +106,7 @@ $(OBJ)/comm/backend_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 $(OBJ)/comm/backend_nccl.o: CPPFLAGS += $(CUDA_CFLAGS)
 $(OBJ)/tools/bench_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 
-$(OBJ)/%.o: src/%.cc
+$(OBJ)/%.o: src/%.cc $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
@@ -136,6 +141,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
 $(BIN)/fgbench: $(OBJ)/tools/fgbench.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/bench_*.c)) $(patsubst src/%.cc,$(OBJ)/%.o,$(wildcard src/tools/bench_*.cc)) $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
+
+SCENARIO_SRCS := $(wildcard src/scenarios/*.c)
+SCENARIO_OBJS := $(SCENARIO_SRCS:src/%.c=$(OBJ)/%.o)
+$(BIN)/fgscenario: $(OBJ)/tools/fgscenario.o $(SCENARIO_OBJS) $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
 $(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(LIBFG_A)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,389 @@
+/* checkpoint.c - checkpoint-integration: simulated training with synthetic
+ * metrics, best-checkpoint preservation, a total-count limit, and a dual-EMA
+ * divergence detector whose state travels with each checkpoint.
+ *
+ * Every rank computes the same metrics, so every rank keeps the same best list;
+ * rank 0 alone writes and deletes, and barriers keep every rank's view of the
+ * checkpoint directory in step (the race-condition fix: the best list is
+ * updated before the save, and deletion never touches a best checkpoint). */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/util.h"
+#include "scenarios/ckpt_io.h"
+#include "scenarios/scenario.h"
+
+#define MAX_CKPTS 64
+#define MODEL_FLOATS 4096
+
+typedef struct params {
+  int steps;
+  int eval_every;
+  int preserve_n_best;
+  int save_total_limit;
+  int spike_step; /* 0: no spike */
+  int detector;   /* on or off */
+  double threshold;
+  int crash_step; /* rank 0 dies in the middle of saving this step (test hook) */
+} params;
+
+typedef struct detector {
+  double shortv, longv;
+  int initialized;
+  int triggered;
+} detector;
+
+typedef struct best {
+  int step;
+  double loss;
+} best;
+
+typedef struct run {
+  scn *s;
+  params p;
+  char dir[4096]; /* <output>/<basic|spike>/checkpoints */
+  best best[MAX_CKPTS];
+  int nbest;
+  detector det;
+  detector det_at[MAX_CKPTS]; /* the detector state saved with each checkpoint */
+  int saved_steps[MAX_CKPTS];
+  int nsaved;
+  int stopped_at; /* step the detector stopped training, 0 if it did not */
+  int views_differ;
+} run;
+
+/* --- the synthetic model ------------------------------------------------------------- */
+
+static double eval_loss(const params *p, int step) {
+  if (p->spike_step && step >= p->spike_step) return 8.5 + (step - p->spike_step) * 0.05;
+  return 5.0 * pow(0.98, step) + 2.5;
+}
+
+/* Small deterministic noise in [-0.01, 0.01]. */
+static double train_loss(const params *p, int step) {
+  uint32_t x = (uint32_t)step * 2654435761u;
+  x ^= x >> 15;
+  return eval_loss(p, step) + ((double)(x % 2001) - 1000.0) / 100000.0;
+}
+
+static void detector_update(detector *d, double x, double threshold) {
+  if (!d->initialized) {
+    d->shortv = d->longv = x;
+    d->initialized = 1;
+  } else {
+    d->shortv = 0.2 * x + 0.8 * d->shortv;
+    d->longv = 0.01 * x + 0.99 * d->longv;
+  }
+  if (d->shortv - d->longv >= threshold) d->triggered = 1;
+}
+
+/* --- best list and directory --------------------------------------------------------- */
+
+static int is_best(const run *r, int step) {
+  for (int i = 0; i < r->nbest; i++)
+    if (r->best[i].step == step) return 1;
+  return 0;
+}
+
+static void update_best(run *r, int step, double loss) {
+  int keep = r->p.preserve_n_best + scn_fault(r->s, "best-overflow");
+  int i = r->nbest < MAX_CKPTS ? r->nbest++ : r->nbest - 1;
+  r->best[i] = (best){step, loss};
+  if (!scn_fault(r->s, "unsorted-best")) {
+    for (; i > 0 && r->best[i - 1].loss > r->best[i].loss; i--) {
+      best t = r->best[i];
+      r->best[i] = r->best[i - 1];
+      r->best[i - 1] = t;
+    }
+  }
+  if (r->nbest > keep) r->nbest = keep;
+}
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* The checkpoint steps on disk, ascending. */
+static int list_on_disk(const run *r, int *steps) {
+  int n = 0;
+  DIR *d = opendir(r->dir);
+  if (!d) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) && n < MAX_CKPTS) {
+    int step;
+    char tail;
+    if (sscanf(e->d_name, "checkpoint-%d%c", &step, &tail) == 1) steps[n++] = step;
+  }
+  closedir(d);
+  qsort(steps, (size_t)n, sizeof *steps, cmp_int);
+  return n;
+}
+
+static void ckpt_path(const run *r, int step, char *out, size_t len) {
+  snprintf(out, len, "%s/checkpoint-%d", r->dir, step);
+}
+
+/* --- saving -------------------------------------------------------------------------- */
+
+static int write_checkpoint(run *r, int step, double loss) {
+  float *model = malloc(MODEL_FLOATS * sizeof *model);
+  if (!model) return -ENOMEM;
+  for (int i = 0; i < MODEL_FLOATS; i++) model[i] = (float)sin(step * 0.001 + i);
+  char metrics[256], det[256], name[64];
+  snprintf(metrics, sizeof metrics, "{\"step\": %d, \"eval_loss\": %.17g, \"train_loss\": %.17g}\n",
+           step, loss, train_loss(&r->p, step));
+  detector d = r->det;
+  if (scn_fault(r->s, "corrupt-detector")) d.shortv = nextafter(d.shortv, INFINITY);
+  /* %a prints the exact bits, so a restore can be compared bit for bit. */
+  snprintf(det, sizeof det, "short %a\nlong %a\ninitialized %d\ntriggered %d\n", d.shortv,
+           d.longv, d.initialized, d.triggered);
+  ckpt_file files[] = {{"model.bin", model, MODEL_FLOATS * sizeof *model},
+                       {"metrics.json", metrics, strlen(metrics)},
+                       {"detector.txt", det, strlen(det)}};
+  snprintf(name, sizeof name, "checkpoint-%d", step);
+  int crash = step == r->p.crash_step ? 2 : -1;
+  int rc = ckpt_write(r->dir, name, files, 3, crash, !scn_fault(r->s, "non-atomic"));
+  free(model);
+  return rc;
+}
+
+/* Deletes the oldest checkpoints beyond the limit, never one on the best list. */
+static void delete_old(run *r) {
+  if (scn_fault(r->s, "keep-all")) return;
+  int steps[MAX_CKPTS];
+  int n = list_on_disk(r, steps);
+  for (int i = 0; i < n && n > r->p.save_total_limit; i++) {
+    if (is_best(r, steps[i])) continue;
+    char path[4200];
+    ckpt_path(r, steps[i], path, sizeof path);
+    if (ckpt_remove(path) == 0) {
+      memmove(steps + i, steps + i + 1, (size_t)(n - i - 1) * sizeof *steps);
+      n--;
+      i--;
+    }
+  }
+}
+
+/* Every rank hashes what it sees on disk; all the hashes must agree. */
+static int compare_views(run *r, int step) {
+  int steps[MAX_CKPTS];
+  int n = list_on_disk(r, steps);
+  if (scn_fault(r->s, "diverge-ranks") && r->s->rank == r->s->size - 1) steps[n++] = 99999;
+  uint64_t mine = ckpt_fnv1a(steps, (size_t)n * sizeof *steps) ^ (uint64_t)n;
+  uint64_t *all = calloc((size_t)r->s->size, sizeof *all);
+  if (!all) return -ENOMEM;
+  int rc = scn_comm(r->s, fg_allgather(r->s->world, &mine, all, 1, FG_INT64),
+                    "comparing checkpoint views");
+  for (int i = 0; rc == 0 && i < r->s->size; i++)
+    if (all[i] != all[0] && !r->views_differ) {
+      r->views_differ = step;
+      scn_error(r->s, "after saving step %d, rank %d sees a different checkpoint set than rank 0",
+                step, i);
+    }
+  free(all);
+  return rc;
+}
+
+static int save(run *r, int step, double loss) {
+  scn *s = r->s;
+  update_best(r, step, loss); /* first: deletion must already know this one */
+  int rc = 0;
+  if (s->rank == 0) {
+    rc = write_checkpoint(r, step, loss);
+    if (rc) scn_error(s, "writing checkpoint-%d: %s", step, strerror(-rc));
+  }
+  if (r->nsaved < MAX_CKPTS) {
+    r->det_at[r->nsaved] = r->det;
+    r->saved_steps[r->nsaved++] = step;
+  }
+  if ((rc = scn_comm(s, fg_barrier(s->world), "barrier after save"))) return rc;
+  if (s->rank == 0) {
+    delete_old(r);
+    if (scn_fault(s, "delete-best") && r->nbest > 0) {
+      char path[4200];
+      ckpt_path(r, r->best[0].step, path, sizeof path);
+      ckpt_remove(path);
+    }
+  }
+  if ((rc = scn_comm(s, fg_barrier(s->world), "barrier after cleanup"))) return rc;
+  return compare_views(r, step);
+}
+
+/* --- verification -------------------------------------------------------------------- */
+
+static int load_detector(const char *dir, detector *d) {
+  char *text;
+  size_t len;
+  if (ckpt_read(dir, "detector.txt", &text, &len) != 0) return -1;
+  int ok = sscanf(text, "short %la\nlong %la\ninitialized %d\ntriggered %d", &d->shortv,
+                  &d->longv, &d->initialized, &d->triggered) == 4;
+  free(text);
+  return ok ? 0 : -1;
+}
+
+static void verify(run *r) {
+  scn *s = r->s;
+  const params *p = &r->p;
+  char list[256] = "";
+  for (int i = 0, n = 0; i < r->nbest; i++)
+    n += snprintf(list + n, sizeof list - (size_t)n, "%s%d(%.3f)", i ? ", " : "",
+                  r->best[i].step, r->best[i].loss);
+  scn_check(s, r->nbest <= p->preserve_n_best, "best list has %d entries, at most %d [%s]",
+            r->nbest, p->preserve_n_best, list);
+  int sorted = 1;
+  for (int i = 1; i < r->nbest; i++) sorted &= r->best[i - 1].loss <= r->best[i].loss;
+  scn_check(s, sorted, "best list is sorted by ascending loss [%s]", list);
+  for (int i = 0; i < r->nbest; i++) {
+    char path[4200], why[512] = "";
+    ckpt_path(r, r->best[i].step, path, sizeof path);
+    int ok = ckpt_verify(path, why, sizeof why) == 0;
+    scn_check(s, ok, "best checkpoint-%d exists and is complete%s%s", r->best[i].step,
+              ok ? "" : ": ", why);
+  }
+  int steps[MAX_CKPTS];
+  int n = list_on_disk(r, steps);
+  scn_check(s, n <= p->save_total_limit + p->preserve_n_best,
+            "%d checkpoints on disk, at most save_total_limit %d + preserve_n_best %d", n,
+            p->save_total_limit, p->preserve_n_best);
+  scn_check(s, !r->views_differ, "every rank saw the same checkpoint set after each save%s",
+            r->views_differ ? " (no: see the error above)" : "");
+  if (p->spike_step) {
+    scn_check(s, r->stopped_at > 0, "the detector triggered on the spike at step %d%s",
+              p->spike_step, r->stopped_at ? "" : " (it did not)");
+    if (r->stopped_at)
+      scn_log(s, "training stopped at step %d (short EMA %.4f, long EMA %.4f)", r->stopped_at,
+              r->det.shortv, r->det.longv);
+    for (int step = p->eval_every; step < p->spike_step; step += p->eval_every) {
+      char path[4200], why[512];
+      ckpt_path(r, step, path, sizeof path);
+      scn_check(s, ckpt_verify(path, why, sizeof why) == 0,
+                "pre-spike checkpoint-%d survived", step);
+    }
+  }
+  /* The newest checkpoint's detector state restores bit for bit. */
+  if (r->nsaved > 0) {
+    int last = r->saved_steps[r->nsaved - 1];
+    char path[4200];
+    ckpt_path(r, last, path, sizeof path);
+    detector d = {0};
+    const detector *want = &r->det_at[r->nsaved - 1];
+    int ok = load_detector(path, &d) == 0 && d.shortv == want->shortv &&
+             d.longv == want->longv && d.initialized == want->initialized &&
+             d.triggered == want->triggered;
+    scn_check(s, ok, "detector state restored from checkpoint-%d: short %.17g long %.17g "
+              "(saved %.17g, %.17g)", last, d.shortv, d.longv, want->shortv, want->longv);
+  }
+}
+
+/* --- one training run ---------------------------------------------------------------- */
+
+static int train(scn *s, const char *which, params p) {
+  run *r = calloc(1, sizeof *r);
+  if (!r) return -ENOMEM;
+  r->s = s;
+  r->p = p;
+  char base[3072];
+  if (snprintf(base, sizeof base, "%s/%s", s->output_dir, which) >= (int)sizeof base ||
+      snprintf(r->dir, sizeof r->dir, "%s/checkpoints", base) >= (int)sizeof r->dir) {
+    free(r);
+    scn_error(s, "output directory path too long");
+    return -ENAMETOOLONG;
+  }
+  if (s->rank == 0) {
+    mkdir(base, 0755);
+    mkdir(r->dir, 0755);
+  }
+  int rc = scn_comm(s, fg_barrier(s->world), "barrier before training");
+  scn_log(s, "%s: %d steps, eval/save every %d, preserve_n_best %d, save_total_limit %d%s", which,
+          p.steps, p.eval_every, p.preserve_n_best, p.save_total_limit,
+          p.spike_step ? ", spike injected" : "");
+  for (int step = 1; rc == 0 && step <= p.steps; step++) {
+    if (p.detector) detector_update(&r->det, train_loss(&p, step), p.threshold);
+    if (step % p.eval_every == 0) {
+      double loss = eval_loss(&p, step);
+      scn_log(s, "step %d: eval_loss %.4f", step, loss);
+      rc = save(r, step, loss);
+    }
+    if (r->det.triggered) {
+      r->stopped_at = step;
+      break;
+    }
+  }
+  if (rc == 0) verify(r);
+  free(r);
+  return rc;
+}
+
+static const char *const faults[] = {"delete-best", "unsorted-best", "best-overflow",
+                                     "keep-all", "no-detector", "diverge-ranks",
+                                     "corrupt-detector", "non-atomic", NULL};
+
+static int run_checkpoint(scn *s, int argc, char **argv) {
+  const char *which = "all";
+  params base = {.eval_every = 25, .preserve_n_best = 2, .save_total_limit = 3,
+                 .threshold = 0.75, .spike_step = 75};
+  static const struct option opts[] = {
+      {"scenario", required_argument, 0, 's'},   {"eval-every", required_argument, 0, 'e'},
+      {"preserve-n-best", required_argument, 0, 'b'},
+      {"save-total-limit", required_argument, 0, 'l'},
+      {"threshold", required_argument, 0, 't'},  {"spike-step", required_argument, 0, 'k'},
+      {"crash-during-save", required_argument, 0, 'c'}, {0, 0, 0, 0}};
+  optind = 1;
+  opterr = 0;
+  int o;
+  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    int ok = 1;
+    switch (o) {
+      case 's': which = optarg; break;
+      case 'e': ok = !fg_parse_int(optarg, 1, 1000, &base.eval_every); break;
+      case 'b': ok = !fg_parse_int(optarg, 1, 16, &base.preserve_n_best); break;
+      case 'l': ok = !fg_parse_int(optarg, 1, 32, &base.save_total_limit); break;
+      case 't': ok = !fg_parse_seconds(optarg, &base.threshold); break;
+      case 'k': ok = !fg_parse_int(optarg, 1, 100000, &base.spike_step); break;
+      case 'c': ok = !fg_parse_int(optarg, 1, 100000, &base.crash_step); break;
+      default: return scn_usage_error(s, "unknown option '%s' (see --help)", argv[optind - 1]);
+    }
+    if (!ok) return scn_usage_error(s, "bad value '%s' for %s", optarg, argv[optind - 1]);
+  }
+  if (optind < argc) return scn_usage_error(s, "unexpected argument '%s'", argv[optind]);
+  int basic = !strcmp(which, "basic") || !strcmp(which, "all");
+  int spike = !strcmp(which, "spike") || !strcmp(which, "all");
+  if (!basic && !spike) return scn_usage_error(s, "--scenario must be basic, spike or all");
+
+  int rc = 0;
+  if (basic) {
+    params p = base;
+    p.steps = scn_fault(s, "keep-all") ? 200 : 100; /* enough saves for the limit to matter */
+    p.spike_step = 0;
+    p.detector = 0;
+    rc = train(s, "basic", p);
+  }
+  if (spike && rc == 0) {
+    params p = base;
+    p.steps = 150;
+    p.detector = !scn_fault(s, "no-detector");
+    rc = train(s, "spike", p);
+  }
+  if (s->rank == 0)
+    printf("%s\n", s->failed ? "SOME ASSERTIONS FAILED" : "ALL ASSERTIONS PASSED");
+  return rc;
+}
+
+const scenario scn_checkpoint = {
+    .name = "checkpoint-integration",
+    .summary = "best-checkpoint preservation, save limits and divergence detection",
+    .usage = "options:\n"
+             "  --scenario basic|spike|all   which run (default all)\n"
+             "  --eval-every N               evaluate and save every N steps (default 25)\n"
+             "  --preserve-n-best N          best checkpoints kept (default 2)\n"
+             "  --save-total-limit N         checkpoints kept in all (default 3)\n"
+             "  --threshold X                detector threshold (default 0.75)\n"
+             "  --spike-step N               where spike injects the loss spike (default 75)\n"
+             "  --crash-during-save STEP     rank 0 SIGKILLs itself halfway through saving STEP\n",
+    .faults = faults,
+    .run = run_checkpoint,
+};

@@ -1,0 +1,58 @@
+/* scenario.h - the frame every scenario runs in (as nccl-tests' common driver):
+ * the runner owns options, the communicator, the checks and the verdict; a
+ * scenario is one file that supplies its steps and what it checks. */
+#ifndef FG_SCENARIO_H
+#define FG_SCENARIO_H
+
+#include <stddef.h>
+
+#include "fg/comm.h"
+
+typedef struct scn {
+  fg_comm *world;
+  int rank;
+  int size;
+  const char *backend;
+  const char *fault;      /* --fault NAME, or NULL */
+  const char *output_dir; /* where files go; the same path on every rank */
+  int keep_outputs;
+  int checks;             /* checks made on this rank */
+  int failed;             /* checks that did not hold on this rank */
+  const char *name;       /* the scenario running */
+} scn;
+
+typedef struct scenario {
+  const char *name;
+  const char *summary;      /* one line for the list */
+  const char *usage;        /* its own options, for --help */
+  const char *const *faults; /* what --fault accepts; NULL-terminated */
+  /* Parses argv (its own options only; argv[0] is the scenario name) and runs.
+   * Returns 0 when it ran (checks decide the verdict), a negative code on an error
+   * that stopped it (with a message printed), or SCN_USAGE for bad options. */
+  int (*run)(scn *s, int argc, char **argv);
+} scenario;
+
+enum { SCN_USAGE = -10000 };
+
+extern const scenario scn_checkpoint, scn_dispatcher, scn_pipeline, scn_build_sync;
+
+/* Records a check. Rank 0 prints every check; other ranks print only the ones that fail,
+ * so a failure on any rank names the check, the rank and the values. */
+void scn_check(scn *s, int ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Rank 0 prints a line of progress. */
+void scn_log(scn *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints an error naming the rank, on any rank. */
+void scn_error(scn *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 1 if --fault named this fault. */
+int scn_fault(const scn *s, const char *name);
+/* Wraps a communication call: on failure prints the library's message and returns rc. */
+int scn_comm(scn *s, int rc, const char *what);
+/* Usage error from a scenario's option parser: prints it and returns SCN_USAGE. */
+int scn_usage_error(scn *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The whole program: fgscenario's main. */
+int fg_scenario_main(int argc, char **argv);
+
+/* Monotonic seconds. */
+double scn_now(void);
+
+#endif
