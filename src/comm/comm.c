@@ -24,6 +24,7 @@ const char *fg_comm_backends(void) {
         if (list[0]) strcat(list, " ");
         strcat(list, all[i]->name);
       }
+    if (!list[0]) strcpy(list, "none");
   }
   return list;
 }
