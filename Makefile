@@ -148,6 +148,10 @@ $(BIN)/fgscenario: $(OBJ)/tools/fgscenario.o $(SCENARIO_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
+$(BIN)/fgmatrix: $(OBJ)/tools/fgmatrix.o $(OBJ)/tools/matrix_config.o $(OBJ)/tools/matrix_report.o $(LIBFG_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ -lyaml $(LDLIBS)
+
 $(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
