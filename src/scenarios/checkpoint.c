@@ -334,8 +334,8 @@ static int run_checkpoint(scn *s, int argc, char **argv) {
       {"crash-during-save", required_argument, 0, 'c'}, {0, 0, 0, 0}};
   optind = 1;
   opterr = 0;
-  int o;
-  while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+  int o, idx = 0;
+  while ((o = getopt_long(argc, argv, "", opts, &idx)) != -1) {
     int ok = 1;
     switch (o) {
       case 's': which = optarg; break;
@@ -347,7 +347,7 @@ static int run_checkpoint(scn *s, int argc, char **argv) {
       case 'c': ok = !fg_parse_int(optarg, 1, 100000, &base.crash_step); break;
       default: return scn_usage_error(s, "unknown option '%s' (see --help)", argv[optind - 1]);
     }
-    if (!ok) return scn_usage_error(s, "bad value '%s' for %s", optarg, argv[optind - 1]);
+    if (!ok) return scn_usage_error(s, "bad value '%s' for --%s", optarg, opts[idx].name);
   }
   if (optind < argc) return scn_usage_error(s, "unexpected argument '%s'", argv[optind]);
   int basic = !strcmp(which, "basic") || !strcmp(which, "all");
