@@ -56,6 +56,10 @@ ifeq ($(HAVE_NCCL),1)
   CUDA_CFLAGS := -I$(CUDA_HOME)/include
   CPPFLAGS    += -DFG_HAVE_NCCL
   COMM_LIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lnccl -lcudart
+  # CUDA kernels (src/scenarios/*.cu) run on the nccl backend's device memory.
+  NVCC      := $(CUDA_HOME)/bin/nvcc
+  HAVE_NVCC := $(shell test -x $(NVCC) && echo 1)
+  CPPFLAGS  += $(if $(HAVE_NVCC),-DFG_HAVE_CUDA_KERNELS)
 else
   $(info fgrun: nccl backend disabled: no CUDA/NCCL under $(CUDA_HOME) (set CUDA_HOME))
 endif
@@ -134,7 +138,12 @@ $(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(COMM_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_OBJS) $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(COMM_LIBS) $(LDLIBS)
+
+# Unit tests of scenario code link the parts they test.
+PIPELINE_MATH_OBJS := $(patsubst %,$(OBJ)/scenarios/pipeline_%.o,model mask cpu)
+$(BUILD)/tests/test_pipeline_grad: $(PIPELINE_MATH_OBJS)
+$(BUILD)/tests/test_pipeline_grad: TEST_OBJS = $(PIPELINE_MATH_OBJS)
 
 # Tools built on the communication library: main file plus its own src/tools/<name>_*.c
 # parts (fgbench: bench_*.c), linked with the backends' libraries.
@@ -144,17 +153,23 @@ $(BIN)/fgbench: $(OBJ)/tools/fgbench.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard 
 
 SCENARIO_SRCS := $(wildcard src/scenarios/*.c)
 SCENARIO_OBJS := $(SCENARIO_SRCS:src/%.c=$(OBJ)/%.o)
+SCENARIO_CU   := $(if $(HAVE_NVCC),$(wildcard src/scenarios/*.cu))
+SCENARIO_OBJS += $(SCENARIO_CU:src/%.cu=$(OBJ)/%.o)
 $(BIN)/fgscenario: $(OBJ)/tools/fgscenario.o $(SCENARIO_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(if $(SCENARIO_CU),-lstdc++) $(LDLIBS)
+
+$(OBJ)/%.o: src/%.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(NVCC) -O2 -Xcompiler -fPIC,-Wall,-Werror $(CPPFLAGS) $(CUDA_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BIN)/fgmatrix: $(OBJ)/tools/fgmatrix.o $(OBJ)/tools/matrix_config.o $(OBJ)/tools/matrix_report.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lyaml $(LDLIBS)
 
-$(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(LIBFG_A)
+$(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/conform_*.c)) $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/drivers/%: tests/drivers/%.c $(LIBFG_A)
 	@mkdir -p $(dir $@)

@@ -14,7 +14,8 @@
 #include "scenarios/scenario.h"
 
 /* In the order `all` runs them. */
-static const scenario *const all_scenarios[] = {&scn_checkpoint, &scn_build_sync};
+static const scenario *const all_scenarios[] = {&scn_checkpoint, &scn_dispatcher, &scn_pipeline,
+                                                 &scn_build_sync};
 
 double scn_now(void) { return fg_now_s(); }
 
@@ -239,7 +240,13 @@ static void cleanup_output(scn *s, int created_by_us) {
 /* Every rank learns whether every rank passed: one collective. */
 static int agree(scn *s, int ok) {
   int32_t all = ok;
-  if (fg_allreduce(s->world, &all, &all, 1, FG_INT32, FG_MIN) != 0 && s->world) {
+  void *buf = &all; /* nccl reduces device memory only */
+  int rc = fg_comm_host_memory(s->world) ? 0 : fg_comm_malloc(s->world, sizeof all, &buf);
+  if (rc == 0 && buf != &all) rc = fg_comm_upload(s->world, buf, &all, sizeof all);
+  if (rc == 0) rc = fg_allreduce(s->world, buf, buf, 1, FG_INT32, FG_MIN);
+  if (rc == 0 && buf != &all) rc = fg_comm_download(s->world, &all, buf, sizeof all);
+  if (buf != &all) fg_comm_free(s->world, buf);
+  if (rc != 0) {
     scn_error(s, "agreeing on the verdict: %s", fg_comm_errmsg(s->world));
     return 0;
   }
