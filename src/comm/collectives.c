@@ -211,9 +211,24 @@ int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype
   int rc = begin(c, OP_ALLTOALL, count, dt, -1);
   if (rc) return rc;
   if (c->be->alltoall) return c->be->alltoall(c, send, recv, count, dt);
+  /* In place, block r would be sent to rank r while rank r's block lands on it: send from
+   * a copy. */
+  void *copy = NULL;
+  if (send == recv && c->size > 1) {
+    size_t bytes = count * (size_t)c->size * fg_dtype_size(dt);
+    if ((rc = fg_comm_malloc(c, bytes, &copy)) != 0) return rc;
+    if ((rc = copy_local(c, copy, send, bytes)) != 0) {
+      fg_comm_free(c, copy);
+      return rc;
+    }
+    send = copy;
+  }
   fg_p2p_op *ops = calloc(2 * (size_t)c->size, sizeof *ops);
   size_t n = 0;
-  if (!ops) return fg_comm_fail(c, -ENOMEM, "alltoall", "out of memory");
+  if (!ops) {
+    fg_comm_free(c, copy);
+    return fg_comm_fail(c, -ENOMEM, "alltoall", "out of memory");
+  }
   for (int r = 0; r < c->size; r++) {
     if (r == c->rank) continue;
     ops[n++] = (fg_p2p_op){1, block(send, (size_t)r, count, dt), count, dt, r};
@@ -224,6 +239,7 @@ int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype
     rc = copy_local(c, block(recv, (size_t)c->rank, count, dt),
                     block(send, (size_t)c->rank, count, dt), count * fg_dtype_size(dt));
   free(ops);
+  fg_comm_free(c, copy);
   return rc;
 }
 
