@@ -113,7 +113,10 @@ static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
       snprintf(where, sizeof where, "!%s", err);
     }
   }
-  fg_mpi_bcast_world(where, sizeof where, 0);
+  int sent = fg_mpi_bcast_world(where, sizeof where, 0);
+  if (sent != 0)
+    return fg_fail(err, errlen, sent, "cannot share the store's address over MPI: %s",
+                   fg_strerror(sent));
   if (where[0] == '!')
     return w->rank == 0 ? rc
                         : fg_fail(err, errlen, FG_EPEER, "rank 0 could not serve the store: %s",

@@ -1,0 +1,645 @@
+/* backend_mpi.c - the mpi backend: each operation is MPI's nonblocking form, tested
+ * until it completes or the communicator's timeout passes, so no call waits forever.
+ *
+ * Buffers are host memory. MPI has no half types: float16 and bfloat16 travel as
+ * MPI_UINT16_T and reduce with user operations over fg_reduce_local (in float32, one
+ * rounding per pair, as the other backends do). The other types use MPI's built-in
+ * operations; integer sums and products wrap in two's complement in Open MPI and MPICH,
+ * as they do in NCCL. AVG arrives as SUM (native_avg = 0) and the generic layer divides.
+ *
+ * MPI cannot cancel a collective, so after a timeout MPI may still write into the
+ * abandoned operation's buffers: the communicator then refuses every call but destroy,
+ * and MPI_Finalize, which waits for every process, is skipped so that mpirun ends the
+ * job instead of this process hanging.
+ *
+ * MPI is started (MPI_THREAD_SERIALIZED) by the first world that needs it, mpi or gloo
+ * under mpirun, and finalized with the last; a process cannot start it again after. */
+#include <errno.h>
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#if defined(OPEN_MPI) && __has_include(<mpi-ext.h>)
+#include <mpi-ext.h> /* MPIX_ERR_PROC_FAILED, in Open MPI builds with ULFM */
+#endif
+
+#include "comm/comm_internal.h"
+#include "common/util.h"
+
+typedef struct mpi_state {
+  MPI_Comm comm;
+  int broken; /* the code of a failure that left an operation in flight; 0 if none */
+} mpi_state;
+
+/* MPI is initialised once per process and shared by every world that uses it. */
+static struct {
+  int initialized_here; /* we called MPI_Init_thread, so we finalize */
+  int users;            /* worlds holding a reference */
+  int abandoned;        /* an operation was left in flight: MPI_Finalize would wait for it */
+  int timeout_ms;       /* for fg_mpi_bcast_world, which has no communicator */
+  int ops_created;
+  MPI_Op half_ops[2][FG_AVG]; /* [bfloat16][redop] */
+} g;
+
+static MPI_Comm comm_of(const fg_comm *c) { return ((const mpi_state *)c->impl)->comm; }
+
+/* --- types and reductions -------------------------------------------------------------- */
+
+static MPI_Datatype mpi_type(fg_dtype dt) {
+  switch (dt) {
+    case FG_INT8: return MPI_INT8_T;
+    case FG_UINT8: return MPI_UINT8_T;
+    case FG_INT32: return MPI_INT32_T;
+    case FG_INT64: return MPI_INT64_T;
+    case FG_FLOAT32: return MPI_FLOAT;
+    case FG_FLOAT64: return MPI_DOUBLE;
+    default: return MPI_UINT16_T; /* float16, bfloat16: bits that only half_ops reduce */
+  }
+}
+
+#define HALF_OP(name, dt, op)                                                    \
+  static void name(void *in, void *inout, int *len, MPI_Datatype *type) {        \
+    (void)type;                                                                  \
+    fg_reduce_local(inout, in, (size_t)*len, dt, op);                            \
+  }
+HALF_OP(f16_sum, FG_FLOAT16, FG_SUM)
+HALF_OP(f16_prod, FG_FLOAT16, FG_PROD)
+HALF_OP(f16_min, FG_FLOAT16, FG_MIN)
+HALF_OP(f16_max, FG_FLOAT16, FG_MAX)
+HALF_OP(bf16_sum, FG_BFLOAT16, FG_SUM)
+HALF_OP(bf16_prod, FG_BFLOAT16, FG_PROD)
+HALF_OP(bf16_min, FG_BFLOAT16, FG_MIN)
+HALF_OP(bf16_max, FG_BFLOAT16, FG_MAX)
+
+static MPI_User_function *const half_fns[2][FG_AVG] = {
+    {f16_sum, f16_prod, f16_min, f16_max},
+    {bf16_sum, bf16_prod, bf16_min, bf16_max},
+};
+
+static int create_half_ops(void) {
+  for (int b = 0; b < 2 && !g.ops_created; b++)
+    for (int op = 0; op < FG_AVG; op++) {
+      int rc = MPI_Op_create(half_fns[b][op], 1, &g.half_ops[b][op]);
+      if (rc != MPI_SUCCESS) return rc;
+    }
+  g.ops_created = 1;
+  return MPI_SUCCESS;
+}
+
+static void free_half_ops(void) {
+  for (int b = 0; b < 2 && g.ops_created; b++)
+    for (int op = 0; op < FG_AVG; op++) MPI_Op_free(&g.half_ops[b][op]);
+  g.ops_created = 0;
+}
+
+static MPI_Op mpi_op(fg_dtype dt, fg_redop op) {
+  if (op == FG_AVG) op = FG_SUM;
+  if (dt == FG_FLOAT16 || dt == FG_BFLOAT16) return g.half_ops[dt == FG_BFLOAT16][op];
+  switch (op) {
+    case FG_PROD: return MPI_PROD;
+    case FG_MIN: return MPI_MIN;
+    case FG_MAX: return MPI_MAX;
+    default: return MPI_SUM;
+  }
+}
+
+/* --- errors and waiting ---------------------------------------------------------------- */
+
+static const char *mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]) {
+  int n = 0;
+  if (MPI_Error_string(err, msg, &n) != MPI_SUCCESS || n <= 0) return "unknown MPI error";
+  msg[FG_MIN(n, MPI_MAX_ERROR_STRING - 1)] = '\0';
+  return msg;
+}
+
+static int mpi_code(int err) {
+  int cls = MPI_ERR_OTHER;
+  MPI_Error_class(err, &cls);
+#ifdef MPIX_ERR_PROC_FAILED
+  if (cls == MPIX_ERR_PROC_FAILED) return FG_EPEER;
+#endif
+  return cls == MPI_ERR_TRUNCATE ? FG_EMISMATCH : FG_EBACKEND;
+}
+
+static int mpi_fail(fg_comm *c, const char *what, int err) {
+  char buf[MPI_MAX_ERROR_STRING];
+  const char *msg = mpi_text(err, buf);
+  int code = mpi_code(err);
+  if (code == FG_EMISMATCH)
+    return fg_comm_fail(c, code, what,
+                        "ranks passed different counts (MPI: %s); FG_DEBUG=detail names them",
+                        msg);
+  if (code == FG_EPEER)
+    return fg_comm_fail(c, code, what, "a rank of the group died (MPI: %s)", msg);
+  return fg_comm_fail(c, FG_EBACKEND, what, "MPI: %s (ranks that pass different arguments "
+                      "cause this too: FG_DEBUG=detail compares them)", msg);
+}
+
+/* The operation stays in flight inside MPI: nothing but destroy may follow. */
+static int abandon(fg_comm *c, int code) {
+  ((mpi_state *)c->impl)->broken = code;
+  g.abandoned = 1;
+  return code;
+}
+
+static int usable(fg_comm *c, const char *what) {
+  int code = ((mpi_state *)c->impl)->broken;
+  if (!code) return 0;
+  return fg_comm_fail(c, code, what,
+                      "an earlier operation on this communicator failed or timed out and MPI "
+                      "cannot cancel it; only fg_comm_destroy is allowed now");
+}
+
+static uint64_t deadline_after(int timeout_ms) {
+  return timeout_ms > 0 ? fg_now_ns() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX;
+}
+
+/* MPI progresses only inside MPI calls, so waiting means testing: busily for the first
+ * SPIN_NS, which covers most operations, then with naps of a sixteenth of the time waited
+ * so far, up to MAX_NAP_NS. A multi-step operation that must be tested to take its next
+ * step then runs at most a few percent slower, and a rank waiting seconds for a late
+ * peer tests about once a millisecond instead of burning a core.
+ * Returns 0, -ETIMEDOUT, or FG_EBACKEND with the MPI error in *mpi_err; *pending is the
+ * first request not known to be done. */
+enum { SPIN_NS = 1000000, MAX_NAP_NS = 1000000 };
+
+static void nap(uint64_t waited_ns) {
+  struct timespec ts = {0, (long)FG_MIN(FG_MAX(waited_ns / 16, 1000u), (uint64_t)MAX_NAP_NS)};
+  nanosleep(&ts, NULL);
+}
+
+static int poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
+                    int *pending) {
+  uint64_t start = fg_now_ns();
+  int next = 0;
+  for (;;) {
+    while (next < n) {
+      int done = 0;
+      int rc = MPI_Test(&reqs[next], &done, st ? &st[next] : MPI_STATUS_IGNORE);
+      *pending = next;
+      if (rc != MPI_SUCCESS) {
+        *mpi_err = rc;
+        return FG_EBACKEND;
+      }
+      if (!done) break;
+      next++;
+    }
+    if (next == n) return 0;
+    uint64_t now = fg_now_ns();
+    if (now >= deadline) return -ETIMEDOUT;
+    if (now - start >= SPIN_NS) nap(now - start);
+  }
+}
+
+static int timed_out(fg_comm *c, const char *what, const char *waiting_for) {
+  return fg_comm_fail(c, -ETIMEDOUT, what,
+                      "timed out after %.1f s waiting for %s (operation #%llu); a rank did not "
+                      "call it, called another operation, or is stuck",
+                      c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
+}
+
+static int wait_one(fg_comm *c, const char *what, MPI_Request *req) {
+  int mpi_err = 0, pending = 0;
+  int rc = poll_all(req, NULL, 1, deadline_after(c->timeout_ms), &mpi_err, &pending);
+  if (rc == 0) return 0;
+  abandon(c, rc == -ETIMEDOUT ? rc : mpi_code(mpi_err));
+  return rc == -ETIMEDOUT ? timed_out(c, what, "the other ranks of the group")
+                          : mpi_fail(c, what, mpi_err);
+}
+
+/* --- collectives: one description, one switch ------------------------------------------ */
+
+enum kind { K_BARRIER, K_BROADCAST, K_REDUCE, K_ALLREDUCE, K_ALLGATHER, K_GATHER, K_SCATTER,
+            K_REDUCE_SCATTER, K_ALLTOALL };
+
+typedef struct call {
+  enum kind kind;
+  const char *what;
+  const void *send;
+  void *recv;
+  size_t count;
+  fg_dtype dt;
+  fg_redop op;
+  int root;
+} call;
+
+static int elementwise(enum kind k) {
+  return k == K_BROADCAST || k == K_REDUCE || k == K_ALLREDUCE;
+}
+
+/* MPI's in-place form for send == recv; MPI forbids aliased buffers otherwise. */
+static const void *in_place(const void *send, const void *recv) {
+  return send == recv ? MPI_IN_PLACE : send;
+}
+
+/* Our in-place gathers pass send anywhere in recv; MPI's expect the data already in this
+ * rank's block. Moving it there first covers both. */
+static const void *into_block(const void *send, void *recv, int index, size_t bytes) {
+  char *mine = (char *)recv + (size_t)index * bytes;
+  if (bytes && mine != send) memmove(mine, send, bytes);
+  return MPI_IN_PLACE;
+}
+
+static int start(fg_comm *c, const call *k, MPI_Request *r) {
+  MPI_Comm comm = comm_of(c);
+  MPI_Datatype t = mpi_type(k->dt);
+  MPI_Op op = mpi_op(k->dt, k->op);
+  int n = (int)k->count, root = c->rank == k->root;
+  size_t bytes = k->count * fg_dtype_size(k->dt);
+  switch (k->kind) {
+    case K_BARRIER: return MPI_Ibarrier(comm, r);
+    case K_BROADCAST: return MPI_Ibcast(k->recv, n, t, k->root, comm, r);
+    case K_REDUCE:
+      return MPI_Ireduce(root ? in_place(k->send, k->recv) : k->send, root ? k->recv : NULL, n,
+                         t, op, k->root, comm, r);
+    case K_ALLREDUCE:
+      return MPI_Iallreduce(in_place(k->send, k->recv), k->recv, n, t, op, comm, r);
+    case K_ALLGATHER:
+      return MPI_Iallgather(into_block(k->send, k->recv, c->rank, bytes), n, t, k->recv, n, t,
+                            comm, r);
+    case K_GATHER:
+      if (!root) return MPI_Igather(k->send, n, t, NULL, n, t, k->root, comm, r);
+      return MPI_Igather(into_block(k->send, k->recv, k->root, bytes), n, t, k->recv, n, t,
+                         k->root, comm, r);
+    case K_SCATTER: /* the root copies its own block once the others' are out */
+      return MPI_Iscatter(k->send, n, t, root ? MPI_IN_PLACE : k->recv, n, t, k->root, comm, r);
+    case K_REDUCE_SCATTER:
+      return MPI_Ireduce_scatter_block(in_place(k->send, k->recv), k->recv, n, t, op, comm, r);
+    case K_ALLTOALL:
+      return MPI_Ialltoall(in_place(k->send, k->recv), n, t, k->recv, n, t, comm, r);
+  }
+  return MPI_ERR_OP;
+}
+
+/* MPI counts are ints. Element-wise operations go in chunks (FG_MPI_CHUNK elements, a
+ * debugging knob, lets tests see more than one); the others must fit. */
+static size_t chunk_elements(void) {
+  static size_t chunk;
+  if (!chunk) {
+    const char *v = getenv("FG_MPI_CHUNK");
+    int64_t n = 0;
+    chunk = v && fg_parse_i64(v, 1, INT_MAX, &n) == 0 ? (size_t)n : (size_t)INT_MAX;
+  }
+  return chunk;
+}
+
+static int run(fg_comm *c, call k) {
+  int rc = usable(c, k.what);
+  if (rc) return rc;
+  size_t esz = fg_dtype_size(k.dt), chunk = elementwise(k.kind) ? chunk_elements() : INT_MAX;
+  if (k.count > INT_MAX && !elementwise(k.kind))
+    return fg_comm_fail(c, FG_ELIMIT, k.what, "MPI counts are ints: %zu elements is over %d",
+                        k.count, INT_MAX);
+  size_t done = 0;
+  do {
+    call part = k;
+    part.count = FG_MIN(k.count - done, chunk);
+    if (done && part.send) part.send = (const char *)k.send + done * esz;
+    if (done && part.recv) part.recv = (char *)k.recv + done * esz;
+    MPI_Request req;
+    int err = start(c, &part, &req);
+    rc = err != MPI_SUCCESS ? mpi_fail(c, k.what, err) : wait_one(c, k.what, &req);
+    done += part.count;
+  } while (rc == 0 && done < k.count);
+  if (rc == 0 && k.kind == K_SCATTER && c->rank == k.root && k.count)
+    memmove(k.recv, (const char *)k.send + (size_t)k.root * k.count * esz, k.count * esz);
+  return rc;
+}
+
+/* The table's entries: (send, recv, count, dtype[, op][, root]) as in comm_internal.h. */
+static int be_barrier(fg_comm *c) {
+  return run(c, (call){.kind = K_BARRIER, .what = "barrier", .dt = FG_UINT8});
+}
+
+static int be_broadcast(fg_comm *c, void *buf, size_t n, fg_dtype dt, int root) {
+  return run(c, (call){K_BROADCAST, "broadcast", buf, buf, n, dt, FG_SUM, root});
+}
+
+static int be_reduce(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, fg_redop op,
+                     int root) {
+  return run(c, (call){K_REDUCE, "reduce", s, r, n, dt, op, root});
+}
+
+static int be_allreduce(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, fg_redop op) {
+  return run(c, (call){K_ALLREDUCE, "allreduce", s, r, n, dt, op, 0});
+}
+
+static int be_allgather(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt) {
+  return run(c, (call){K_ALLGATHER, "allgather", s, r, n, dt, FG_SUM, 0});
+}
+
+static int be_gather(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, int root) {
+  return run(c, (call){K_GATHER, "gather", s, r, n, dt, FG_SUM, root});
+}
+
+static int be_scatter(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, int root) {
+  return run(c, (call){K_SCATTER, "scatter", s, r, n, dt, FG_SUM, root});
+}
+
+static int be_reduce_scatter(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt,
+                             fg_redop op) {
+  return run(c, (call){K_REDUCE_SCATTER, "reduce_scatter", s, r, n, dt, op, 0});
+}
+
+static int be_alltoall(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt) {
+  return run(c, (call){K_ALLTOALL, "alltoall", s, r, n, dt, FG_SUM, 0});
+}
+
+/* Counts and offsets are ints here too, in elements. */
+static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts,
+                         fg_dtype dt) {
+  int rc = usable(c, "allgatherv");
+  if (rc) return rc;
+  int *nums = calloc(2 * (size_t)c->size, sizeof *nums), *offs = nums + c->size;
+  if (!nums) return fg_comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
+  size_t off = 0, esz = fg_dtype_size(dt);
+  for (int r = 0; r < c->size; r++) {
+    if (counts[r] > INT_MAX || off > INT_MAX) {
+      free(nums);
+      return fg_comm_fail(c, FG_ELIMIT, "allgatherv",
+                          "MPI counts are ints: rank %d's block (%zu elements at %zu) is past %d",
+                          r, counts[r], off, INT_MAX);
+    }
+    nums[r] = (int)counts[r];
+    offs[r] = (int)off;
+    off += counts[r];
+  }
+  size_t mine = counts[c->rank] * esz;
+  char *slot = (char *)recv + (size_t)offs[c->rank] * esz;
+  if (mine && slot != send) memmove(slot, send, mine);
+  MPI_Datatype t = mpi_type(dt);
+  MPI_Request req;
+  int err = MPI_Iallgatherv(MPI_IN_PLACE, 0, t, recv, nums, offs, t, comm_of(c), &req);
+  rc = err != MPI_SUCCESS ? mpi_fail(c, "allgatherv", err) : wait_one(c, "allgatherv", &req);
+  /* A request left in flight still reads the counts. */
+  if (!((mpi_state *)c->impl)->broken) free(nums);
+  return rc;
+}
+
+/* --- point-to-point -------------------------------------------------------------------- */
+
+enum { P2P_TAG = 0x6667 };
+
+typedef struct p2p {
+  int n;
+  fg_p2p_op *ops;
+  MPI_Request *reqs;
+  MPI_Status *st;
+} p2p;
+
+static void p2p_free(p2p *p) {
+  free(p->ops);
+  free(p->reqs);
+  free(p->st);
+  free(p);
+}
+
+/* Receives can be cancelled, so a timed-out one does not write into the buffer later. */
+static void p2p_cancel(p2p *p, int from) {
+  for (int i = from; i < p->n; i++)
+    if (p->reqs[i] != MPI_REQUEST_NULL) {
+      MPI_Cancel(&p->reqs[i]);
+      MPI_Request_free(&p->reqs[i]);
+    }
+}
+
+static int be_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state) {
+  const char *what = n == 1 ? (ops[0].is_send ? "send" : "recv") : "batch";
+  int rc = usable(c, what);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++)
+    if (ops[i].count > INT_MAX)
+      return fg_comm_fail(c, FG_ELIMIT, what, "MPI counts are ints: %zu elements is over %d",
+                          ops[i].count, INT_MAX);
+  if (n > INT_MAX / 2) return fg_comm_fail(c, FG_ELIMIT, what, "%zu operations", n);
+  size_t k = n ? n : 1;
+  p2p *p = calloc(1, sizeof *p);
+  if (p) *p = (p2p){(int)n, calloc(k, sizeof *ops), calloc(k, sizeof(MPI_Request)),
+                    calloc(k, sizeof(MPI_Status))};
+  if (!p || !p->ops || !p->reqs || !p->st) {
+    if (p) p2p_free(p);
+    return fg_comm_fail(c, -ENOMEM, what, "out of memory");
+  }
+  if (n) memcpy(p->ops, ops, n * sizeof *ops);
+  for (int i = 0; i < p->n; i++) {
+    const fg_p2p_op *o = &ops[i];
+    int err = o->is_send ? MPI_Isend(o->buf, (int)o->count, mpi_type(o->dtype), o->peer,
+                                     P2P_TAG, comm_of(c), &p->reqs[i])
+                         : MPI_Irecv(o->buf, (int)o->count, mpi_type(o->dtype), o->peer,
+                                     P2P_TAG, comm_of(c), &p->reqs[i]);
+    if (err != MPI_SUCCESS) {
+      p2p_cancel(p, 0);
+      p2p_free(p);
+      return abandon(c, mpi_fail(c, what, err));
+    }
+  }
+  *state = p;
+  return 0;
+}
+
+/* A receive that got fewer elements than asked is a mismatch MPI does not report. */
+static int check_received(fg_comm *c, const p2p *p) {
+  for (int i = 0; i < p->n; i++) {
+    const fg_p2p_op *o = &p->ops[i];
+    int got = 0;
+    if (o->is_send || MPI_Get_count(&p->st[i], mpi_type(o->dtype), &got) != MPI_SUCCESS ||
+        (size_t)got == o->count)
+      continue;
+    return fg_comm_fail(c, FG_EMISMATCH, "recv", "rank %d sent %d elements, rank %d expected %zu",
+                        o->peer, got, c->rank, o->count);
+  }
+  return 0;
+}
+
+static int be_p2p_wait(fg_comm *c, void *state) {
+  p2p *p = state;
+  int mpi_err = 0, pending = 0;
+  int rc = poll_all(p->reqs, p->st, p->n, deadline_after(c->timeout_ms), &mpi_err, &pending);
+  if (rc == 0) {
+    rc = check_received(c, p);
+  } else {
+    const fg_p2p_op *o = &p->ops[pending];
+    const char *what = o->is_send ? "send" : "recv";
+    char peer[64];
+    snprintf(peer, sizeof peer, "rank %d to %s", o->peer, o->is_send ? "receive" : "send");
+    p2p_cancel(p, pending);
+    abandon(c, rc == -ETIMEDOUT ? rc : mpi_code(mpi_err));
+    rc = rc == -ETIMEDOUT ? timed_out(c, what, peer) : mpi_fail(c, what, mpi_err);
+  }
+  p2p_free(p);
+  return rc;
+}
+
+/* --- lifecycle ------------------------------------------------------------------------- */
+
+/* MPI_Init outside an MPI launcher hangs or makes a world of one: refuse first. */
+static int check_launcher(char *err, size_t errlen) {
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"};
+  for (size_t i = 0; i < FG_ARRAY_LEN(vars); i++)
+    if (getenv(vars[i])) return 0;
+  const char *rank = getenv("RANK");
+  char seen[96] = "no MPI launcher variable (OMPI_COMM_WORLD_SIZE, PMIX_RANK) is set";
+  if (rank) snprintf(seen, sizeof seen, "this process has RANK=%.16s but no OMPI_COMM_WORLD_SIZE "
+                                        "or PMIX_RANK", rank);
+  return fg_fail(err, errlen, -EINVAL,
+                 "the mpi backend needs an MPI launcher: run `mpirun -np N <program> --backend "
+                 "mpi`; under fgrun use --backend gloo (%s)", seen);
+}
+
+int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
+  int inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  if (finalized)
+    return fg_fail(err, errlen, FG_EBACKEND,
+                   "MPI was finalized when this process's last world was destroyed and cannot "
+                   "start again: keep a world alive for as long as MPI is needed");
+  if (!inited) {
+    int provided, rc = check_launcher(err, errlen);
+    if (rc) return rc;
+    rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
+    char buf[MPI_MAX_ERROR_STRING];
+    if (rc != MPI_SUCCESS)
+      return fg_fail(err, errlen, FG_EBACKEND, "MPI_Init_thread failed: %s", mpi_text(rc, buf));
+    g.initialized_here = 1;
+    /* Open MPI raises errors of nonblocking collectives on MPI_COMM_WORLD, whatever their
+     * communicator; an application that initialised MPI keeps its own choice. */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  }
+  /* A world holds a reference even if a check below fails: its destroy finalizes. */
+  if (g.initialized_here && !world->mpi_initialized_here) {
+    world->mpi_initialized_here = 1;
+    g.users++;
+  }
+  g.timeout_ms = world->timeout_ms;
+  int rank = -1, size = -1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  /* The ranks that did join wait for this one in MPI: without MPI_Finalize, mpirun ends
+   * the job now rather than after their timeout. */
+  if (rank != world->rank || size != world->size) {
+    g.abandoned = 1;
+    return fg_fail(err, errlen, -EINVAL,
+                   "MPI says this is rank %d of %d but the environment or options say rank %d "
+                   "of %d (RANK/WORLD_SIZE from another launcher?)",
+                   rank, size, world->rank, world->size);
+  }
+  return 0;
+}
+
+int fg_mpi_bcast_world(void *buf, size_t len, int root) {
+  if (len > INT_MAX) return FG_ELIMIT;
+  MPI_Request req;
+  int mpi_err = 0, pending = 0;
+  if (MPI_Ibcast(buf, (int)len, MPI_BYTE, root, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
+    return FG_EBACKEND;
+  int rc = poll_all(&req, NULL, 1, deadline_after(g.timeout_ms), &mpi_err, &pending);
+  if (rc != 0) g.abandoned = 1;
+  return rc;
+}
+
+void fg_mpi_finalize(fg_comm *world) {
+  if (!world->mpi_initialized_here) return;
+  world->mpi_initialized_here = 0;
+  if (--g.users > 0) return;
+  if (g.abandoned) {
+    fprintf(stderr, "fgcomm: rank %d skips MPI_Finalize: a failure left MPI operations or "
+                    "other ranks waiting (mpirun will end the job)\n", world->rank);
+    return;
+  }
+  free_half_ops();
+  MPI_Finalize();
+}
+
+static int state_new(fg_comm *c, MPI_Comm comm) {
+  mpi_state *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  s->comm = comm;
+  c->impl = s;
+  return 0;
+}
+
+/* On failure fg_comm_init does not call destroy: what init made, init frees. */
+static int be_init(fg_comm *w) {
+  char err[400];
+  int rc = fg_mpi_ensure_init(w, err, sizeof err);
+  if (rc) return fg_comm_fail(w, rc, "init", "%s", err);
+  int mpi_err = create_half_ops();
+  if (mpi_err != MPI_SUCCESS) return mpi_fail(w, "init", mpi_err);
+  if (state_new(w, MPI_COMM_NULL) != 0) return fg_comm_fail(w, -ENOMEM, "init", "out of memory");
+  /* Our own copy of MPI_COMM_WORLD: the application's traffic and error handler stay its. */
+  mpi_state *s = w->impl;
+  MPI_Request req;
+  mpi_err = MPI_Comm_idup(MPI_COMM_WORLD, &s->comm, &req);
+  rc = mpi_err != MPI_SUCCESS ? mpi_fail(w, "init", mpi_err) : wait_one(w, "init", &req);
+  if (rc == 0) {
+    MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
+  } else if (!s->broken) { /* a broken one's idup may still write into s */
+    free(s);
+    w->impl = NULL;
+  }
+  return rc;
+}
+
+static void be_destroy(fg_comm *c) {
+  mpi_state *s = c->impl;
+  if (!s) return;
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  /* A broken communicator's abandoned operation may still use it. */
+  if (!s->broken && !finalized && s->comm != MPI_COMM_NULL) MPI_Comm_free(&s->comm);
+  free(s);
+  c->impl = NULL;
+}
+
+static int be_split(fg_comm *parent, fg_comm *child, int colour, int key) {
+  int rc = usable(parent, "split");
+  if (rc) return rc;
+  /* MPI has no nonblocking split. Every rank of parent has just finished the generic
+   * layer's allgather under the timeout, so every one of them is on its way here. */
+  MPI_Comm comm = MPI_COMM_NULL;
+  int mpi_err = MPI_Comm_split(comm_of(parent), child ? colour : MPI_UNDEFINED, key, &comm);
+  if (mpi_err != MPI_SUCCESS) return mpi_fail(parent, "split", mpi_err);
+  if (!child) return 0;
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
+  int rank = -1, size = -1;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  if (rank != child->rank || size != child->size) {
+    MPI_Comm_free(&comm);
+    return fg_comm_fail(parent, FG_EBACKEND, "split",
+                        "MPI made this rank %d of %d, the group's membership says %d of %d",
+                        rank, size, child->rank, child->size);
+  }
+  if (state_new(child, comm) != 0) {
+    MPI_Comm_free(&comm);
+    return fg_comm_fail(parent, -ENOMEM, "split", "out of memory");
+  }
+  return 0;
+}
+
+static const fg_backend mpi_backend = {
+    .name = "mpi",
+    .host_memory = 1,
+    .needs_store = 0,
+    .native_avg = 0,
+    .init = be_init,
+    .split = be_split,
+    .destroy = be_destroy,
+    .barrier = be_barrier,
+    .broadcast = be_broadcast,
+    .reduce = be_reduce,
+    .allreduce = be_allreduce,
+    .allgather = be_allgather,
+    .allgatherv = be_allgatherv,
+    .gather = be_gather,
+    .scatter = be_scatter,
+    .reduce_scatter = be_reduce_scatter,
+    .alltoall = be_alltoall,
+    .p2p_start = be_p2p_start,
+    .p2p_wait = be_p2p_wait,
+};
+
+const fg_backend *const fg_backend_mpi = &mpi_backend;

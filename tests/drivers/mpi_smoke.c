@@ -1,0 +1,339 @@
+/* mpi_smoke - drives every operation of one backend under mpirun for the integration tests.
+ *
+ *   mpirun -np N mpi_smoke [--backend B] [--timeout-ms MS] CASE
+ *
+ * Cases (each prints "ok CASE" on success; on failure "rank R: ..." and exits 1):
+ *   all          every collective, dtype and reduction (in and out of place), point-to-point
+ *                and blobs on the world, on split groups, a new_group and, for an even world,
+ *                a 2 x N/2 mesh; results checked against the reduction kernels
+ *   init         init and destroy only (prints the init error and exits 2 on failure)
+ *   mismatch     rank 1 passes a larger count to allreduce; prints every rank's error
+ *   timeout      the last rank skips a barrier; the others must give up with -ETIMEDOUT
+ *   group-timeout  the same on a group of every rank
+ *   p2p-timeout  rank 0 waits for a message nobody sends
+ * After a timeout the next call on the communicator must be refused at once.
+ *
+ * Error lines read "rank R: err CODE: MESSAGE". */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "comm/comm_internal.h"
+
+enum { COUNT = 37 };
+
+static int g_rank;
+static long g_checks;
+
+#define DIE(...)                                \
+  do {                                          \
+    fprintf(stderr, "rank %d: ", g_rank);       \
+    fprintf(stderr, __VA_ARGS__);               \
+    fputc('\n', stderr);                        \
+    exit(1);                                    \
+  } while (0)
+
+static const char *code_name(int rc) {
+  switch (rc) {
+    case -ETIMEDOUT: return "ETIMEDOUT";
+    case -EINVAL: return "EINVAL";
+    case FG_EMISMATCH: return "FG_EMISMATCH";
+    case FG_EBACKEND: return "FG_EBACKEND";
+    case FG_EPEER: return "FG_EPEER";
+    case FG_ENOTBUILT: return "FG_ENOTBUILT";
+    default: return fg_strerror(rc);
+  }
+}
+
+#define CHECK(c, call)                                                                   \
+  do {                                                                                   \
+    int rc_ = (call);                                                                    \
+    if (rc_ != 0) DIE("%s failed: %s: %s", #call, code_name(rc_), fg_comm_errmsg(c));     \
+  } while (0)
+
+/* --- values ------------------------------------------------------------------------------ */
+
+static double get(fg_dtype dt, const void *p, size_t i) {
+  switch (dt) {
+    case FG_INT8: return ((const int8_t *)p)[i];
+    case FG_UINT8: return ((const uint8_t *)p)[i];
+    case FG_INT32: return ((const int32_t *)p)[i];
+    case FG_INT64: return (double)((const int64_t *)p)[i];
+    case FG_FLOAT16: return fg_half_to_float(((const uint16_t *)p)[i]);
+    case FG_BFLOAT16: return fg_bf16_to_float(((const uint16_t *)p)[i]);
+    case FG_FLOAT32: return ((const float *)p)[i];
+    default: return ((const double *)p)[i];
+  }
+}
+
+static void put(fg_dtype dt, void *p, size_t i, double v) {
+  switch (dt) {
+    case FG_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
+    case FG_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    case FG_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case FG_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
+    case FG_FLOAT16: ((uint16_t *)p)[i] = fg_float_to_half((float)v); break;
+    case FG_BFLOAT16: ((uint16_t *)p)[i] = fg_float_to_bf16((float)v); break;
+    case FG_FLOAT32: ((float *)p)[i] = (float)v; break;
+    default: ((double *)p)[i] = v; break;
+  }
+}
+
+/* Exact in every type: products stay powers of two, sums small; int8 sums of 6 ranks fit.
+ * Element 0 of int32 and int64 sums is near the top of the range, so the sum wraps. */
+static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
+  if (op == FG_PROD) return 1 + (double)((rank + i) % 2);
+  if (i == 0 && op == FG_SUM && dt == FG_INT32) return 2147483000.0;
+  if (i == 0 && op == FG_SUM && dt == FG_INT64) return 9223372036854000000.0;
+  double v = (double)((rank * 7 + i * 3) % 11);
+  return dt == FG_UINT8 ? v : v - 5;
+}
+
+static void *fill(fg_dtype dt, fg_redop op, int rank, size_t n) {
+  void *p = calloc(n ? n : 1, fg_dtype_size(dt));
+  for (size_t i = 0; i < n; i++) put(dt, p, i, value(dt, op, rank, i));
+  return p;
+}
+
+/* The reduction over ranks [0, size) of element-block `block` of each rank's data. */
+static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block) {
+  size_t esz = fg_dtype_size(dt);
+  void *acc = fill(dt, op, 0, n * (block + 1));
+  memmove(acc, (char *)acc + block * n * esz, n * esz);
+  for (int r = 1; r < size; r++) {
+    void *x = fill(dt, op, r, n * (block + 1));
+    fg_reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
+    free(x);
+  }
+  if (op == FG_AVG) fg_divide_local(acc, n, dt, size);
+  return acc;
+}
+
+static void same(fg_comm *c, const char *what, fg_dtype dt, const void *want, const void *got,
+                 size_t n) {
+  size_t esz = fg_dtype_size(dt);
+  g_checks++;
+  if (!memcmp(want, got, n * esz)) return;
+  for (size_t i = 0; i < n; i++)
+    if (memcmp((const char *)want + i * esz, (const char *)got + i * esz, esz))
+      DIE("%s %s on %s: element %zu: expected %g, got %g", what, fg_dtype_name(dt),
+          fg_comm_name(c), i, get(dt, want, i), get(dt, got, i));
+}
+
+/* --- the checks -------------------------------------------------------------------------- */
+
+static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
+  int me = fg_comm_rank(c), n = fg_comm_size(c), root = n - 1;
+  size_t esz = fg_dtype_size(dt);
+  void *want = expected(dt, op, n, COUNT, 0);
+  void *send = fill(dt, op, me, COUNT), *recv = calloc(COUNT, esz);
+  CHECK(c, fg_allreduce(c, send, recv, COUNT, dt, op));
+  same(c, "allreduce", dt, want, recv, COUNT);
+  CHECK(c, fg_allreduce(c, send, send, COUNT, dt, op)); /* in place */
+  same(c, "allreduce in place", dt, want, send, COUNT);
+  free(send);
+  send = fill(dt, op, me, COUNT);
+  memset(recv, 0, COUNT * esz);
+  CHECK(c, fg_reduce(c, send, me == root ? recv : NULL, COUNT, dt, op, root));
+  if (me == root) same(c, "reduce", dt, want, recv, COUNT);
+  CHECK(c, fg_reduce(c, send, send, COUNT, dt, op, 0));
+  if (me == 0) same(c, "reduce in place", dt, want, send, COUNT);
+  free(send);
+  free(want);
+  /* reduce_scatter: block r of the reduction of every rank's n-block buffer. */
+  want = expected(dt, op, n, COUNT, (size_t)me);
+  send = fill(dt, op, me, COUNT * (size_t)n);
+  CHECK(c, fg_reduce_scatter(c, send, recv, COUNT, dt, op));
+  same(c, "reduce_scatter", dt, want, recv, COUNT);
+  CHECK(c, fg_reduce_scatter(c, send, send, COUNT, dt, op));
+  same(c, "reduce_scatter in place", dt, want, send, COUNT);
+  free(want);
+  free(send);
+  free(recv);
+}
+
+static void movement(fg_comm *c, fg_dtype dt) {
+  int me = fg_comm_rank(c), n = fg_comm_size(c), root = n > 1 ? 1 : 0;
+  size_t esz = fg_dtype_size(dt), all = COUNT * (size_t)n;
+  void *mine = fill(dt, FG_MAX, me, COUNT), *want = calloc(all, esz), *recv = calloc(all, esz);
+  for (int r = 0; r < n; r++) {
+    void *x = fill(dt, FG_MAX, r, COUNT);
+    memcpy((char *)want + (size_t)r * COUNT * esz, x, COUNT * esz);
+    free(x);
+  }
+  void *buf = fill(dt, FG_MAX, me, COUNT);
+  CHECK(c, fg_broadcast(c, buf, COUNT, dt, root));
+  same(c, "broadcast", dt, (char *)want + (size_t)root * COUNT * esz, buf, COUNT);
+  CHECK(c, fg_allgather(c, mine, recv, COUNT, dt));
+  same(c, "allgather", dt, want, recv, all);
+  memset(recv, 0, all * esz);
+  memcpy(recv, mine, COUNT * esz); /* in place: send is the start of recv */
+  CHECK(c, fg_allgather(c, recv, recv, COUNT, dt));
+  same(c, "allgather in place", dt, want, recv, all);
+  memset(recv, 0, all * esz);
+  CHECK(c, fg_gather(c, mine, recv, COUNT, dt, root));
+  if (me == root) same(c, "gather", dt, want, recv, all);
+  /* scatter: the root sends block r to rank r; the gathered buffer is a fine source. */
+  memset(buf, 0, COUNT * esz);
+  CHECK(c, fg_scatter(c, me == root ? want : NULL, buf, COUNT, dt, root));
+  same(c, "scatter", dt, mine, buf, COUNT);
+  /* alltoall: block r of rank s's send is s*n+r; rank r receives block s = s*n+r. */
+  void *send = calloc(all, esz), *wantx = calloc(all, esz);
+  for (size_t i = 0; i < all; i++) {
+    put(dt, send, i, (double)((me * n + (int)(i / COUNT)) % 50));
+    put(dt, wantx, i, (double)(((int)(i / COUNT) * n + me) % 50));
+  }
+  CHECK(c, fg_alltoall(c, send, recv, COUNT, dt));
+  same(c, "alltoall", dt, wantx, recv, all);
+  CHECK(c, fg_alltoall(c, send, send, COUNT, dt));
+  same(c, "alltoall in place", dt, wantx, send, all);
+  /* allgatherv: rank r contributes r+1 elements. */
+  size_t *counts = calloc((size_t)n, sizeof *counts), total = 0;
+  for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
+  void *vwant = calloc(total, esz), *vrecv = calloc(total, esz);
+  for (int r = 0, off = 0; r < n; off += r + 1, r++) {
+    void *x = fill(dt, FG_MAX, r, (size_t)r + 1);
+    memcpy((char *)vwant + (size_t)off * esz, x, ((size_t)r + 1) * esz);
+    free(x);
+  }
+  CHECK(c, fg_allgatherv(c, mine, vrecv, counts, dt));
+  same(c, "allgatherv", dt, vwant, vrecv, total);
+  free(counts), free(vwant), free(vrecv), free(send), free(wantx);
+  free(mine), free(want), free(recv), free(buf);
+}
+
+static void point_to_point(fg_comm *c) {
+  int me = fg_comm_rank(c), n = fg_comm_size(c);
+  if (n == 1) return;
+  int next = (me + 1) % n, prev = (me + n - 1) % n;
+  int64_t out[COUNT], in[COUNT], want[COUNT];
+  for (int i = 0; i < COUNT; i++) out[i] = me * 1000 + i, want[i] = prev * 1000 + i;
+  fg_p2p_op ops[2] = {{1, out, COUNT, FG_INT64, next}, {0, in, COUNT, FG_INT64, prev}};
+  fg_batch *b;
+  CHECK(c, fg_batch_start(c, ops, 2, &b));
+  CHECK(c, fg_batch_wait(b));
+  same(c, "batch ring", FG_INT64, want, in, COUNT);
+  if (me == 0) CHECK(c, fg_send(c, out, COUNT, FG_INT64, n - 1));
+  if (me == n - 1) {
+    CHECK(c, fg_recv(c, in, COUNT, FG_INT64, 0));
+    for (int i = 0; i < COUNT; i++) want[i] = i;
+    same(c, "send/recv", FG_INT64, want, in, COUNT);
+  }
+  char text[] = "a blob of any length";
+  void *data = me == 0 ? text : NULL;
+  size_t len = me == 0 ? sizeof text : 0;
+  CHECK(c, fg_broadcast_bytes(c, &data, &len, 0));
+  if (len != sizeof text || memcmp(data, text, len)) DIE("broadcast_bytes: wrong blob");
+  if (me != 0) free(data);
+}
+
+static void everything(fg_comm *c) {
+  CHECK(c, fg_barrier(c));
+  for (int dt = 0; dt < FG_DTYPE_COUNT; dt++) {
+    for (int op = 0; op < FG_REDOP_COUNT; op++) reductions(c, (fg_dtype)dt, (fg_redop)op);
+    movement(c, (fg_dtype)dt);
+  }
+  point_to_point(c);
+}
+
+static void groups(fg_comm *w) {
+  int me = fg_comm_rank(w), n = fg_comm_size(w);
+  fg_comm *g;
+  /* Odd and even ranks, in reverse order (key), and a rank that joins none. */
+  CHECK(w, fg_comm_split(w, n > 2 && me == n - 1 ? -1 : me % 2, -me, &g));
+  if (g) {
+    if (fg_comm_world_rank(g, fg_comm_rank(g)) != me) DIE("split: wrong world rank");
+    everything(g);
+    fg_comm_destroy(g);
+  } else if (!(n > 2 && me == n - 1)) {
+    DIE("split: no group for colour %d", me % 2);
+  }
+  int ends[2] = {0, n - 1};
+  CHECK(w, fg_comm_new_group(w, ends, n > 1 ? 2 : 1, &g));
+  if (g) {
+    everything(g);
+    fg_comm_destroy(g);
+  }
+  if (n % 2 || n < 4) return;
+  fg_mesh *m;
+  int sizes[2] = {2, n / 2};
+  const char *names[2] = {"dp", "tp"};
+  CHECK(w, fg_mesh_create(w, 2, sizes, names, &m));
+  for (int d = 0; d < 2; d++) everything(fg_mesh_group(m, d));
+  fg_mesh_destroy(m);
+}
+
+/* --- failure cases ---------------------------------------------------------------------- */
+
+static int report(fg_comm *c, int rc) {
+  printf("rank %d: err %s: %s\n", g_rank, code_name(rc), rc ? fg_comm_errmsg(c) : "");
+  fflush(stdout);
+  return rc;
+}
+
+static void mismatch(fg_comm *w) {
+  int32_t buf[8] = {0};
+  report(w, fg_allreduce(w, buf, buf, g_rank == 1 ? 5 : 4, FG_INT32, FG_SUM));
+}
+
+/* On the world, or (in_group) on a group of every rank, whose name the messages carry. */
+static int timeout(fg_comm *w, int p2p, int in_group) {
+  int n = fg_comm_size(w), all[64];
+  fg_comm *c = w;
+  for (int i = 0; i < n && i < 64; i++) all[i] = i;
+  if (in_group) CHECK(w, fg_comm_new_group(w, all, n, &c));
+  int rc = 0;
+  int32_t x = 0;
+  if (!p2p && g_rank == n - 1) {
+    sleep(4); /* long past the others' timeout; then leave without the barrier */
+  } else if (!p2p || g_rank == 0) {
+    rc = report(c, p2p ? fg_recv(c, &x, 1, FG_INT32, n - 1) : fg_barrier(c));
+    if (rc != -ETIMEDOUT) DIE("expected ETIMEDOUT");
+    rc = report(c, fg_allreduce(c, &x, &x, 1, FG_INT32, FG_SUM)); /* refused, no new wait */
+    rc = rc == -ETIMEDOUT ? 0 : 1;
+  }
+  if (c != w) fg_comm_destroy(c);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  fg_comm_options o;
+  fg_comm_options_init(&o);
+  const char *what = "all";
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--backend") && i + 1 < argc)
+      o.backend = argv[++i];
+    else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc)
+      o.timeout_ms = atoi(argv[++i]);
+    else
+      what = argv[i];
+  }
+  fg_comm *w;
+  char err[512];
+  int rc = fg_comm_init(&w, &o, err, sizeof err);
+  if (rc != 0) {
+    printf("init failed: %s: %s\n", code_name(rc), err);
+    return 2;
+  }
+  g_rank = fg_comm_rank(w);
+  int status = 0;
+  if (!strcmp(what, "all")) {
+    everything(w);
+    groups(w);
+    CHECK(w, fg_barrier(w));
+    if (g_rank == 0) printf("checks: %ld per rank 0\n", g_checks);
+  } else if (!strcmp(what, "mismatch")) {
+    mismatch(w);
+  } else if (strstr(what, "timeout")) {
+    status = timeout(w, !strcmp(what, "p2p-timeout"), !strcmp(what, "group-timeout"));
+  } else if (strcmp(what, "init")) {
+    DIE("unknown case %s", what);
+  }
+  if (status == 0 && g_rank == 0) printf("ok %s\n", what);
+  fflush(stdout);
+  fg_comm_destroy(w);
+  return status;
+}
