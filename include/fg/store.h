@@ -49,7 +49,8 @@ int fg_store_scope(fg_store *base, const char *prefix, fg_store **out);
 /* Closes a connection or releases a scope. NULL is allowed. */
 void fg_store_close(fg_store *s);
 
-/* The message of the last failed call on this handle ("" if none). */
+/* The message of the last failed call on this handle ("" if none). With NULL: the message
+ * of the calling thread's last failed fg_store_connect (which has no handle to keep it). */
 const char *fg_store_errmsg(const fg_store *s);
 
 /* The dialect the connection speaks, once connected. */

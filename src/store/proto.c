@@ -58,6 +58,7 @@ const char *fg_proto_op_name(enum fg_op op) {
 enum fg_dialect fg_proto_sniff(const uint8_t *p, size_t len) {
   static const uint8_t hello[5] = {0x00, 0xce, 0xf7, 0x85, 0x3c};
   size_t n = len < 5 ? len : 5;
+  if (n == 0) return FG_DIALECT_UNKNOWN; /* p may be NULL, which memcmp must not see */
   if (memcmp(p, hello, n) != 0) return FG_DIALECT_LEGACY;
   return len >= 5 ? FG_DIALECT_V2 : FG_DIALECT_UNKNOWN;
 }
@@ -81,12 +82,10 @@ typedef struct reader {
 } reader;
 
 static int want(reader *r, uint64_t n) {
-  if (n > r->len - r->pos) {
-    uint64_t need = r->pos + n;
-    r->need = need > SIZE_MAX ? SIZE_MAX : (size_t)need;
-    return 0;
-  }
-  return 1;
+  if (n <= r->len - r->pos) return 1;
+  /* Saturate: with limits near 2^64, pos + n would wrap to a hint below what has arrived. */
+  r->need = n > SIZE_MAX - r->pos ? SIZE_MAX : r->pos + (size_t)n;
+  return 0;
 }
 
 static int get_u8(reader *r, uint8_t *v) {

@@ -1,5 +1,6 @@
 """Shared fixtures for the integration tests: where the binaries are, free ports,
 and a check that no process of a job is left behind."""
+import functools
 import os
 import shutil
 import socket
@@ -26,12 +27,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+@functools.lru_cache(maxsize=None)
 def have_torch():
     r = subprocess.run([SYSTEM_PYTHON, "-c", "import torch.distributed"],
                        capture_output=True)
     return r.returncode == 0
 
 
+@functools.lru_cache(maxsize=None)
 def have_mpi():
     return shutil.which("mpirun") is not None
 

@@ -1,0 +1,9 @@
+/* bench.h - fgbench's subcommands. Each is a main() of its own: it gets the arguments after
+ * its name (argv[0] is the name) and returns the exit status. */
+#ifndef FG_TOOLS_BENCH_H
+#define FG_TOOLS_BENCH_H
+
+/* fgbench store: our store server against torch 1.13's (bench_store*.c). */
+int fg_bench_store(int argc, char **argv);
+
+#endif
