@@ -1,0 +1,108 @@
+/* env.c - torchrun's worker environment (LocalElasticAgent._start_workers). */
+#include "launcher/env.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+
+extern char **environ;
+
+/* Everything the agent sets per worker; inherited values of these are dropped. */
+static const char *const worker_vars[] = {
+    "LOCAL_RANK",       "RANK",
+    "GROUP_RANK",       "ROLE_RANK",
+    "ROLE_NAME",        "LOCAL_WORLD_SIZE",
+    "WORLD_SIZE",       "GROUP_WORLD_SIZE",
+    "ROLE_WORLD_SIZE",  "MASTER_ADDR",
+    "MASTER_PORT",      "TORCHELASTIC_RESTART_COUNT",
+    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE",
+};
+
+void fg_env_set_job_defaults(int nproc) {
+  if (!getenv("OMP_NUM_THREADS") && nproc > 1) {
+    setenv("OMP_NUM_THREADS", "1", 1);
+    fg_warn("setting OMP_NUM_THREADS=1 for each worker by default so the machine is not "
+            "overloaded; set it yourself to tune performance");
+  }
+  if (!getenv("TORCH_NCCL_ASYNC_ERROR_HANDLING")) setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 1);
+  if (!getenv("NCCL_ASYNC_ERROR_HANDLING")) setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 1);
+}
+
+static int is_worker_var(const char *entry) {
+  for (size_t i = 0; i < FG_ARRAY_LEN(worker_vars); i++) {
+    size_t n = strlen(worker_vars[i]);
+    if (strncmp(entry, worker_vars[i], n) == 0 && entry[n] == '=') return 1;
+  }
+  return 0;
+}
+
+static void put_var(fg_buf *b, const char *name, const char *value) {
+  fg_buf_put(b, name, strlen(name));
+  fg_buf_put_u8(b, '=');
+  fg_buf_put(b, value, strlen(value));
+  fg_buf_put_u8(b, '\0');
+}
+
+static void put_int(fg_buf *b, const char *name, int value) {
+  char text[16];
+  snprintf(text, sizeof text, "%d", value);
+  put_var(b, name, text);
+}
+
+char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
+                     const char *error_file) {
+  int rank = s->node_rank * s->nproc + local_rank;
+  int world = s->nnodes * s->nproc;
+  fg_buf own;
+  fg_buf_init(&own);
+  put_int(&own, "LOCAL_RANK", local_rank);
+  put_int(&own, "RANK", rank);
+  put_int(&own, "GROUP_RANK", s->node_rank);
+  put_int(&own, "ROLE_RANK", rank);
+  put_var(&own, "ROLE_NAME", s->role);
+  put_int(&own, "LOCAL_WORLD_SIZE", s->nproc);
+  put_int(&own, "WORLD_SIZE", world);
+  put_int(&own, "GROUP_WORLD_SIZE", s->nnodes);
+  put_int(&own, "ROLE_WORLD_SIZE", world);
+  put_var(&own, "MASTER_ADDR", s->master_addr);
+  put_int(&own, "MASTER_PORT", s->master_port);
+  put_int(&own, "TORCHELASTIC_RESTART_COUNT", restart_count);
+  put_int(&own, "TORCHELASTIC_MAX_RESTARTS", s->max_restarts);
+  put_var(&own, "TORCHELASTIC_RUN_ID", s->run_id);
+  put_var(&own, "TORCHELASTIC_USE_AGENT_STORE", "True");
+  put_var(&own, "TORCHELASTIC_ERROR_FILE", error_file);
+  if (own.failed) {
+    fg_buf_free(&own);
+    return NULL;
+  }
+
+  size_t ninherited = 0;
+  for (char **e = environ; *e; e++) ninherited++;
+  size_t nown = FG_ARRAY_LEN(worker_vars);
+  size_t nptr = ninherited + nown + 1;
+  char **env = malloc(nptr * sizeof *env + own.len);
+  if (!env) {
+    fg_buf_free(&own);
+    return NULL;
+  }
+  char *strings = (char *)(env + nptr);
+  memcpy(strings, own.data, own.len);
+  fg_buf_free(&own);
+
+  size_t n = 0;
+  for (char **e = environ; *e; e++)
+    if (!is_worker_var(*e)) env[n++] = *e;
+  for (size_t i = 0; i < nown; i++) {
+    env[n++] = strings;
+    strings += strlen(strings) + 1;
+  }
+  env[n] = NULL;
+  return env;
+}

@@ -1,0 +1,28 @@
+/* env.h - the environment each worker gets: fgrun's own plus torchrun's variables. */
+#ifndef FG_LAUNCHER_ENV_H
+#define FG_LAUNCHER_ENV_H
+
+typedef struct fg_env_spec {
+  const char *role;
+  int nproc;      /* LOCAL_WORLD_SIZE */
+  int node_rank;  /* GROUP_RANK */
+  int nnodes;     /* GROUP_WORLD_SIZE */
+  const char *master_addr;
+  int master_port;
+  int max_restarts;
+  const char *run_id;
+} fg_env_spec;
+
+/* Job-wide defaults put into fgrun's own environment so every worker inherits them, as
+ * torchrun does: OMP_NUM_THREADS=1 when unset and nproc > 1 (with one notice on stderr),
+ * TORCH_NCCL_ASYNC_ERROR_HANDLING=1 and NCCL_ASYNC_ERROR_HANDLING=1 (torch 1.13's name)
+ * when unset. */
+void fg_env_set_job_defaults(int nproc);
+
+/* A NULL-terminated "NAME=value" array: the current environment minus the variables
+ * fgrun sets, then RANK, LOCAL_RANK, ... TORCHELASTIC_ERROR_FILE for this worker.
+ * One allocation; release it with free(). NULL when out of memory. */
+char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
+                     const char *error_file);
+
+#endif

@@ -1,0 +1,526 @@
+/* options.c - the option table and the generic parser that walks it.
+ *
+ * Every option is one row: its canonical name (underscores; the dashed spelling is
+ * accepted too), an optional short letter, whether it takes a value, its default, help
+ * text, and the function that stores its value. The parser collects one raw string per
+ * row from argv, then PET_<NAME>, then the default, and hands it to that function; checks
+ * that involve several options come last, in check_combination. */
+#include "launcher/options.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "fg/fg.h"
+
+typedef int (*fg_opt_store)(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+
+enum { OPT_VALUE = 0, OPT_FLAG = 1 };
+enum { OPT_ENV = 0, OPT_NO_ENV = 1 };
+
+typedef struct fg_opt_desc {
+  const char *name;
+  char short_name;
+  int kind;
+  int env;
+  const char *metavar;
+  const char *def;
+  const char *group;
+  const char *help;
+  fg_opt_store store;
+} fg_opt_desc;
+
+/* --- storing one value ----------------------------------------------------------------- */
+
+static int store_nnodes(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return fg_parse_nnodes(v, &o->nnodes_min, &o->nnodes_max, err, errlen);
+}
+
+static int store_nproc(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  static const struct {
+    const char *word;
+    enum fg_nproc_kind kind;
+  } words[] = {{"auto", FG_NPROC_AUTO}, {"cpu", FG_NPROC_CPU}, {"gpu", FG_NPROC_GPU}};
+  for (size_t i = 0; i < FG_ARRAY_LEN(words); i++)
+    if (strcmp(v, words[i].word) == 0) {
+      o->nproc_kind = words[i].kind;
+      return 0;
+    }
+  o->nproc_kind = FG_NPROC_NUMBER;
+  if (fg_parse_int(v, 1, 1 << 16, &o->nproc) != 0)
+    return fg_fail(err, errlen, -EINVAL,
+                   "expected a number from 1 to 65536, auto, cpu or gpu, got '%s'", v);
+  return 0;
+}
+
+static int store_int(int *dst, const char *v, int min, int max, char *err, size_t errlen) {
+  if (fg_parse_int(v, min, max, dst) != 0)
+    return fg_fail(err, errlen, -EINVAL, "expected a whole number from %d to %d, got '%s'",
+                   min, max, v);
+  return 0;
+}
+
+static int store_node_rank(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return store_int(&o->node_rank, v, 0, 1 << 20, err, errlen);
+}
+
+static int store_master_port(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return store_int(&o->master_port, v, 0, 65535, err, errlen);
+}
+
+static int store_max_restarts(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return store_int(&o->max_restarts, v, 0, 1 << 20, err, errlen);
+}
+
+static int store_monitor_interval(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (fg_parse_seconds(v, &o->monitor_interval) != 0 || o->monitor_interval <= 0)
+    return fg_fail(err, errlen, -EINVAL, "expected a positive number of seconds, got '%s'", v);
+  return 0;
+}
+
+static int store_term_grace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (fg_parse_seconds(v, &o->term_grace) != 0)
+    return fg_fail(err, errlen, -EINVAL, "expected a number of seconds, got '%s'", v);
+  return 0;
+}
+
+static int store_backend(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "static") != 0 && strcmp(v, "c10d") != 0)
+    return fg_fail(err, errlen, -EINVAL, "expected static or c10d, got '%s'", v);
+  o->rdzv_backend = v;
+  return 0;
+}
+
+static int store_endpoint(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  (void)err, (void)errlen;
+  o->rdzv_endpoint = *v ? v : NULL;
+  return 0;
+}
+
+static int store_rdzv_id(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
+  o->rdzv_id = v;
+  return 0;
+}
+
+static int store_flag(int *dst, const char *v, char *err, size_t errlen) {
+  if (fg_parse_bool(v, dst) != 0)
+    return fg_fail(err, errlen, -EINVAL, "expected 1 or 0, got '%s'", v);
+  return 0;
+}
+
+#define FLAG_STORE(field)                                                                  \
+  static int store_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) { \
+    return store_flag(&o->field, v, err, errlen);                                          \
+  }
+FLAG_STORE(standalone)
+FLAG_STORE(module)
+FLAG_STORE(no_python)
+FLAG_STORE(run_path)
+FLAG_STORE(no_prefix)
+FLAG_STORE(show_help)
+FLAG_STORE(show_version)
+
+#define STRING_STORE(field)                                                                \
+  static int store_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) { \
+    (void)err, (void)errlen;                                                               \
+    o->field = v;                                                                          \
+    return 0;                                                                              \
+  }
+STRING_STORE(master_addr)
+STRING_STORE(role)
+STRING_STORE(log_dir)
+
+static int store_python(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
+  o->python = v;
+  return 0;
+}
+
+static int store_start_method(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "spawn") && strcmp(v, "fork") && strcmp(v, "forkserver"))
+    return fg_fail(err, errlen, -EINVAL, "expected spawn, fork or forkserver, got '%s'", v);
+  o->start_method = v;
+  return 0;
+}
+
+static int store_redirects(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return fg_parse_std_spec(v, &o->redirects, err, errlen);
+}
+
+static int store_tee(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return fg_parse_std_spec(v, &o->tee, err, errlen);
+}
+
+static int store_prefix_template(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (fg_check_prefix_template(v, err, errlen) != 0) return -EINVAL;
+  o->prefix_template = v;
+  return 0;
+}
+
+static int store_log_level(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (fg_log_level_parse(v) < 0)
+    return fg_fail(err, errlen, -EINVAL, "expected error, warn, info or debug, got '%s'", v);
+  o->log_level = v;
+  return 0;
+}
+
+/* --- the table --------------------------------------------------------------------------- */
+
+#define G_SIZE "Workers and nodes"
+#define G_RDZV "Rendezvous and store"
+#define G_LAUNCH "The program"
+#define G_OUTPUT "Output and logs"
+#define G_SIGNAL "Signals and teardown"
+#define G_OTHER "Other"
+
+static const fg_opt_desc options[] = {
+    {"nnodes", 0, OPT_VALUE, OPT_ENV, "MIN:MAX", "1:1", G_SIZE,
+     "Number of nodes, N or MIN:MAX. fgrun runs one node for now.", store_nnodes},
+    {"nproc_per_node", 0, OPT_VALUE, OPT_ENV, "N", "1", G_SIZE,
+     "Workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu.",
+     store_nproc},
+    {"node_rank", 0, OPT_VALUE, OPT_ENV, "N", "0", G_SIZE, "Rank of this node.",
+     store_node_rank},
+
+    {"rdzv_backend", 0, OPT_VALUE, OPT_ENV, "NAME", "static", G_RDZV,
+     "static or c10d. Either way the agent hosts the store the workers use.", store_backend},
+    {"rdzv_endpoint", 0, OPT_VALUE, OPT_ENV, "HOST:PORT", "", G_RDZV,
+     "Where the store listens (c10d: required, port 29400 if omitted; static: replaces "
+     "--master_addr:--master_port).",
+     store_endpoint},
+    {"rdzv_id", 0, OPT_VALUE, OPT_ENV, "ID", "none", G_RDZV,
+     "Job id, given to the workers as TORCHELASTIC_RUN_ID.", store_rdzv_id},
+    {"rdzv_conf", 0, OPT_VALUE, OPT_ENV, "K=V,...", "", G_RDZV,
+     "Rendezvous settings; checked, not used on one node.", fg_parse_rdzv_conf},
+    {"standalone", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_RDZV,
+     "Private store on 127.0.0.1 and a port the OS picks, and a fresh random run id; "
+     "overrides --rdzv_* and --master_*. Two such jobs never collide.",
+     store_standalone},
+    {"master_addr", 0, OPT_VALUE, OPT_ENV, "ADDR", "127.0.0.1", G_RDZV,
+     "Address the store binds to, given to the workers as MASTER_ADDR.", store_master_addr},
+    {"master_port", 0, OPT_VALUE, OPT_ENV, "PORT", "29500", G_RDZV,
+     "Port the store binds to, given to the workers as MASTER_PORT.", store_master_port},
+
+    {"max_restarts", 0, OPT_VALUE, OPT_ENV, "N", "0", G_LAUNCH,
+     "Restarts of the whole worker group before the job fails.", store_max_restarts},
+    {"monitor_interval", 0, OPT_VALUE, OPT_ENV, "SECONDS", "5", G_LAUNCH,
+     "Period of background checks. Worker exits are seen at once regardless.",
+     store_monitor_interval},
+    {"start_method", 0, OPT_VALUE, OPT_ENV, "METHOD", "spawn", G_LAUNCH,
+     "spawn, fork or forkserver: accepted for torchrun compatibility and ignored (workers "
+     "are always fresh processes).",
+     store_start_method},
+    {"role", 0, OPT_VALUE, OPT_ENV, "NAME", "default", G_LAUNCH,
+     "Role of the workers (ROLE_NAME).", store_role},
+    {"module", 'm', OPT_FLAG, OPT_ENV, NULL, NULL, G_LAUNCH,
+     "Run PROGRAM as a Python module, like python -m.", store_module},
+    {"no_python", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_LAUNCH,
+     "Run PROGRAM directly (looked up on PATH), not through Python.", store_no_python},
+    {"run_path", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_LAUNCH,
+     "Run PROGRAM with runpy.run_path in the interpreter; takes precedence over --no_python.",
+     store_run_path},
+    {"python", 0, OPT_VALUE, OPT_ENV, "PATH", NULL, G_LAUNCH,
+     "Interpreter for Python programs (default: $PYTHON_EXEC, else python3 from PATH).",
+     store_python},
+
+    {"log_dir", 0, OPT_VALUE, OPT_ENV, "DIR", NULL, G_OUTPUT,
+     "Keep error and log files in DIR/<run id>/attempt_<n>/<local rank>/ (DIR/<run id>.1 ... "
+     "when that exists).",
+     store_log_dir},
+    {"redirects", 'r', OPT_VALUE, OPT_ENV, "STD", "0", G_OUTPUT,
+     "Send streams to log files only: 0 none, 1 stdout, 2 stderr, 3 both, or per local "
+     "rank as 0:1,1:3.",
+     store_redirects},
+    {"tee", 't', OPT_VALUE, OPT_ENV, "STD", "0", G_OUTPUT,
+     "Copy streams to log files and the console (values as --redirects).", store_tee},
+    {"local_ranks_filter", 0, OPT_VALUE, OPT_ENV, "R,...", "", G_OUTPUT,
+     "Only these local ranks' output reaches the console (log files get everything).",
+     fg_parse_ranks_filter},
+    {"log_line_prefix_template", 0, OPT_VALUE, OPT_ENV, "TEMPLATE", "[rank${rank}]:", G_OUTPUT,
+     "Prefix of each console line; ${rank}, ${local_rank} and ${role_name} are filled in.",
+     store_prefix_template},
+    {"no_prefix", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_OUTPUT,
+     "Pass worker output to the console unchanged, without a prefix.", store_no_prefix},
+    {"log_level", 0, OPT_VALUE, OPT_ENV, "LEVEL", "info", G_OUTPUT,
+     "fgrun's own messages: error, warn, info or debug.", store_log_level},
+
+    {"signals_to_handle", 0, OPT_VALUE, OPT_ENV, "SIG,...", "SIGTERM,SIGINT,SIGHUP,SIGQUIT",
+     G_SIGNAL,
+     "Signals passed on to every worker's process group; then the job stops and fgrun exits "
+     "with 128+signal.",
+     fg_parse_signals},
+    {"term_grace", 0, OPT_VALUE, OPT_ENV, "SECONDS", "30", G_SIGNAL,
+     "How long workers get between SIGTERM (or a passed-on signal) and SIGKILL.",
+     store_term_grace},
+
+    {"help", 'h', OPT_FLAG, OPT_NO_ENV, NULL, NULL, G_OTHER, "Show this help and exit.",
+     store_show_help},
+    {"version", 0, OPT_FLAG, OPT_NO_ENV, NULL, NULL, G_OTHER, "Show the version and exit.",
+     store_show_version},
+};
+
+#define NOPTIONS FG_ARRAY_LEN(options)
+
+/* --- parsing ----------------------------------------------------------------------------- */
+
+/* Compares an argv spelling (dashes or underscores, n bytes) with a canonical name. */
+static int name_matches(const char *arg, size_t n, const char *name, int allow_prefix) {
+  size_t i = 0;
+  for (; i < n; i++) {
+    char c = arg[i] == '-' ? '_' : arg[i];
+    if (name[i] == '\0' || c != name[i]) return 0;
+  }
+  return allow_prefix || name[i] == '\0';
+}
+
+/* Exact name, else an unambiguous prefix, as argparse allows. */
+static int find_long(const char *arg, size_t n, char *err, size_t errlen) {
+  for (size_t i = 0; i < NOPTIONS; i++)
+    if (name_matches(arg, n, options[i].name, 0)) return (int)i;
+  int found = -1, count = 0;
+  char names[256] = "";
+  for (size_t i = 0; i < NOPTIONS; i++)
+    if (name_matches(arg, n, options[i].name, 1)) {
+      found = (int)i;
+      count++;
+      size_t used = strlen(names);
+      snprintf(names + used, sizeof names - used, "%s--%s", count > 1 ? ", " : "",
+               options[i].name);
+    }
+  if (count == 1) return found;
+  if (count > 1)
+    return fg_fail(err, errlen, -EINVAL, "ambiguous option --%.*s (could be %s)", (int)n, arg,
+                   names);
+  return fg_fail(err, errlen, -EINVAL, "unknown option --%.*s (see fgrun --help)", (int)n, arg);
+}
+
+static int find_short(char c) {
+  for (size_t i = 0; i < NOPTIONS; i++)
+    if (options[i].short_name == c) return (int)i;
+  return -1;
+}
+
+static int looks_like_option(const char *s) {
+  if (s[0] != '-' || s[1] == '\0') return 0;
+  double ignored;
+  return fg_parse_seconds(s + 1, &ignored) != 0; /* "-1" is a value, not an option */
+}
+
+/* Reads the options in front of PROGRAM into raw[]; returns the index of PROGRAM. */
+static int scan_argv(int argc, char **argv, const char **raw, char *err, size_t errlen) {
+  int i = 1;
+  while (i < argc) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) return i + 1;
+    if (a[0] != '-' || a[1] == '\0') return i;
+    int idx;
+    const char *inline_value = NULL;
+    char shown[64];
+    if (a[1] == '-') {
+      const char *eq = strchr(a + 2, '=');
+      size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+      if ((idx = find_long(a + 2, n, err, errlen)) < 0) return idx;
+      if (eq) inline_value = eq + 1;
+      snprintf(shown, sizeof shown, "--%s", options[idx].name);
+    } else {
+      if ((idx = find_short(a[1])) < 0)
+        return fg_fail(err, errlen, -EINVAL, "unknown option %s (see fgrun --help)", a);
+      if (a[2]) inline_value = a[2] == '=' ? a + 3 : a + 2;
+      snprintf(shown, sizeof shown, "-%c", a[1]);
+    }
+    const fg_opt_desc *d = &options[idx];
+    i++;
+    if (d->kind == OPT_FLAG) {
+      if (inline_value)
+        return fg_fail(err, errlen, -EINVAL, "%s takes no value (got '%s')", shown,
+                       inline_value);
+      raw[idx] = "1";
+      continue;
+    }
+    if (!inline_value) {
+      if (i >= argc || looks_like_option(argv[i]))
+        return fg_fail(err, errlen, -EINVAL, "%s needs a value (%s)", shown, d->metavar);
+      inline_value = argv[i++];
+    }
+    raw[idx] = inline_value;
+  }
+  return i;
+}
+
+static void env_name(const char *name, char *out, size_t outlen) {
+  size_t n = (size_t)snprintf(out, outlen, "PET_%s", name);
+  for (size_t i = 4; i < n && i < outlen; i++)
+    if (out[i] >= 'a' && out[i] <= 'z') out[i] = (char)(out[i] - 'a' + 'A');
+}
+
+static void make_uuid(char out[40]) {
+  unsigned char b[16];
+  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
+    uint64_t t = fg_now_ns() ^ ((uint64_t)getpid() << 32);
+    for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
+  }
+  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+  snprintf(out, 40,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
+}
+
+/* Where the store listens follows from --standalone, --rdzv_* and --master_*. */
+static int choose_store_address(fg_launch_opts *o, char *err, size_t errlen) {
+  if (o->standalone) {
+    o->rdzv_backend = "c10d";
+    make_uuid(o->run_id_buf);
+    o->rdzv_id = o->run_id_buf;
+    snprintf(o->store_host, sizeof o->store_host, "127.0.0.1");
+    o->store_port = 0;
+    return 0;
+  }
+  int c10d = strcmp(o->rdzv_backend, "c10d") == 0;
+  if (o->rdzv_endpoint) {
+    o->store_port = c10d ? 29400 : o->master_port;
+    if (fg_split_hostport(o->rdzv_endpoint, o->store_host, sizeof o->store_host,
+                          &o->store_port) != 0)
+      return fg_fail(err, errlen, -EINVAL, "--rdzv_endpoint: expected HOST:PORT, got '%s'",
+                     o->rdzv_endpoint);
+    return 0;
+  }
+  if (c10d)
+    return fg_fail(err, errlen, -EINVAL,
+                   "--rdzv_backend=c10d needs --rdzv_endpoint HOST:PORT (or use --standalone)");
+  int unused = -1;
+  if (fg_split_hostport(o->master_addr, o->store_host, sizeof o->store_host, &unused) != 0 ||
+      unused != -1)
+    return fg_fail(err, errlen, -EINVAL, "--master_addr: expected a host name or address, "
+                   "got '%s'", o->master_addr);
+  o->store_port = o->master_port;
+  return 0;
+}
+
+static int check_combination(fg_launch_opts *o, char *err, size_t errlen) {
+  if (o->nnodes_max > 1)
+    return fg_fail(err, errlen, -EINVAL,
+                   "--nnodes %d:%d: multi-node is not supported yet (run with --nnodes 1)",
+                   o->nnodes_min, o->nnodes_max);
+  if (o->node_rank >= o->nnodes_max)
+    return fg_fail(err, errlen, -EINVAL, "--node_rank %d: must be below --nnodes (%d)",
+                   o->node_rank, o->nnodes_max);
+  if (o->module && o->no_python && !o->run_path)
+    return fg_fail(err, errlen, -EINVAL, "--no_python and --module cannot be used together");
+  if (o->nsignals == 0)
+    return fg_fail(err, errlen, -EINVAL, "--signals_to_handle: name at least one signal");
+  return choose_store_address(o, err, errlen);
+}
+
+int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t errlen) {
+  memset(o, 0, sizeof *o);
+  const char *raw[NOPTIONS] = {0};
+  int prog = scan_argv(argc, argv, raw, err, errlen);
+  if (prog < 0) return prog;
+
+  char detail[512];
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const fg_opt_desc *d = &options[i];
+    char source[80];
+    snprintf(source, sizeof source, "--%s", d->name);
+    const char *v = raw[i];
+    if (!v && d->env == OPT_ENV) {
+      char var[64];
+      env_name(d->name, var, sizeof var);
+      if ((v = getenv(var)) != NULL) snprintf(source, sizeof source, "%s", var);
+    }
+    if (!v) v = d->kind == OPT_FLAG ? "0" : d->def;
+    if (!v) continue;
+    int rc = d->store(o, v, detail, sizeof detail);
+    if (rc < 0) return fg_fail(err, errlen, rc, "%s: %s", source, detail);
+    if (o->show_help || o->show_version) return 0;
+  }
+  if (prog >= argc)
+    return fg_fail(err, errlen, -EINVAL, "missing PROGRAM to run (see fgrun --help)");
+  o->program = argv[prog];
+  o->program_args = argv + prog + 1;
+  o->nprogram_args = argc - prog - 1;
+  return check_combination(o, err, errlen);
+}
+
+void fg_opts_free(fg_launch_opts *o) {
+  free(o->rdzv_conf);
+  free(o->rdzv_conf_text);
+  free(o->redirects.map);
+  free(o->tee.map);
+  free(o->ranks_filter);
+  o->rdzv_conf = NULL;
+  o->rdzv_conf_text = NULL;
+  o->redirects.map = o->tee.map = NULL;
+  o->ranks_filter = NULL;
+}
+
+/* --- help -------------------------------------------------------------------------------- */
+
+/* Help text as indented lines of at most HELP_WIDTH columns, broken at spaces. */
+static void put_wrapped(int fd, const char *text) {
+  enum { INDENT = 8, HELP_WIDTH = 92 };
+  const char *p = text;
+  while (*p) {
+    size_t n = strlen(p);
+    if (n > HELP_WIDTH - INDENT) {
+      n = HELP_WIDTH - INDENT;
+      while (n > 0 && p[n] != ' ') n--;
+      if (n == 0) n = strcspn(p, " ");
+    }
+    dprintf(fd, "%*s%.*s\n", INDENT, "", (int)n, p);
+    p += n;
+    while (*p == ' ') p++;
+  }
+}
+
+void fg_opts_usage(int fd) {
+  dprintf(fd,
+          "usage: fgrun [options] PROGRAM|SCENARIO [args...]\n"
+          "\n"
+          "Starts nproc_per_node copies of PROGRAM with torchrun's environment (RANK, "
+          "WORLD_SIZE,\nMASTER_ADDR, MASTER_PORT, ...), hosts the store they rendezvous on, "
+          "and stops them all\nwhen one fails. PROGRAM is a built-in scenario "
+          "(checkpoint-integration,\ndataloader-dispatcher, pipeline-split, build_sync, all), "
+          "a *.py script (run with\npython3 -u), an executable, or with -m a Python module. "
+          "Unset options are read from\nPET_<NAME> (e.g. PET_NPROC_PER_NODE=4, "
+          "PET_STANDALONE=1).\n");
+  const char *group = NULL;
+  for (size_t i = 0; i < NOPTIONS; i++) {
+    const fg_opt_desc *d = &options[i];
+    if (!group || strcmp(group, d->group) != 0) {
+      group = d->group;
+      dprintf(fd, "\n%s:\n", group);
+    }
+    char spell[160];
+    char dashed[64];
+    snprintf(dashed, sizeof dashed, "%s", d->name);
+    for (char *p = dashed; *p; p++)
+      if (*p == '_') *p = '-';
+    int n = 0;
+    if (d->short_name) n += snprintf(spell + n, sizeof spell - (size_t)n, "-%c, ", d->short_name);
+    if (strcmp(dashed, d->name) != 0)
+      n += snprintf(spell + n, sizeof spell - (size_t)n, "--%s, ", dashed);
+    n += snprintf(spell + n, sizeof spell - (size_t)n, "--%s", d->name);
+    if (d->metavar) snprintf(spell + n, sizeof spell - (size_t)n, " %s", d->metavar);
+    char text[768];
+    int len = snprintf(text, sizeof text, "%s", d->help);
+    if (d->def && *d->def && len > 0 && (size_t)len < sizeof text)
+      snprintf(text + len, sizeof text - (size_t)len, " (default: %s)", d->def);
+    dprintf(fd, "  %s\n", spell);
+    put_wrapped(fd, text);
+  }
+  dprintf(fd,
+          "\nExit status: 0 when every worker succeeded; the failing worker's exit code "
+          "(128+N for\nsignal N) when the job failed; 128+N when fgrun stopped on signal N; "
+          "2 for bad usage.\n");
+}

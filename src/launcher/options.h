@@ -1,0 +1,105 @@
+/* options.h - fgrun's command line: torchrun 1.13's options plus a few of fgrun's own.
+ *
+ * One table (options.c) describes every option: both spellings, its PET_ environment
+ * variable, default and help. Parsing fills an fg_launch_opts; strings point into argv,
+ * the environment or static defaults, so only the parsed lists are owned. */
+#ifndef FG_LAUNCHER_OPTIONS_H
+#define FG_LAUNCHER_OPTIONS_H
+
+#include <stddef.h>
+
+/* torchrun's Std: which of a worker's streams go to a log file. */
+enum fg_std { FG_STD_NONE = 0, FG_STD_OUT = 1, FG_STD_ERR = 2, FG_STD_ALL = 3 };
+
+/* --redirects / --tee: one value for every local rank ("3"), or a map ("0:1,1:3") where
+ * local ranks not named get FG_STD_NONE. */
+typedef struct fg_std_spec {
+  int all;
+  int nmap; /* 0: `all` applies to every rank */
+  struct fg_std_pair {
+    int local_rank;
+    int std;
+  } *map;
+} fg_std_spec;
+
+enum fg_nproc_kind { FG_NPROC_NUMBER, FG_NPROC_AUTO, FG_NPROC_CPU, FG_NPROC_GPU };
+
+typedef struct fg_conf_pair {
+  char *key;
+  char *value;
+} fg_conf_pair;
+
+#define FG_MAX_SIGNALS 64
+
+typedef struct fg_launch_opts {
+  /* worker and node counts */
+  int nnodes_min, nnodes_max;
+  enum fg_nproc_kind nproc_kind;
+  int nproc; /* for FG_NPROC_NUMBER; the others are resolved by fg_resolve_nproc */
+  int node_rank;
+
+  /* rendezvous and store */
+  const char *rdzv_backend; /* "static" or "c10d" */
+  const char *rdzv_endpoint;
+  const char *rdzv_id;
+  fg_conf_pair *rdzv_conf;
+  int nrdzv_conf;
+  char *rdzv_conf_text; /* owned copy that rdzv_conf points into */
+  int standalone;
+  const char *master_addr;
+  int master_port;
+  char store_host[256]; /* where the agent's store listens, derived from the above */
+  int store_port;
+  char run_id_buf[40];  /* the uuid --standalone makes up */
+
+  /* the program */
+  int max_restarts;
+  double monitor_interval;
+  const char *start_method;
+  const char *role;
+  int module, no_python, run_path;
+  const char *python; /* NULL: PYTHON_EXEC, then python3 from PATH */
+  const char *program;
+  char **program_args; /* argv after the program, not owned */
+  int nprogram_args;
+
+  /* output */
+  const char *log_dir;
+  fg_std_spec redirects, tee;
+  int *ranks_filter; /* local ranks whose output reaches the console; NULL: all */
+  int nranks_filter;
+  const char *prefix_template;
+  int no_prefix;
+  const char *log_level;
+
+  /* signals and teardown */
+  int signals[FG_MAX_SIGNALS];
+  int nsignals;
+  double term_grace;
+
+  int show_help, show_version;
+} fg_launch_opts;
+
+/* Parses argv (and PET_* variables for options argv leaves unset). Returns 0, or -EINVAL
+ * with one line in err. With --help or --version it returns 0 with show_help or
+ * show_version set and nothing else checked. */
+int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t errlen);
+void fg_opts_free(fg_launch_opts *o);
+/* The full, grouped --help text. */
+void fg_opts_usage(int fd);
+
+/* Value parsers, shared with the unit tests. */
+int fg_parse_std_spec(const char *s, fg_std_spec *out, char *err, size_t errlen);
+int fg_std_for(const fg_std_spec *s, int local_rank);
+int fg_parse_nnodes(const char *s, int *min, int *max, char *err, size_t errlen);
+int fg_parse_bool(const char *s, int *out);
+/* These three fill their fields of o from one option's value. */
+int fg_parse_rdzv_conf(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+int fg_parse_ranks_filter(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+/* "${rank}", "${local_rank}" and "${role_name}" (and "$$"); anything else is an error. */
+int fg_check_prefix_template(const char *tmpl, char *err, size_t errlen);
+/* The template with its variables filled in; heap string or NULL when out of memory. */
+char *fg_expand_prefix(const char *tmpl, int rank, int local_rank, const char *role);
+
+#endif

@@ -1,0 +1,118 @@
+/* summary.c - the failure report: every rank's end, then why the root cause failed. */
+#include "launcher/summary.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "launcher/errorfile.h"
+#include "launcher/output.h"
+
+enum { TAIL_LINES = 20 };
+
+static void putf(fg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(fg_buf *b, const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n > 0) fg_buf_put(b, line, FG_MIN((size_t)n, sizeof line - 1));
+}
+
+/* Copies text line by line, each behind indent, ending with a newline. */
+static void put_indented(fg_buf *b, const char *indent, const char *text, size_t len) {
+  while (len > 0) {
+    const char *nl = memchr(text, '\n', len);
+    size_t n = nl ? (size_t)(nl - text) : len;
+    fg_buf_put(b, indent, strlen(indent));
+    fg_buf_put(b, text, n);
+    fg_buf_put_u8(b, '\n');
+    if (!nl) break;
+    len -= n + 1;
+    text = nl + 1;
+  }
+}
+
+int fg_worker_exit_status(const fg_worker *w) {
+  if (w->state != FG_WORKER_EXITED) return 1;
+  return w->term_signal ? 128 + w->term_signal : w->exit_code;
+}
+
+void fg_describe_end(const fg_worker *w, char *out, size_t outlen) {
+  switch (w->state) {
+    case FG_WORKER_IDLE: snprintf(out, outlen, "not started"); break;
+    case FG_WORKER_RUNNING: snprintf(out, outlen, "still running"); break;
+    case FG_WORKER_LOST:
+      snprintf(out, outlen, "did not exit after SIGKILL (stuck in the kernel?); left behind");
+      break;
+    case FG_WORKER_EXITED:
+      if (w->term_signal)
+        snprintf(out, outlen, "killed by SIG%s (signal %d)", fg_signame(w->term_signal),
+                 w->term_signal);
+      else
+        snprintf(out, outlen, "exited with code %d", w->exit_code);
+      break;
+  }
+}
+
+static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
+  fg_error_info info;
+  int kind = fg_error_file_read(w->error_file, &info);
+  if (kind == FG_ERRFILE_PARSED) {
+    putf(b, "fgrun: rank %d's error file (%s):\n", w->rank, w->error_file);
+    put_indented(b, "  ", info.message, strlen(info.message));
+    if (info.callstack) {
+      size_t n = strlen(info.callstack);
+      while (n && info.callstack[n - 1] == '\n') n--;
+      put_indented(b, "  ", info.callstack, n);
+    }
+  } else if (kind == FG_ERRFILE_RAW) {
+    putf(b, "fgrun: rank %d's error file (%s), not in torch's format:\n", w->rank,
+         w->error_file);
+    put_indented(b, "  ", info.raw, strlen(info.raw));
+  } else if (w->err.tail && w->err.tail->total > 0) {
+    fg_buf tail;
+    fg_buf_init(&tail);
+    fg_tail_lines(w->err.tail, TAIL_LINES, &tail);
+    putf(b, "fgrun: last %d lines of rank %d's stderr:\n", TAIL_LINES, w->rank);
+    put_indented(b, "  | ", (const char *)tail.data, tail.len);
+    fg_buf_free(&tail);
+  } else {
+    putf(b, "fgrun: rank %d wrote no error file and nothing on stderr\n", w->rank);
+  }
+  fg_error_info_free(&info);
+}
+
+void fg_summary_format(const fg_summary *s, fg_buf *b) {
+  char end[128];
+  const fg_worker *rc = s->root_cause;
+  if (s->stop_signal) {
+    putf(b, "fgrun: stopped by SIG%s (attempt %d); exit status %d\n",
+         fg_signame(s->stop_signal), s->attempt, s->exit_code);
+  } else if (rc) {
+    fg_describe_end(rc, end, sizeof end);
+    putf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s after %.2fs "
+         "(attempt %d, %d restart%s allowed)\n",
+         rc->rank, rc->local_rank, rc->pid, end, fg_worker_runtime(rc), s->attempt,
+         s->max_restarts, s->max_restarts == 1 ? "" : "s");
+  } else {
+    putf(b, "fgrun: error: job failed (attempt %d)\n", s->attempt);
+  }
+  for (int i = 0; i < s->nworkers; i++) {
+    const fg_worker *w = &s->workers[i];
+    fg_describe_end(w, end, sizeof end);
+    putf(b, "fgrun:   rank %d (local_rank %d, pid %d): %s after %.2fs%s\n", w->rank,
+         w->local_rank, w->pid, end, fg_worker_runtime(w), w == rc ? "  <- root cause" : "");
+  }
+  if (rc) put_root_cause_details(b, rc);
+}
+
+void fg_summary_print(const fg_summary *s) {
+  fg_buf b;
+  fg_buf_init(&b);
+  fg_summary_format(s, &b);
+  if (!b.failed) fg_console_write(2, b.data, b.len);
+  fg_buf_free(&b);
+}

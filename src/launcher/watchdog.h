@@ -1,0 +1,35 @@
+/* watchdog.h - the process that kills the workers' groups when fgrun dies, however it dies.
+ *
+ * `fgrun-exec --watchdog` reads "+PGID" and "-PGID" lines from a pipe whose only write end
+ * is fgrun's. When the pipe reaches EOF - fgrun exited, crashed or was SIGKILLed - it
+ * SIGKILLs every group still listed and exits. PR_SET_PDEATHSIG already takes the workers
+ * themselves down with fgrun; the watchdog is what reaches their children. */
+#ifndef FG_LAUNCHER_WATCHDOG_H
+#define FG_LAUNCHER_WATCHDOG_H
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct fg_watchdog {
+  uv_loop_t *loop;
+  char *helper;
+  uv_process_t *proc; /* NULL when not running */
+  int fd;             /* write end of the pipe; -1 when stopped */
+  int *groups;        /* kept so a watchdog that died can be replaced */
+  int ngroups, cap;
+  uv_timer_t stop_timer; /* bounds the wait for its exit at shutdown */
+  int respawns;
+  int stopping;
+} fg_watchdog;
+
+int fg_watchdog_start(fg_watchdog *wd, uv_loop_t *loop, const char *helper, char *err,
+                      size_t errlen);
+void fg_watchdog_add(fg_watchdog *wd, int pgid);
+/* fgrun has torn this group down itself. */
+void fg_watchdog_remove(fg_watchdog *wd, int pgid);
+/* Closes the pipe: the watchdog kills what is still listed and exits. Its exit is waited
+ * for (briefly) so that it is reaped here, not left as a zombie to an init that may not
+ * reap. */
+void fg_watchdog_stop(fg_watchdog *wd);
+
+#endif

@@ -1,0 +1,103 @@
+"""Helpers for the fgrun tests: running fgrun, worker scripts, and finding every process
+a job left behind."""
+import os
+import signal
+import subprocess
+import time
+
+from conftest import BIN, SYSTEM_PYTHON
+
+WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
+TIMEOUT = 120  # generous: these are correctness tests, not benchmarks
+
+
+def worker(name):
+    return os.path.join(WORKERS, name)
+
+
+def fgrun_env(**extra):
+    env = dict(os.environ)
+    env["PYTHON_EXEC"] = SYSTEM_PYTHON
+    for k in [k for k in env if k.startswith("PET_")]:
+        del env[k]
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run(fgrun, *args, env=None, timeout=TIMEOUT, **kw):
+    """Runs fgrun to completion; returns the CompletedProcess (bytes output)."""
+    return subprocess.run([fgrun, *args], env=env or fgrun_env(), capture_output=True,
+                          timeout=timeout, **kw)
+
+
+def start(fgrun, *args, env=None, **kw):
+    return subprocess.Popen([fgrun, *args], env=env or fgrun_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def wait_for_files(paths, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(os.path.exists(p) and os.path.getsize(p) > 0 for p in paths):
+            return
+        time.sleep(0.02)
+    missing = [p for p in paths if not os.path.exists(p)]
+    raise AssertionError(f"workers did not write {missing} within {timeout}s")
+
+
+def read_pids(paths):
+    return [int(open(p).read().split()[0]) for p in paths]
+
+
+def alive(pid):
+    """True for a process that exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def processes_in_groups(pgids):
+    """Live processes whose process group is one of pgids (a worker and its children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp in pgids and state != "Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_until_gone(pids, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.02)
+    return [p for p in pids if alive(p)]
+
+
+def kill_all(pids):
+    """Cleanup for a failed test: leave nothing running."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def stderr_lines(cp):
+    return cp.stderr.decode(errors="replace").splitlines()
+
+
+def error_lines(cp):
+    return [l for l in stderr_lines(cp) if l.startswith("fgrun: error:")]
