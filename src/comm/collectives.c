@@ -58,11 +58,15 @@ static int compare_args(fg_comm *c, int op, size_t count, fg_dtype dt, int root)
   return rc;
 }
 
+static int rooted(int op) {
+  return op == OP_BROADCAST || op == OP_REDUCE || op == OP_GATHER || op == OP_SCATTER;
+}
+
 static int begin(fg_comm *c, int op, size_t count, fg_dtype dt, int root) {
   c->seq++;
   c->err[0] = '\0';
   int rc = bad_dtype(c, op_names[op], dt);
-  if (rc == 0 && root >= 0) rc = bad_rank(c, op_names[op], "root", root);
+  if (rc == 0 && rooted(op)) rc = bad_rank(c, op_names[op], "root", root);
   if (rc == 0) rc = compare_args(c, op, count, dt, root);
   return rc;
 }

@@ -1,0 +1,630 @@
+/* gloo_shim.cc - see gloo_shim.h. C++ only because gloo is: this file turns templates into
+ * byte sizes and exceptions into codes, and keeps watch over each context's connections,
+ * which gloo (0.0~git20220518) does not do well enough on its own:
+ *  - a broken connection fails only the operations on that connection, so a rank waiting
+ *    on a live peer (itself stuck) waits out the whole timeout;
+ *  - a send still queued on a broken connection is never woken at all;
+ *  - its messages name a peer by address, and not always by the address we know it by.
+ * So every context posts, for every peer, a receive that no data ever completes (a
+ * canary): a broken connection fails it, which names the peer. One more receive per peer,
+ * on a shared buffer (the alarm), wakes a watcher thread on any failure; the watcher then
+ * wakes the operation in flight and fails every connection of the context, so this rank
+ * and, through the closed sockets, its peers fail within milliseconds. A rank that leaves
+ * cleanly first completes both receives on its peers (a goodbye), so it is not mistaken
+ * for a failed one. */
+#include "comm/gloo_shim.h"
+
+#include <gloo/allgather.h>
+#include <gloo/allgatherv.h>
+#include <gloo/allreduce.h>
+#include <gloo/alltoall.h>
+#include <gloo/barrier.h>
+#include <gloo/broadcast.h>
+#include <gloo/common/error.h>
+#include <gloo/common/logging.h>
+#include <gloo/gather.h>
+#include <gloo/reduce.h>
+#include <gloo/rendezvous/context.h>
+#include <gloo/rendezvous/store.h>
+#include <gloo/scatter.h>
+#include <gloo/transport/tcp/device.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+using std::chrono::milliseconds;
+using Buffer = gloo::transport::UnboundBuffer;
+
+struct fg_gloo_device {
+  std::shared_ptr<gloo::transport::Device> dev;
+};
+
+struct fg_gloo {
+  std::shared_ptr<gloo::rendezvous::Context> ctx;
+  /* Point-to-point messages so far, per peer and direction: the slot of the next one. */
+  std::vector<uint64_t> sent, received;
+  uint32_t tag = 0;
+
+  std::mutex mu; /* guards what follows: the main thread and the watcher share it */
+  int failed = 0;
+  fg_gloo_error first_error{};
+  int blamed = -1; /* the peer whose connection broke, once known */
+  std::string blame;
+  std::vector<Buffer *> inflight; /* buffers an operation may be waiting on */
+
+  std::vector<char> canary_bytes, alarm_bytes;
+  std::vector<std::unique_ptr<Buffer>> canaries; /* [peer]; none for this rank */
+  std::unique_ptr<Buffer> alarm;
+  std::thread watcher;
+
+  ~fg_gloo() {
+    if (watcher.joinable()) {
+      alarm->abortWaitRecv();
+      watcher.join();
+    }
+    canaries.clear();
+    alarm.reset();
+    ctx.reset();
+  }
+};
+
+struct fg_gloo_batch {
+  fg_gloo *g;
+  std::vector<fg_gloo_xfer> xfers;
+  std::vector<std::unique_ptr<Buffer>> bufs;
+};
+
+namespace {
+
+/* Above the prefixes gloo's collectives use (0x01..0x08), so these never meet them. */
+constexpr uint64_t kP2pSlot = 0x40ull << 56;
+constexpr uint64_t kP2pCounterMask = (1ull << 56) - 1;
+constexpr uint64_t kCanarySlot = 0x41ull << 56;
+constexpr uint64_t kAlarmSlot = 0x42ull << 56;
+/* The watcher's wait; when it ends, gloo fails the context, so make it outlast any job. */
+constexpr milliseconds kForever = milliseconds(1000LL * 3600 * 24 * 365);
+/* How long a leaving rank waits for its goodbyes to be written. */
+constexpr milliseconds kGoodbyeWait = milliseconds(2000);
+/* gloo's words for connections it closed after a timeout elsewhere in the context. */
+constexpr const char *kTimeoutFallout = "Application timeout caused pair closure";
+
+/* A failure of our store, with the code the store client returned. */
+struct StoreError : std::runtime_error {
+  int code, peer;
+  StoreError(int code, int peer, const std::string &msg)
+      : std::runtime_error(msg), code(code), peer(peer) {}
+};
+
+/* gloo's keys are "<rank>" and "rank_<rank>": the rank that has not written one yet. */
+int rank_in_key(const std::string &key) {
+  const char *p = key.c_str();
+  if (!strncmp(p, "rank_", 5)) p += 5;
+  if (!isdigit((unsigned char)*p)) return -1;
+  char *end;
+  long r = strtol(p, &end, 10);
+  return *end ? -1 : (int)r;
+}
+
+class StoreAdapter : public gloo::rendezvous::Store {
+ public:
+  StoreAdapter(fg_store *s, int timeout_ms) : s_(s), timeout_(timeout_ms) {}
+
+  void set(const std::string &key, const std::vector<char> &data) override {
+    int rc = fg_store_set(s_, key.c_str(), data.data(), data.size());
+    if (rc != 0) throw StoreError(rc, -1, "store: " + std::string(fg_store_errmsg(s_)));
+  }
+
+  std::vector<char> get(const std::string &key) override {
+    wait({key}, timeout_);
+    void *value = nullptr;
+    size_t len = 0;
+    int rc = fg_store_get(s_, key.c_str(), &value, &len);
+    if (rc != 0) throw StoreError(rc, -1, "store: " + std::string(fg_store_errmsg(s_)));
+    std::vector<char> out(static_cast<char *>(value), static_cast<char *>(value) + len);
+    free(value);
+    return out;
+  }
+
+  void wait(const std::vector<std::string> &keys) override { wait(keys, timeout_); }
+
+  void wait(const std::vector<std::string> &keys, const milliseconds &timeout) override {
+    std::vector<const char *> names;
+    for (const auto &k : keys) names.push_back(k.c_str());
+    int rc = fg_store_wait(s_, names.data(), names.size(), (int)timeout.count());
+    if (rc == -ETIMEDOUT && keys.size() == 1 && rank_in_key(keys[0]) >= 0)
+      throw StoreError(rc, rank_in_key(keys[0]),
+                       "did not reach the rendezvous within " + std::to_string(timeout.count()) +
+                           " ms");
+    if (rc != 0) throw StoreError(rc, -1, "store: " + std::string(fg_store_errmsg(s_)));
+  }
+
+ private:
+  fg_store *s_;
+  milliseconds timeout_;
+};
+
+/* gloo starts its messages with "[/path/to/file.cc:123] ": noise for our users. */
+const char *without_source(const char *msg) {
+  if (msg[0] != '[') return msg;
+  const char *end = strstr(msg, "] ");
+  return end && memchr(msg, ':', (size_t)(end - msg)) ? end + 2 : msg;
+}
+
+int set_error(fg_gloo_error *e, int code, int peer, const char *msg) {
+  e->peer = peer;
+  snprintf(e->msg, sizeof e->msg, "%s", msg);
+  return code;
+}
+
+/* --- the watch -------------------------------------------------------------------------- */
+
+/* Which peer's connection broke, if one did: its canary holds the error. Probing aborts the
+ * wait first, so a healthy canary answers at once and stays posted. */
+int probe_canaries(fg_gloo *g) {
+  std::lock_guard<std::mutex> lock(g->mu);
+  for (size_t r = 0; g->blamed < 0 && r < g->canaries.size(); r++) {
+    if (!g->canaries[r]) continue;
+    try {
+      g->canaries[r]->abortWaitRecv();
+      g->canaries[r]->waitRecv(nullptr, milliseconds(1));
+    } catch (const std::exception &x) {
+      const char *msg = without_source(x.what());
+      if (strstr(msg, kTimeoutFallout)) continue;
+      g->blamed = (int)r;
+      g->blame = msg;
+    }
+  }
+  return g->blamed;
+}
+
+/* A broken connection fails its operations one after the other: the one that woke us may
+ * come before the canary. Give the rest of them a moment. */
+int find_blame(fg_gloo *g) {
+  for (int tries = 0; tries < 50; tries++) {
+    if (probe_canaries(g) >= 0) return g->blamed;
+    std::this_thread::sleep_for(milliseconds(1));
+  }
+  return -1;
+}
+
+/* Wakes whatever the main thread waits on, even a send gloo itself would never wake. */
+void abort_inflight(fg_gloo *g) {
+  std::lock_guard<std::mutex> lock(g->mu);
+  for (Buffer *b : g->inflight) {
+    b->abortWaitSend();
+    b->abortWaitRecv();
+  }
+}
+
+/* Fails every connection of the context, with gloo's own means: a receive that times out
+ * makes it signal every pair, which closes their sockets (so the peers hear of it too). */
+void poison(fg_gloo *g) {
+  char byte = 0;
+  try {
+    auto b = g->ctx->createUnboundBuffer(&byte, 1);
+    b->waitRecv(nullptr, milliseconds(1));
+  } catch (...) {
+  }
+}
+
+void record_failure(fg_gloo *g, int code, const fg_gloo_error *e) {
+  std::lock_guard<std::mutex> lock(g->mu);
+  if (g->failed) return;
+  g->failed = code;
+  g->first_error = *e;
+}
+
+void watch(fg_gloo *g) {
+  for (;;) {
+    try {
+      if (!g->alarm->waitRecv(nullptr, kForever)) return; /* aborted: closing */
+      continue;                                           /* a peer said goodbye */
+    } catch (...) {
+    }
+    int peer = find_blame(g);
+    if (peer < 0) return; /* a timeout in this rank: the operation that had it reports it */
+    fg_gloo_error e{};
+    record_failure(g, set_error(&e, FG_EPEER, peer, g->blame.c_str()), &e);
+    abort_inflight(g);
+    poison(g);
+    return;
+  }
+}
+
+void start_watch(fg_gloo *g) {
+  const int n = g->ctx->size, me = g->ctx->rank;
+  g->canary_bytes.assign((size_t)n, 0);
+  g->alarm_bytes.assign((size_t)n, 0);
+  g->canaries.resize((size_t)n);
+  g->alarm = g->ctx->createUnboundBuffer(g->alarm_bytes.data(), (size_t)n);
+  for (int r = 0; r < n; r++) {
+    if (r == me) continue;
+    g->canaries[(size_t)r] = g->ctx->createUnboundBuffer(&g->canary_bytes[(size_t)r], 1);
+    g->canaries[(size_t)r]->recv(r, kCanarySlot);
+    g->alarm->recv(r, kAlarmSlot, (size_t)r, 1);
+  }
+  g->watcher = std::thread(watch, g);
+}
+
+/* Completes this rank's canary and alarm receives on every peer before it goes. */
+void say_goodbye(fg_gloo *g) {
+  char byte = 0;
+  auto bye = g->ctx->createUnboundBuffer(&byte, 1);
+  int posted = 0;
+  for (int r = 0; r < g->ctx->size; r++) {
+    if (r == g->ctx->rank) continue;
+    try {
+      bye->send(r, kCanarySlot);
+      posted++;
+      bye->send(r, kAlarmSlot);
+      posted++;
+    } catch (...) {
+      /* A peer that is gone already needs no goodbye. */
+    }
+  }
+  auto deadline = std::chrono::steady_clock::now() + kGoodbyeWait;
+  for (int i = 0; i < posted; i++) {
+    auto left = std::chrono::duration_cast<milliseconds>(deadline -
+                                                         std::chrono::steady_clock::now());
+    bye->waitSend(std::max(left, milliseconds(1)));
+  }
+}
+
+/* --- failures as codes ------------------------------------------------------------------ */
+
+void mark_failed(fg_gloo *g, int code, const fg_gloo_error *e) {
+  if (!g) return;
+  record_failure(g, code, e);
+  poison(g);
+}
+
+int io_failure(fg_gloo *g, const char *what, int peer_hint, fg_gloo_error *e) {
+  const char *msg = without_source(what);
+  int timed_out = strcasestr(msg, "timed out") || strcasestr(msg, "timeout");
+  int code = set_error(e, timed_out ? -ETIMEDOUT : FG_EPEER, peer_hint, msg);
+  if (g && find_blame(g) >= 0) code = set_error(e, FG_EPEER, g->blamed, g->blame.c_str());
+  mark_failed(g, code, e);
+  return code;
+}
+
+/* Called from a catch block: the exception in flight, as a code and a message. */
+int caught(fg_gloo *g, int peer_hint, int fatal, fg_gloo_error *e) {
+  int code;
+  try {
+    throw;
+  } catch (const StoreError &x) {
+    return set_error(e, x.code, x.peer, x.what());
+  } catch (const gloo::IoException &x) {
+    return io_failure(g, x.what(), peer_hint, e);
+  } catch (const gloo::EnforceNotMet &x) {
+    code = set_error(e, FG_EBACKEND, -1, without_source(x.what()));
+  } catch (const std::bad_alloc &) {
+    code = set_error(e, -ENOMEM, -1, "out of memory");
+  } catch (const std::invalid_argument &x) {
+    code = set_error(e, -EINVAL, -1, x.what());
+  } catch (const std::system_error &x) {
+    int err = x.code().value();
+    code = set_error(e, err > 0 ? -err : FG_EBACKEND, -1, x.what());
+  } catch (const std::exception &x) {
+    code = set_error(e, FG_EBACKEND, -1, without_source(x.what()));
+  } catch (...) {
+    code = set_error(e, FG_EBACKEND, -1, "unknown C++ exception");
+  }
+  if (fatal) mark_failed(g, code, e);
+  return code;
+}
+
+/* A context that failed stays failed: the first error, at once. */
+int failed_before(fg_gloo *g, fg_gloo_error *e) {
+  std::lock_guard<std::mutex> lock(g->mu);
+  if (!g->failed) return 0;
+  std::string msg = "unusable after an earlier failure: " + std::string(g->first_error.msg);
+  return set_error(e, g->failed, g->first_error.peer, msg.c_str());
+}
+
+template <typename F>
+int guarded(fg_gloo *g, fg_gloo_error *e, F &&body) {
+  e->peer = -1;
+  e->msg[0] = '\0';
+  int rc = g ? failed_before(g, e) : 0;
+  if (rc != 0) return rc;
+  try {
+    body();
+    return 0;
+  } catch (...) {
+    return caught(g, -1, 0, e);
+  }
+}
+
+/* The buffers of one operation, made here so the watcher can wake a wait on them. Declare
+ * it after the operation's options: it must let go of them before the options free them. */
+class Watched {
+ public:
+  explicit Watched(fg_gloo *g) : g_(g) {}
+  ~Watched() {
+    std::lock_guard<std::mutex> lock(g_->mu);
+    for (Buffer *b : mine_)
+      g_->inflight.erase(std::find(g_->inflight.begin(), g_->inflight.end(), b));
+  }
+  std::unique_ptr<Buffer> operator()(const void *ptr, size_t bytes) {
+    auto b = g_->ctx->createUnboundBuffer(const_cast<void *>(ptr), bytes);
+    std::lock_guard<std::mutex> lock(g_->mu);
+    g_->inflight.push_back(b.get());
+    mine_.push_back(b.get());
+    return b;
+  }
+
+ private:
+  fg_gloo *g_;
+  std::vector<Buffer *> mine_;
+};
+
+/* gloo's options are templated on the element type, but only its size matters to them. */
+template <typename F>
+void with_element(size_t size, F &&f) {
+  switch (size) {
+    case 1: f(uint8_t{}); break;
+    case 2: f(uint16_t{}); break;
+    case 4: f(uint32_t{}); break;
+    case 8: f(uint64_t{}); break;
+    default: throw std::invalid_argument("unsupported element size " + std::to_string(size));
+  }
+}
+
+std::function<void(void *, const void *, const void *, size_t)> reducer(const fg_gloo_op *op) {
+  fg_gloo_reduce_fn fn = op->reduce;
+  void *arg = op->reduce_arg;
+  return [fn, arg](void *d, const void *a, const void *b, size_t n) { fn(d, a, b, n, arg); };
+}
+
+/* What every collective's options share. */
+template <typename O>
+void common(fg_gloo *g, O &o, const fg_gloo_op *op) {
+  o.setTag(g->tag++);
+  o.setTimeout(milliseconds(op->timeout_ms));
+}
+
+size_t bytes_of(const fg_gloo_op *op, size_t blocks) { return op->count * op->elem_size * blocks; }
+
+const char *at_block(const void *base, const fg_gloo_op *op, size_t index) {
+  return static_cast<const char *>(base) + bytes_of(op, index);
+}
+
+/* One collective: its options, its buffers under watch, then fill_and_run with the element
+ * type. Nothing to move is no call, but the tag still advances, as on every other rank. */
+template <typename O, typename F>
+int collective(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e, F &&fill_and_run) {
+  return guarded(g, e, [&] {
+    O o(g->ctx);
+    Watched w(g);
+    common(g, o, op);
+    if (op->count == 0) return;
+    with_element(op->elem_size, [&](auto t) { fill_and_run(o, w, t); });
+  });
+}
+
+/* The batch's buffers leave the watch before they are freed. */
+void forget(fg_gloo_batch *b) {
+  std::lock_guard<std::mutex> lock(b->g->mu);
+  for (auto &buf : b->bufs)
+    b->g->inflight.erase(std::find(b->g->inflight.begin(), b->g->inflight.end(), buf.get()));
+}
+
+}  // namespace
+
+extern "C" {
+
+int fg_gloo_device_open(const char *hostname, const char *iface, fg_gloo_device **out,
+                        fg_gloo_error *e) {
+  *out = nullptr;
+  return guarded(nullptr, e, [&] {
+    gloo::transport::tcp::attr attr;
+    if (iface && *iface)
+      attr.iface = iface;
+    else if (hostname && *hostname)
+      attr.hostname = hostname;
+    auto dev = gloo::transport::tcp::CreateDevice(attr);
+    *out = new fg_gloo_device{dev};
+  });
+}
+
+void fg_gloo_device_close(fg_gloo_device *d) { delete d; }
+
+int fg_gloo_connect(fg_gloo_device *d, fg_store *store, int rank, int size, int timeout_ms,
+                    fg_gloo **out, fg_gloo_error *e) {
+  *out = nullptr;
+  std::unique_ptr<fg_gloo> g;
+  int rc = guarded(nullptr, e, [&] {
+    g.reset(new fg_gloo);
+    g->ctx = std::make_shared<gloo::rendezvous::Context>(rank, size);
+    g->ctx->setTimeout(milliseconds(timeout_ms));
+    StoreAdapter adapter(store, timeout_ms);
+    g->ctx->connectFullMesh(adapter, d->dev);
+    g->sent.assign((size_t)size, 0);
+    g->received.assign((size_t)size, 0);
+    start_watch(g.get());
+  });
+  if (rc == 0) *out = g.release();
+  return rc;
+}
+
+void fg_gloo_close(fg_gloo *g) {
+  if (!g) return;
+  fg_gloo_error ignored;
+  if (!failed_before(g, &ignored)) {
+    try {
+      say_goodbye(g);
+    } catch (...) {
+      /* A goodbye that cannot be written: the peer learns of it from the closed socket. */
+    }
+  }
+  delete g;
+}
+
+int fg_gloo_barrier(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return guarded(g, e, [&] {
+    gloo::BarrierOptions o(g->ctx);
+    common(g, o, op);
+    gloo::barrier(o);
+  });
+}
+
+int fg_gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::BroadcastOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    o.template setOutput<decltype(t)>(w(op->recv, bytes_of(op, 1)));
+    o.setRoot(op->root);
+    gloo::broadcast(o);
+  });
+}
+
+int fg_gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::ReduceOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
+    o.template setOutput<T>(w(op->recv, bytes_of(op, 1)));
+    o.setRoot(op->root);
+    o.setReduceFunction(reducer(op));
+    gloo::reduce(o);
+  });
+}
+
+int fg_gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::AllreduceOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
+    o.template setOutput<T>(w(op->recv, bytes_of(op, 1)));
+    o.setReduceFunction(reducer(op));
+    gloo::allreduce(o);
+  });
+}
+
+int fg_gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::AllgatherOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
+    o.template setOutput<T>(w(op->recv, bytes_of(op, (size_t)g->ctx->size)));
+    gloo::allgather(o);
+  });
+}
+
+/* op->count is the total here: nothing to move when every rank gives nothing. */
+int fg_gloo_allgatherv(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::AllgathervOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    std::vector<size_t> counts(op->counts, op->counts + g->ctx->size);
+    if (op->send) o.template setInput<T>(w(op->send, counts[(size_t)g->ctx->rank] * sizeof(T)));
+    o.template setOutput<T>(w(op->recv, bytes_of(op, 1)), counts);
+    gloo::allgatherv(o);
+  });
+}
+
+int fg_gloo_gather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::GatherOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    const int rank = g->ctx->rank;
+    /* gloo always wants an input; in place it is root's own block. */
+    const void *in = op->send ? op->send : at_block(op->recv, op, (size_t)rank);
+    o.template setInput<T>(w(in, bytes_of(op, 1)));
+    if (rank == op->root)
+      o.template setOutput<T>(w(op->recv, bytes_of(op, (size_t)g->ctx->size)));
+    o.setRoot(op->root);
+    gloo::gather(o);
+  });
+}
+
+int fg_gloo_scatter(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  return collective<gloo::ScatterOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    if (g->ctx->rank == op->root) {
+      std::vector<std::unique_ptr<Buffer>> blocks;
+      for (int r = 0; r < g->ctx->size; r++)
+        blocks.push_back(w(at_block(op->send, op, (size_t)r), bytes_of(op, 1)));
+      o.template setInputs<T>(std::move(blocks));
+    }
+    o.template setOutput<T>(w(op->recv, bytes_of(op, 1)));
+    o.setRoot(op->root);
+    gloo::scatter(o);
+  });
+}
+
+int fg_gloo_alltoall(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+  /* gloo sends from its input while receiving into its output: in place needs a copy. */
+  const size_t bytes = bytes_of(op, (size_t)g->ctx->size);
+  std::vector<char> copy;
+  return collective<gloo::AlltoallOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
+    using T = decltype(t);
+    if (!op->send) copy.assign(static_cast<char *>(op->recv), static_cast<char *>(op->recv) + bytes);
+    o.template setInput<T>(w(op->send ? op->send : copy.data(), bytes));
+    o.template setOutput<T>(w(op->recv, bytes));
+    gloo::alltoall(o);
+  });
+}
+
+int fg_gloo_batch_start(fg_gloo *g, const fg_gloo_xfer *x, size_t n, fg_gloo_batch **out,
+                        fg_gloo_error *e) {
+  *out = nullptr;
+  std::unique_ptr<fg_gloo_batch> b;
+  int rc = guarded(g, e, [&] { b.reset(new fg_gloo_batch{g, {x, x + n}, {}}); });
+  if (rc != 0) return rc;
+  size_t i = 0;
+  try {
+    for (i = 0; i < n; i++) {
+      const fg_gloo_xfer &t = x[i];
+      b->bufs.push_back(g->ctx->createUnboundBuffer(t.buf, t.bytes));
+      {
+        std::lock_guard<std::mutex> lock(g->mu);
+        g->inflight.push_back(b->bufs.back().get());
+      }
+      if (t.is_send)
+        b->bufs.back()->send(t.peer, kP2pSlot | (g->sent[(size_t)t.peer]++ & kP2pCounterMask));
+      else
+        b->bufs.back()->recv(t.peer,
+                             kP2pSlot | (g->received[(size_t)t.peer]++ & kP2pCounterMask));
+    }
+  } catch (...) {
+    /* Half a batch is posted: the counters no longer match the peers'. */
+    rc = caught(g, x[i].peer, 1, e);
+    forget(b.get());
+    return rc;
+  }
+  *out = b.release();
+  return 0;
+}
+
+int fg_gloo_batch_wait(fg_gloo_batch *batch, int timeout_ms, fg_gloo_error *e) {
+  std::unique_ptr<fg_gloo_batch> b(batch);
+  fg_gloo *g = b->g;
+  e->peer = -1;
+  e->msg[0] = '\0';
+  int rc = 0;
+  auto deadline = std::chrono::steady_clock::now() + milliseconds(timeout_ms);
+  for (size_t i = 0; rc == 0 && i < b->bufs.size(); i++) {
+    const fg_gloo_xfer &t = b->xfers[i];
+    try {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline -
+                                                           std::chrono::steady_clock::now());
+      left = std::max(left, milliseconds(1));
+      bool done = t.is_send ? b->bufs[i]->waitSend(left) : b->bufs[i]->waitRecv(left);
+      if (!done) throw gloo::IoException(std::string(t.is_send ? "send" : "recv") + " aborted");
+    } catch (...) {
+      rc = caught(g, t.peer, 1, e);
+    }
+  }
+  forget(b.get());
+  return rc;
+}
+
+}  // extern "C"
