@@ -5,7 +5,7 @@
 #   make asan       the same tests under AddressSanitizer + UBSan (build/asan)
 #   make bench      side-by-side benchmarks
 #   make run        the main job
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (DESTDIR= to stage; make uninstall with the same)
 #
 # Optional parts are detected: the nccl backend needs CUDA and NCCL under
 # CUDA_HOME (default /usr/local/cuda); gloo needs Debian's libgloo-dev; mpi
@@ -94,7 +94,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 DRIVER_SRCS := $(wildcard tests/drivers/*.c)
 DRIVER_BINS := $(DRIVER_SRCS:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
 
-.PHONY: all test unit integration asan bench run install clean deps
+.PHONY: all test unit integration asan bench run install uninstall clean deps
 all: $(BINS) $(LIBFG_A) $(LIBFG_SO) $(UNIT_BINS) $(DRIVER_BINS)
 
 # Objects depend on the flags they were built with, so a changed option rebuilds them.
@@ -187,6 +187,25 @@ test: unit integration
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 test
 
+# --- fuzzing: the store's request handling under libFuzzer (clang), ASan and UBSan ------------
+# make fuzz [FUZZ_SECONDS=60]: builds build/fuzz/fuzz_store and runs it for that long on a
+# scratch corpus seeded from tests/fuzz/corpus (tests/fuzz/make_corpus.py writes the seeds).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     := build/fuzz
+FUZZ_SRCS    := tests/fuzz/fuzz_store.c src/store/ops.c src/store/kv.c src/store/proto.c \
+                src/common/buf.c src/common/hash.c
+.PHONY: fuzz
+$(FUZZ_DIR)/fuzz_store: $(FUZZ_SRCS) $(wildcard src/store/*.h src/common/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -std=gnu11 $(WARN) -fsanitize=fuzzer,address,undefined \
+	  -fno-sanitize-recover=undefined -Iinclude -Isrc -D_GNU_SOURCE $(FUZZ_SRCS) -o $@
+
+fuzz: $(FUZZ_DIR)/fuzz_store
+	@mkdir -p $(FUZZ_DIR)/corpus
+	$(FUZZ_DIR)/fuzz_store -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 \
+	  -artifact_prefix=$(FUZZ_DIR)/ -print_final_stats=1 $(FUZZ_DIR)/corpus tests/fuzz/corpus
+
 bench: all
 	scripts/bench.sh $(BUILD)
 
@@ -196,13 +215,47 @@ run: all
 deps:
 	scripts/install-deps.sh
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/fg
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/bin
-	install -m 644 $(LIBFG_A) $(DESTDIR)$(PREFIX)/lib
-	install -m 755 $(LIBFG_SO) $(DESTDIR)$(PREFIX)/lib/libfg.so.0
-	ln -sf libfg.so.0 $(DESTDIR)$(PREFIX)/lib/libfg.so
-	install -m 644 include/fg/*.h $(DESTDIR)$(PREFIX)/include/fg
+# --- install ----------------------------------------------------------------------------------
+# Programs in bin/; fgrun-exec, which only fgrun runs, in libexec/fgrun/ (fgrun looks next to
+# itself, then in ../libexec/fgrun/); libfg as libfg.so.<version> with its soname link
+# libfg.so.0 and the development link libfg.so, and libfg.a; the headers; fg.pc for
+# pkg-config (Libs.private: the backends' libraries, for static linking); the man pages.
+# Nothing here is rebuilt with other flags: install takes what the build made.
+VERSION    := $(shell sed -n 's/^\#define FG_VERSION "\(.*\)"/\1/p' include/fg/fg.h)
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+INSTALL_BINS := $(filter-out $(BIN)/fgrun-exec,$(BINS))
+MAN_PAGES  := $(wildcard docs/man/*.1)
+# A directory under PREFIX, written relative to ${prefix} in fg.pc.
+pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+install: $(BINS) $(LIBFG_A) $(LIBFG_SO)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/fgrun $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/fg $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 755 $(INSTALL_BINS) $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BIN)/fgrun-exec $(DESTDIR)$(PREFIX)/libexec/fgrun
+	install -m 644 $(LIBFG_A) $(DESTDIR)$(LIBDIR)
+	install -m 755 $(LIBFG_SO) $(DESTDIR)$(LIBDIR)/libfg.so.$(VERSION)
+	ln -sf libfg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libfg.so.0
+	ln -sf libfg.so.0 $(DESTDIR)$(LIBDIR)/libfg.so
+	install -m 644 include/fg/*.h $(DESTDIR)$(INCLUDEDIR)/fg
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(call pc_dir,$(LIBDIR))' 'includedir=$(call pc_dir,$(INCLUDEDIR))' '' \
+	  'Name: fg' \
+	  'Description: fgrun'"'"'s store client and communicator (backends: $(or $(strip $(HAVE_GLOO:1=gloo) $(HAVE_MPI:1=mpi) $(HAVE_NCCL:1=nccl)),none))' \
+	  'Version: $(VERSION)' \
+	  'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -lfg' \
+	  'Libs.private: $(strip $(COMM_LIBS) $(LDLIBS))' > $(DESTDIR)$(PKGCONFIGDIR)/fg.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/fg.pc
+	$(if $(MAN_PAGES),install -d $(DESTDIR)$(MANDIR)/man1 && install -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/bin/,$(notdir $(INSTALL_BINS))) $(DESTDIR)$(PREFIX)/libexec/fgrun/fgrun-exec
+	rm -f $(DESTDIR)$(LIBDIR)/libfg.a $(DESTDIR)$(LIBDIR)/libfg.so $(DESTDIR)$(LIBDIR)/libfg.so.0 $(DESTDIR)$(LIBDIR)/libfg.so.$(VERSION)
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/fg/,$(notdir $(wildcard include/fg/*.h))) $(DESTDIR)$(PKGCONFIGDIR)/fg.pc
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
+	-rmdir $(DESTDIR)$(PREFIX)/libexec/fgrun $(DESTDIR)$(INCLUDEDIR)/fg 2>/dev/null
 
 clean:
 	rm -rf build

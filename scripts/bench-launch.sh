@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# bench-launch.sh [BUILD_DIR] - how fast fgrun starts and stops a job, next to mpirun and
-# the floor (fork/exec/wait of N processes and nothing else).
+# bench-launch.sh [--csv DIR] [BUILD_DIR] - how fast fgrun starts and stops a job, next to
+# mpirun and the floor (fork/exec/wait of N processes and nothing else).
 #
 #   1. launch: N = 1, 4, 16, 64 workers running `true` under
 #        fgrun --standalone --no_python --nproc_per_node N true
@@ -13,8 +13,19 @@
 # torchrun is tried too and reported as skipped when it does not run (torch 1.13's
 # torchrun crashes on Python 3.11). Targets: fgrun <= 0.25x mpirun at N=4, <= 0.5x at
 # N=64; failure propagation <= 50 ms.
+#
+# With --csv DIR (or BENCH_CSV_DIR=DIR, as scripts/bench.sh sets it) the results also go to
+# DIR/launch.csv (n,launcher,median_ms,mean_ms,stddev_ms,min_ms,max_ms,runs) and
+# DIR/launch-failure.csv (launcher,ranks,median_ms,min_ms,max_ms,runs,exit_status).
 set -euo pipefail
 
+CSV_DIR=${BENCH_CSV_DIR:-}
+if [ "${1:-}" = "--csv" ]; then
+  [ $# -ge 2 ] || { echo "bench-launch: --csv needs a directory" >&2; exit 2; }
+  CSV_DIR=$2
+  shift 2
+fi
+[ -z "$CSV_DIR" ] || { mkdir -p "$CSV_DIR" && CSV_DIR=$(cd "$CSV_DIR" && pwd); }
 BUILD=${1:-build}
 FGRUN=$(cd "$BUILD/bin" && pwd)/fgrun
 SIZES=${SIZES:-"1 4 16 64"}
@@ -76,14 +87,21 @@ for n in $SIZES; do
     --export-json "$WORK/launch-$n.json" "${cmds[@]}" >/dev/null
 done
 
-"$PY" - "$WORK" $SIZES <<'EOF'
+"$PY" - "$WORK" "$CSV_DIR" $SIZES <<'EOF'
 import json, sys
-work, sizes = sys.argv[1], sys.argv[2:]
+work, csv_dir, sizes = sys.argv[1], sys.argv[2], sys.argv[3:]
+csv = open(f"{csv_dir}/launch.csv", "w") if csv_dir else None
+if csv:
+    csv.write("n,launcher,median_ms,mean_ms,stddev_ms,min_ms,max_ms,runs\n")
 print(f"{'N':>4} {'floor ms':>9} {'fgrun ms':>9} {'mpirun ms':>10} {'torchrun ms':>12}"
       f" {'fgrun/mpirun':>13} {'fgrun/floor':>12}")
 for n in sizes:
-    res = {r["command"]: r["median"] * 1e3
-           for r in json.load(open(f"{work}/launch-{n}.json"))["results"]}
+    results = json.load(open(f"{work}/launch-{n}.json"))["results"]
+    res = {r["command"]: r["median"] * 1e3 for r in results}
+    for r in results if csv else []:
+        csv.write(f"{n},{r['command']},{r['median'] * 1e3:.3f},{r['mean'] * 1e3:.3f},"
+                  f"{(r['stddev'] or 0) * 1e3:.3f},{r['min'] * 1e3:.3f},{r['max'] * 1e3:.3f},"
+                  f"{len(r['times'])}\n")
     f, g = res["floor"], res["fgrun"]
     m, t = res.get("mpirun"), res.get("torchrun")
     cell = lambda v, w: f"{v:{w}.1f}" if v is not None else f"{'-':>{w}}"
@@ -106,9 +124,12 @@ chmod +x "$WORK/fail.sh"
 
 echo
 echo "== failure propagation: rank 1 of 4 exits 3; time from its exit to the launcher's exit"
-"$PY" - "$WORK" "$FGRUN" "$HAVE_MPI" "$RUNS_FAIL" <<'EOF'
+"$PY" - "$WORK" "$FGRUN" "$HAVE_MPI" "$RUNS_FAIL" "$CSV_DIR" <<'EOF'
 import os, statistics, subprocess, sys, time
 work, fgrun, have_mpi, runs = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+csv = open(f"{sys.argv[5]}/launch-failure.csv", "w") if sys.argv[5] else None
+if csv:
+    csv.write("launcher,ranks,median_ms,min_ms,max_ms,runs,exit_status\n")
 script, fail_file = f"{work}/fail.sh", f"{work}/failed_at"
 launchers = {"fgrun": [fgrun, "--standalone", "--no_python", "--nproc_per_node", "4", script]}
 if have_mpi:
@@ -127,6 +148,9 @@ for name, cmd in launchers.items():
         delays.append((ended - int(open(fail_file).read())) / 1e6)
     print(f"{name:>7}: median {statistics.median(delays):7.1f} ms  (min {min(delays):.1f}, "
           f"max {max(delays):.1f}; exit status {sorted(codes)})")
+    if csv:
+        csv.write(f"{name},4,{statistics.median(delays):.3f},{min(delays):.3f},"
+                  f"{max(delays):.3f},{runs},{'/'.join(map(str, sorted(codes)))}\n")
 EOF
 echo
 echo "$TORCHRUN_NOTE"
