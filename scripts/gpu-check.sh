@@ -13,9 +13,10 @@
 # CUDA_HOME, /usr/local/cuda, or a Python wheel's nvidia/nccl), builds what the installed
 # libraries allow (libuv from .gpu-deps/libuv-*.tar.gz when the system has none: carry
 # .gpu-deps there), then runs the nccl backend at world size 1 directly, as a 1x1 mesh and
-# under fgrun, its failure paths with two ranks on one GPU, latency and fgbench, and the
-# pytest file. Every step has a time limit and a failed step does not stop the others; the
-# whole run keeps within GPU_CHECK_BUDGET seconds (default 540). It ends with a table of
+# under fgrun, the four scenarios at world size 1 (each with a fault that must bite), its
+# failure paths with two ranks on one GPU, latency and fgbench, and the pytest file. Every
+# step has a time limit and a failed step does not stop the others; the whole run keeps
+# within GPU_CHECK_BUDGET seconds (default 540). It ends with a table of
 # PASS / FAIL / SKIP per step and exits 1 if any step failed. The full log goes to
 # $OUT/gpu-check.log (build/gpu-check/ without $OUT), the table to $OUT/gpu-check-summary.txt.
 # GPU_CHECK_BUILD=DIR builds into DIR instead of build/.
@@ -371,6 +372,42 @@ latency() {
 }
 export -f latency
 
+# fails_check COMMAND...: a fault that bites: exit 1 with a [FAIL] line.
+fails_check() {
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  echo "$out"
+  [ $rc -eq 1 ] && grep -q '\[FAIL\]' <<<"$out" && return 0
+  echo "expected exit 1 with a failed check, got exit $rc"
+  return 1
+}
+export -f fails_check
+
+# The four scenarios on nccl at world size 1 (every one that runs on one rank), each with a
+# fault that must fail its check.
+scenarios() {
+  local scn="\"$BIN/fgscenario\" --backend nccl" sched dtype
+  step "scenario checkpoint-integration (nccl)" 120 "$scn checkpoint-integration"
+  step "scenario dataloader-dispatcher 1x1 (nccl)" 120 "$scn dataloader-dispatcher --dp 1 --mp 1"
+  for sched in gpipe 1f1b; do
+    for dtype in float64 float32; do
+      step "scenario pipeline-split $sched $dtype (nccl)" 120 \
+        "$scn pipeline-split --stages 1 --schedule $sched --dtype $dtype"
+    done
+  done
+  step "scenario build_sync, file lock (nccl)" 120 "$scn build_sync"
+  step "fault checkpoint non-atomic bites (nccl)" 120 "fails_check $scn --fault non-atomic checkpoint-integration"
+  step "fault dispatcher duplicate-batch bites (nccl)" 120 "fails_check $scn --fault duplicate-batch dataloader-dispatcher"
+  step "fault pipeline corrupt-grad bites (nccl)" 120 "fails_check $scn --fault corrupt-grad pipeline-split --stages 1"
+  step "fault build_sync rebuild bites (nccl)" 120 "fails_check $scn --fault rebuild build_sync"
+  [ -x "$BIN/fgrun" ] &&
+    step "fgrun --nproc_per_node=1 all (nccl)" 180 "\"$BIN/fgrun\" --standalone --nproc_per_node=1 all --backend nccl"
+  [ -x "$BIN/fgmatrix" ] &&
+    step "fgmatrix --backend nccl (1-rank cases run)" 240 "\"$BIN/fgmatrix\" --backend nccl configs/*.yaml"
+  return 0
+}
+
 pytest_file() {
   local py
   for py in python3 /usr/bin/python3; do
@@ -447,6 +484,11 @@ if [ "${RESULTS[${#RESULTS[@]} - 1]}" = PASS ]; then
       "\"$BIN/fgrun\" --standalone --nproc_per_node=1 --no_python \"$SMOKE\" all"
   else
     skip "under fgrun" "build/bin/fgrun or fgconform not built"
+  fi
+  if [ -x "$BIN/fgscenario" ]; then
+    scenarios
+  else
+    skip "scenarios on nccl" "build/bin/fgscenario not built"
   fi
   if [ "$NGPU" -ge 2 ]; then
     step "2 ranks on 2 GPUs: all ops, then a timeout" 240 two_gpus

@@ -53,7 +53,7 @@ typedef struct pass {
 /* The context: the builder builds then joins the group barrier; everyone else waits at
  * that barrier; then a final barrier for the whole world. */
 static int build_sync(scn *s, fg_comm *group, const char *target, pass *out) {
-  int rc = scn_comm(s, fg_barrier(s->world), "barrier before the build");
+  int rc = scn_comm(s, s->world, fg_barrier(s->world), "barrier before the build");
   if (rc) return rc;
   double start = scn_now();
   int builder = fg_comm_rank(group) == 0 || (scn_fault(s, "two-builders") && fg_comm_rank(group) == 1);
@@ -69,81 +69,98 @@ static int build_sync(scn *s, fg_comm *group, const char *target, pass *out) {
     out->built = 1;
   }
   if (!builder && scn_fault(s, "no-wait")) out->waited = scn_now() - start;
-  if ((rc = scn_comm(s, fg_barrier(group), "waiting for the builder"))) return rc;
+  if ((rc = scn_comm(s, group, fg_barrier(group), "waiting for the builder"))) return rc;
   if (!builder && !scn_fault(s, "no-wait")) out->waited = scn_now() - start;
   if (builder) out->waited = scn_now() - start;
-  rc = scn_comm(s, fg_barrier(s->world), "barrier leaving the context");
+  rc = scn_comm(s, s->world, fg_barrier(s->world), "barrier leaving the context");
   if (scn_fault(s, "straggler") && s->rank == s->size - 1) sleep_s(0.3);
   out->exit_at = wall_now();
   return rc;
 }
 
-static int run_group_mode(scn *s, int local) {
-  fg_comm *group = s->world;
-  int node = 0, nodes = 1;
-  int per_node = fg_comm_local_size(s->world);
-  if (local && per_node < s->size) {
-    node = s->rank / per_node;
-    nodes = (s->size + per_node - 1) / per_node;
-    if (scn_comm(s, fg_comm_split(s->world, node, s->rank, &group), "making the per-node group"))
-      return -1;
+/* The group mode's layout: which node this rank is on, and how many there are. */
+typedef struct layout {
+  int local, node, nodes, per_node;
+} layout;
+
+/* Check 1: rank 0 of each group built, nobody else, and the target holds its text. */
+static void check_builders(scn *s, const layout *l, const pass *all, const char *target) {
+  int builders = 0, wrong = -1;
+  for (int r = 0; r < s->size; r++) {
+    builders += all[r].built;
+    int should = l->local ? r % l->per_node == 0 : r == 0;
+    if (all[r].built != should && wrong < 0) wrong = r;
   }
-  scn_log(s, "%s mode: %d node(s), builder is rank 0 of %s", local ? "local" : "global", nodes,
-          local ? "each node" : "the world");
-  int rc = 0;
+  scn_check(s, builders == l->nodes && wrong < 0,
+            "exactly one builder per %s: %d builder(s) for %d %s%s", l->local ? "node" : "group",
+            builders, l->nodes, l->local ? "node(s)" : "group",
+            wrong >= 0 ? " (rank mismatch)" : "");
+  char want[64], got[128] = "";
+  snprintf(want, sizeof want, "built by rank %d\n", l->local ? l->node * l->per_node : 0);
+  FILE *f = fopen(target, "r");
+  if (f) {
+    got[fread(got, 1, sizeof got - 1, f)] = '\0';
+    fclose(f);
+  }
+  scn_check(s, f && !strcmp(got, want), "the target exists and holds the builder's text ('%.*s')",
+            (int)strcspn(got, "\n"), got);
+}
+
+/* Check 2: no waiter was let through before the builder had worked most of its time. */
+static void check_waited(scn *s, const pass *all) {
+  double least = 1e9;
+  int who = -1;
+  for (int r = 0; r < s->size; r++)
+    if (!all[r].built && all[r].waited < least) least = all[r].waited, who = r;
+  scn_check(s, who < 0 || least >= MIN_WAIT_SECONDS,
+            "waiters were held: the earliest (rank %d) was let through %.3f s after the start "
+            "(builder works %.1f s; at least %.1f s expected)",
+            who, who < 0 ? 0.0 : least, BUILD_SECONDS, MIN_WAIT_SECONDS);
+}
+
+/* Check 3: everyone left the context at about the same moment. */
+static void check_spread(scn *s, const pass *all) {
+  double lo = 1e18, hi = -1e18;
+  for (int r = 0; r < s->size; r++) {
+    if (all[r].exit_at < lo) lo = all[r].exit_at;
+    if (all[r].exit_at > hi) hi = all[r].exit_at;
+  }
+  scn_check(s, hi - lo < MAX_SPREAD_SECONDS,
+            "all continued together: exit times spread %.1f ms (under %.0f ms expected)",
+            (hi - lo) * 1e3, MAX_SPREAD_SECONDS * 1e3);
+}
+
+static int run_group_mode(scn *s, int local) {
+  layout l = {local, 0, 1, fg_comm_local_size(s->world)};
+  fg_comm *group = s->world;
+  if (local && l.per_node < s->size) {
+    l.node = s->rank / l.per_node;
+    l.nodes = (s->size + l.per_node - 1) / l.per_node;
+    int rc = fg_comm_split(s->world, l.node, s->rank, &group);
+    if (scn_comm(s, s->world, rc, "making the per-node group")) return rc;
+  }
+  scn_log(s, "%s mode: %d node(s), builder is rank 0 of %s", local ? "local" : "global",
+          l.nodes, local ? "each node" : "the world");
   pass *all = calloc((size_t)s->size, sizeof *all);
+  int rc = all ? 0 : -ENOMEM;
   for (int check = 1; rc == 0 && check <= 3; check++) {
     char target[4200];
-    snprintf(target, sizeof target, "%s/build_sync-%s-%d.target", s->output_dir,
-             local ? "local" : "global", check);
+    /* One target per node in local mode: the nodes' builders may share a filesystem. */
+    if (local)
+      snprintf(target, sizeof target, "%s/build_sync-local-%d-node%d.target", s->output_dir,
+               check, l.node);
+    else
+      snprintf(target, sizeof target, "%s/build_sync-global-%d.target", s->output_dir, check);
     pass mine = {0};
-    if ((rc = build_sync(s, group, target, &mine)) != 0) break;
-    if ((rc = scn_comm(s, fg_allgather(s->world, &mine, all, sizeof mine, FG_UINT8),
-                       "gathering results")))
+    if ((rc = build_sync(s, group, target, &mine)) != 0 ||
+        (rc = scn_allgather(s, s->world, &mine, all, sizeof mine, "gathering results")) != 0)
       break;
-    if (check == 1) {
-      int builders = 0, wrong = -1;
-      for (int r = 0; r < s->size; r++) {
-        builders += all[r].built;
-        int should = local ? r % per_node == 0 : r == 0;
-        if (all[r].built != should && wrong < 0) wrong = r;
-      }
-      scn_check(s, builders == nodes && wrong < 0,
-                "exactly one builder per %s: %d builder(s) for %d %s%s", local ? "node" : "group",
-                builders, nodes, local ? "node(s)" : "group", wrong >= 0 ? " (rank mismatch)" : "");
-      char *text = NULL;
-      size_t len = 0;
-      FILE *f = fopen(target, "r");
-      char want[64];
-      snprintf(want, sizeof want, "built by rank %d\n", local ? node * per_node : 0);
-      char got[128] = "";
-      if (f) {
-        len = fread(got, 1, sizeof got - 1, f);
-        got[len] = '\0';
-        fclose(f);
-      }
-      (void)text;
-      scn_check(s, f && !strcmp(got, want), "the target exists and holds the builder's text "
-                "('%.*s')", (int)strcspn(got, "\n"), got);
-    } else if (check == 2) {
-      double least = 1e9;
-      int who = -1;
-      for (int r = 0; r < s->size; r++)
-        if (!all[r].built && all[r].waited < least) least = all[r].waited, who = r;
-      scn_check(s, who < 0 || least >= MIN_WAIT_SECONDS,
-                "waiters were held: the earliest (rank %d) was let through %.3f s after the "
-                "start (builder works %.1f s; at least %.1f s expected)",
-                who, who < 0 ? 0.0 : least, BUILD_SECONDS, MIN_WAIT_SECONDS);
-    } else {
-      double lo = 1e18, hi = -1e18;
-      for (int r = 0; r < s->size; r++) {
-        if (all[r].exit_at < lo) lo = all[r].exit_at;
-        if (all[r].exit_at > hi) hi = all[r].exit_at;
-      }
-      scn_check(s, hi - lo < MAX_SPREAD_SECONDS,
-                "all continued together: exit times spread %.1f ms (under %.0f ms expected)",
-                (hi - lo) * 1e3, MAX_SPREAD_SECONDS * 1e3);
-    }
+    if (check == 1)
+      check_builders(s, &l, all, target);
+    else if (check == 2)
+      check_waited(s, all);
+    else
+      check_spread(s, all);
   }
   free(all);
   if (group != s->world) fg_comm_destroy(group);
@@ -241,10 +258,21 @@ const scenario scn_build_sync = {
     .name = "build_sync",
     .summary = "one rank builds while the others wait, then all continue together",
     .usage = "options:\n"
-             "  --local    one builder per node (rank 0 of each node's group)\n"
+             "  --local    one builder per node (rank 0 of each node's group, by LOCAL_WORLD_SIZE)\n"
+             "\n"
+             "Three passes, each on a fresh target in the output directory: the builder works\n"
+             "0.5 s then joins its group's barrier, the others wait there, then a barrier for\n"
+             "all. Checks: exactly one builder per group (per node with --local) and the target\n"
+             "holds its text; no waiter let through earlier than 0.4 s after the common start;\n"
+             "exit times spread under 100 ms.\n"
              "\n"
              "With one process there is no group: a file lock (<target>.build_lock) decides\n"
-             "between two processes after the same target.\n",
+             "between two processes after the same target; the first builds, the second finds\n"
+             "it built and does not; the lock file is removed after.\n"
+             "\n"
+             "Faults: two-builders (rank 1 of each group builds too), no-wait (waiters do not\n"
+             "wait), straggler (the last rank leaves 0.3 s late), rebuild (one process: the\n"
+             "second one builds again).\n",
     .faults = faults,
     .run = run_build_sync,
 };

@@ -1,10 +1,11 @@
+/* ckpt_io.c - checkpoint directories: written under a temporary name and renamed, read
+ * back and checked against their manifest. */
 #include "scenarios/ckpt_io.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,13 +57,18 @@ int ckpt_remove(const char *dir) {
   return nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -errno;
 }
 
+int ckpt_name_step(const char *name, int *step) {
+  char tail;
+  return sscanf(name, "checkpoint-%d%c", step, &tail) == 1;
+}
+
 int ckpt_write(const char *dir, const char *final, const ckpt_file *files, size_t n,
-               int crash_after, int atomic) {
+               const ckpt_hook *hook, int atomic) {
   char tmp[4096], dst[4096], path[4096];
   snprintf(dst, sizeof dst, "%s/%s", dir, final);
   snprintf(tmp, sizeof tmp, "%s/.tmp-%s", dir, final);
   const char *target = atomic ? tmp : dst;
-  ckpt_remove(tmp); /* left by a crash in an earlier run */
+  ckpt_remove(target); /* left by a crash, or written by an earlier run */
   if (mkdir(target, 0755) != 0) return -errno;
 
   char *manifest = NULL;
@@ -70,8 +76,9 @@ int ckpt_write(const char *dir, const char *final, const ckpt_file *files, size_
   FILE *m = open_memstream(&manifest, &mlen);
   if (!m) return -ENOMEM;
   int rc = 0;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    if ((int)i == crash_after) raise(SIGKILL);
+  for (size_t i = 0; i <= n && rc == 0; i++) {
+    if (hook && i == hook->after) rc = hook->fn(hook->arg);
+    if (rc != 0 || i == n) break;
     if (snprintf(path, sizeof path, "%s/%s", target, files[i].name) >= (int)sizeof path)
       rc = -ENAMETOOLONG;
     else

@@ -17,11 +17,22 @@ typedef struct ckpt_file {
   size_t len;
 } ckpt_file;
 
-/* Writes dir/<final> atomically. crash_after >= 0 makes the process SIGKILL itself after
- * that many files (a test hook); atomic = 0 writes straight into the final name (the
- * fault that shows why the temporary name matters). Returns 0 or -errno. */
+/* Called in the middle of a write, after `after` files: the moment a crash or a reader
+ * would find the checkpoint half written. A non-zero return abandons the write. */
+typedef struct ckpt_hook {
+  size_t after;
+  int (*fn)(void *arg);
+  void *arg;
+} ckpt_hook;
+
+/* Writes dir/<final> atomically; hook may be NULL. atomic = 0 writes straight into the
+ * final name (the fault that shows why the temporary name matters). Returns 0 or -errno
+ * (or the hook's code). */
 int ckpt_write(const char *dir, const char *final, const ckpt_file *files, size_t n,
-               int crash_after, int atomic);
+               const ckpt_hook *hook, int atomic);
+
+/* 1 if name is a checkpoint's final name (checkpoint-<step>), with the step. */
+int ckpt_name_step(const char *name, int *step);
 
 /* Checks that dir is a complete checkpoint: its manifest exists and every file in it has
  * the recorded size and checksum. Returns 0, or -1 with why filled in. */

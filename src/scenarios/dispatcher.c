@@ -54,36 +54,7 @@ typedef struct dispatcher {
 
 static int is_coordinator(const dispatcher *d) { return d->dp_rank == 0 && d->mp_rank == 0; }
 
-static int comm_error(dispatcher *d, fg_comm *c, int rc, const char *what) {
-  if (rc) scn_error(d->s, "%s: %s", what, c ? fg_comm_errmsg(c) : strerror(-rc));
-  return rc;
-}
-
-/* --- collectives on host data, staged through the backend's memory (device on nccl) ---- */
-
-static int staged_broadcast(fg_comm *c, void *host, size_t count, fg_dtype dt, int root) {
-  size_t bytes = count * fg_dtype_size(dt);
-  void *dev = NULL;
-  int rc = fg_comm_malloc(c, bytes, &dev);
-  if (rc == 0 && fg_comm_rank(c) == root) rc = fg_comm_upload(c, dev, host, bytes);
-  if (rc == 0) rc = fg_broadcast(c, dev, count, dt, root);
-  if (rc == 0 && fg_comm_rank(c) != root) rc = fg_comm_download(c, host, dev, bytes);
-  fg_comm_free(c, dev);
-  return rc;
-}
-
-static int staged_allgather(fg_comm *c, const int64_t *mine, int64_t *all, size_t count) {
-  size_t bytes = count * sizeof *mine;
-  void *dev = NULL, *dev_all = NULL;
-  int rc = fg_comm_malloc(c, bytes, &dev);
-  if (rc == 0) rc = fg_comm_malloc(c, bytes * (size_t)fg_comm_size(c), &dev_all);
-  if (rc == 0) rc = fg_comm_upload(c, dev, mine, bytes);
-  if (rc == 0) rc = fg_allgather(c, dev, dev_all, count, FG_INT64);
-  if (rc == 0) rc = fg_comm_download(c, all, dev_all, bytes * (size_t)fg_comm_size(c));
-  fg_comm_free(c, dev);
-  fg_comm_free(c, dev_all);
-  return rc;
-}
+/* --- batches staged through the backend's memory (device memory on nccl) ---------------- */
 
 /* Device copies of a batch's tensors: uploaded for a sender, empty for a receiver. */
 static int stage_batch(fg_comm *c, const batch_layout *l, const batch *b, int upload, void **dev) {
@@ -161,16 +132,16 @@ static int share_metadata(dispatcher *d) {
   int rc = 0;
   if (is_coordinator(d)) {
     batch_layout_default(&d->layout);
-    if ((rc = load_step(d)) != 0) return comm_error(d, NULL, rc, "loading data");
+    if ((rc = load_step(d)) != 0) return scn_comm(d->s, NULL, rc, "loading data");
     int any = !batch_is_empty(&d->layout, &d->pending[0]);
     bytes = any ? batch_layout_encode(&d->layout, &len) : calloc(1, 1);
-    if (!bytes) return comm_error(d, NULL, -ENOMEM, "metadata");
+    if (!bytes) return scn_comm(d->s, NULL, -ENOMEM, "metadata");
   }
   if (d->dp_group && d->mp_rank == 0)
-    rc = comm_error(d, d->dp_group, fg_broadcast_bytes(d->dp_group, (void **)&bytes, &len, 0),
+    rc = scn_comm(d->s, d->dp_group, fg_broadcast_bytes(d->dp_group, (void **)&bytes, &len, 0),
                     "broadcasting metadata to the DP group");
   if (rc == 0 && d->mp_group)
-    rc = comm_error(d, d->mp_group, fg_broadcast_bytes(d->mp_group, (void **)&bytes, &len, 0),
+    rc = scn_comm(d->s, d->mp_group, fg_broadcast_bytes(d->mp_group, (void **)&bytes, &len, 0),
                     "broadcasting metadata to the MP group");
   if (rc == 0 && batch_layout_decode(bytes, len, &d->layout) != 0) {
     scn_error(d->s, "metadata '%.*s' does not parse", (int)len, bytes);
@@ -202,7 +173,7 @@ static int send_batches(dispatcher *d) {
     unstage_batch(d->dp_group, &d->layout, NULL, 0, dev + i * nt);
   free(ops);
   free(dev);
-  return comm_error(d, d->dp_group, rc, "sending batches to the DP group");
+  return scn_comm(d->s, d->dp_group, rc, "sending batches to the DP group");
 }
 
 /* A DP rank other than the coordinator: its batch, whose shapes it already has. */
@@ -218,26 +189,25 @@ static int receive_batch(dispatcher *d, batch *b) {
   if (rc == 0) rc = fg_batch_start(d->dp_group, ops, (size_t)nt, &pb);
   if (rc == 0) rc = fg_batch_wait(pb);
   int urc = unstage_batch(d->dp_group, &d->layout, b, rc == 0, dev);
-  return comm_error(d, d->dp_group, rc ? rc : urc, "receiving a batch from the coordinator");
+  return scn_comm(d->s, d->dp_group, rc ? rc : urc, "receiving a batch from the coordinator");
 }
 
 /* One step among the DP leaders: the shape table, then the batches. */
 static int dp_step(dispatcher *d, int step, batch *mine, int *end) {
   int nt = d->layout.n, dp = d->o.dp, rc = 0;
   int64_t *table = calloc((size_t)(dp * nt * 2), sizeof *table);
-  if (!table) return comm_error(d, NULL, -ENOMEM, "shape table");
+  if (!table) return scn_comm(d->s, NULL, -ENOMEM, "shape table");
   if (is_coordinator(d)) {
     if ((rc = load_step(d)) != 0) {
       free(table);
-      return comm_error(d, NULL, rc, "loading data");
+      return scn_comm(d->s, NULL, rc, "loading data");
     }
     log_step(d, step);
     for (int i = 0; i < dp; i++) put_shapes(&d->layout, &d->pending[i], table + i * nt * 2);
   }
   if (d->dp_group)
-    rc = comm_error(d, d->dp_group,
-                    staged_broadcast(d->dp_group, table, (size_t)(dp * nt * 2), FG_INT64, 0),
-                    "broadcasting the shape table");
+    rc = scn_broadcast(d->s, d->dp_group, table, (size_t)(dp * nt * 2), FG_INT64, 0,
+                       "broadcasting the shape table");
   *end = 1;
   for (int i = 0; rc == 0 && i < dp * nt * 2; i++) *end &= table[i] == 0;
   if (rc == 0 && !*end) {
@@ -266,9 +236,8 @@ static int mp_step(dispatcher *d, batch *b, int *end) {
     head[0] = !*end;
     put_shapes(&d->layout, b, head + 1);
   }
-  int rc = comm_error(d, d->mp_group,
-                      staged_broadcast(d->mp_group, head, (size_t)(1 + 2 * nt), FG_INT64, 0),
-                      "broadcasting shapes to the MP group");
+  int rc = scn_broadcast(d->s, d->mp_group, head, (size_t)(1 + 2 * nt), FG_INT64, 0,
+                         "broadcasting shapes to the MP group");
   if (rc) return rc;
   *end = head[0] == 0;
   if (!leader && (rc = get_shapes(&d->layout, head + 1, b)) != 0) {
@@ -276,12 +245,10 @@ static int mp_step(dispatcher *d, batch *b, int *end) {
     return rc;
   }
   if (*end || batch_is_empty(&d->layout, b)) return 0;
-  if (!leader && (rc = batch_alloc(&d->layout, b)) != 0) return comm_error(d, NULL, rc, "batch");
+  if (!leader && (rc = batch_alloc(&d->layout, b)) != 0) return scn_comm(d->s, NULL, rc, "batch");
   for (int t = 0; rc == 0 && t < nt; t++)
-    rc = comm_error(
-        d, d->mp_group,
-        staged_broadcast(d->mp_group, b->data[t], (size_t)batch_numel(b, t), d->layout.dtype[t], 0),
-        "broadcasting a tensor to the MP group");
+    rc = scn_broadcast(d->s, d->mp_group, b->data[t], (size_t)batch_numel(b, t),
+                       d->layout.dtype[t], 0, "broadcasting a tensor to the MP group");
   return rc;
 }
 
@@ -300,7 +267,7 @@ static int maybe_diverge(dispatcher *d, batch *b) {
 
 static int record(dispatcher *d, batch *b) {
   int rc = maybe_diverge(d, b);
-  if (rc) return comm_error(d, NULL, rc, "mp-diverge");
+  if (rc) return scn_comm(d->s, NULL, rc, "mp-diverge");
   batch_layout want;
   batch_layout_default(&want);
   int64_t first;
@@ -350,8 +317,8 @@ static int gather_and_judge(dispatcher *d) {
     mine[REC_BAD] = d->bad_values;
     for (int i = 0; i < d->max_steps; i++)
       mine[REC_TOKENS + i] = i < d->received ? d->first_tokens[i] : -1;
-    rc = comm_error(d, d->s->world, staged_allgather(d->s->world, mine, all, len),
-                    "gathering what every rank received");
+    rc = scn_allgather(d->s, d->s->world, mine, all, len * sizeof *mine,
+                       "gathering what every rank received");
   }
   if (rc == 0 && d->s->rank == 0) dispatcher_judge(d->s, &plan, all);
   free(mine);
@@ -374,7 +341,7 @@ static int make_mesh(dispatcher *d) {
     sizes[1 - o->dp_dim] = o->mp, names[1 - o->dp_dim] = "mp";
   }
   int rc = fg_mesh_create(d->s->world, ndims, sizes, names, &d->mesh);
-  if (rc) return comm_error(d, d->s->world, rc, "making the mesh");
+  if (rc) return scn_comm(d->s, d->s->world, rc, "making the mesh");
   int dd = fg_mesh_dim(d->mesh, "dp"), md = fg_mesh_dim(d->mesh, "mp");
   d->dp_rank = dd >= 0 ? fg_mesh_coord(d->mesh, dd) : 0;
   d->mp_rank = md >= 0 ? fg_mesh_coord(d->mesh, md) : 0;
@@ -501,7 +468,16 @@ const scenario scn_dispatcher = {
         "  --batch-size N      samples per batch, under 1000 (default 2)\n"
         "  --seq-len N         tokens per sample (default 8)\n"
         "  --mesh-dims 1|2     1D or 2D mesh (default: 2D only when dp and mp both exceed 1;\n"
-        "                      2 with dp or mp 1 gives a dimension of size 1)\n",
+        "                      2 with dp or mp 1 gives a dimension of size 1)\n"
+        "\n"
+        "Checks (rank 0, from every rank's record): end of data on every rank; exactly\n"
+        "--num-batches batches each; every token b*1000+j; identical batches within each MP\n"
+        "group; no batch in two DP groups (pure DP: every rank's batches differ).\n"
+        "\n"
+        "Faults: duplicate-batch (batch 1 repeats batch 0), mp-diverge (the last rank's first\n"
+        "batch is swapped for another), corrupt-token (a label of the last batch breaks the\n"
+        "pattern), extra-batch (one batch more than planned), no-end-of-data (the data\n"
+        "never ends).\n",
     .faults = faults,
     .run = run_dispatcher,
 };

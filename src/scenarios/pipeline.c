@@ -61,8 +61,9 @@ static int exchange(stage *st, const void *send, int to, void *recv, int from, c
   fg_batch *b = NULL;
   int rc = fg_batch_start(st->s->world, ops, n, &b);
   if (rc == 0) rc = fg_batch_wait(b);
-  if (rc) scn_error(st->s, "%s (microbatch %d): %s", what, mb, fg_comm_errmsg(st->s->world));
-  return rc;
+  char why[96];
+  snprintf(why, sizeof why, "%s (microbatch %d)", what, mb);
+  return scn_comm(st->s, st->s->world, rc, why);
 }
 
 static void *input_buf(stage *st, int m) {
@@ -189,7 +190,8 @@ static int carry_mask(stage *st, const pp_block_mask *local, pp_block_mask *carr
   scn *s = st->s;
   void *blob = s->rank == 0 ? local->words : NULL;
   size_t len = s->rank == 0 ? local->nwords * sizeof *local->words : 0;
-  int rc = scn_comm(s, fg_broadcast_bytes(s->world, &blob, &len, 0), "carrying the block mask");
+  int rc = scn_comm(s, s->world, fg_broadcast_bytes(s->world, &blob, &len, 0),
+                    "carrying the block mask");
   if (rc) return rc;
   char err[160];
   rc = pp_block_mask_parse(carried, blob, len, err, sizeof err);
@@ -284,21 +286,6 @@ static void corrupt_grad(const pp_config *c, void *grads, size_t n) {
     ((double *)grads)[n / 2] += 1e-3 * big;
   else
     ((float *)grads)[n / 2] += (float)(1e-3 * big);
-}
-
-/* Host bytes from every rank, staged through the backend's memory (device for nccl). */
-static int allgather_host(scn *s, const void *mine, void *all, size_t bytes) {
-  fg_comm *c = s->world;
-  void *dev = NULL, *dev_all = NULL;
-  int rc;
-  if ((rc = fg_comm_malloc(c, bytes, &dev)) == 0 &&
-      (rc = fg_comm_malloc(c, bytes * (size_t)s->size, &dev_all)) == 0 &&
-      (rc = fg_comm_upload(c, dev, mine, bytes)) == 0 &&
-      (rc = fg_allgather(c, dev, dev_all, bytes, FG_UINT8)) == 0)
-    rc = fg_comm_download(c, all, dev_all, bytes * (size_t)s->size);
-  fg_comm_free(c, dev);
-  fg_comm_free(c, dev_all);
-  return scn_comm(s, rc, "gathering every stage's figures");
 }
 
 static void check_stage(scn *s, const pp_config *c, const figures *f, int id, double tol) {
@@ -432,7 +419,7 @@ static int run_stage(scn *s, const pp_config *c, enum schedule schedule) {
   stage_free(&st);
   pp_batch_free(&b);
   /* A rank that failed stops here; the others' next collective fails or times out. */
-  if (rc == 0) rc = allgather_host(s, &mine, all, sizeof mine);
+  if (rc == 0) rc = scn_allgather(s, s->world, &mine, all, sizeof mine, "gathering every stage's figures");
   if (rc == 0) {
     const figures *last = &all[s->size - 1];
     scn_log(s, "loss %.12f (reference %.12f); step took %.3f s on stage 0", last->loss,

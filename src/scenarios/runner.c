@@ -66,9 +66,62 @@ int scn_usage_error(scn *s, const char *fmt, ...) {
 
 int scn_fault(const scn *s, const char *name) { return s->fault && !strcmp(s->fault, name); }
 
-int scn_comm(scn *s, int rc, const char *what) {
-  if (rc != 0) scn_error(s, "%s: %s", what, fg_comm_errmsg(s->world));
+int scn_comm(scn *s, fg_comm *c, int rc, const char *what) {
+  if (rc != 0) scn_error(s, "%s: %s", what, c ? fg_comm_errmsg(c) : strerror(rc < 0 ? -rc : rc));
   return rc;
+}
+
+/* --- host data through the backend's memory --------------------------------------------- */
+
+/* A device copy of bytes of host (uploaded when upload is set), or host itself where the
+ * backend works on host memory. */
+static int stage_in(fg_comm *c, const void *host, size_t bytes, int upload, void **dev) {
+  if (fg_comm_host_memory(c)) {
+    *dev = (void *)host;
+    return 0;
+  }
+  *dev = NULL;
+  int rc = fg_comm_malloc(c, bytes ? bytes : 1, dev);
+  if (rc == 0 && upload && bytes) rc = fg_comm_upload(c, *dev, host, bytes);
+  return rc;
+}
+
+/* Back to host (when download is set and all went well), and the device copy freed. */
+static int stage_out(fg_comm *c, void *host, void *dev, size_t bytes, int download, int rc) {
+  if (dev == host || !dev) return rc;
+  if (rc == 0 && download && bytes) rc = fg_comm_download(c, host, dev, bytes);
+  fg_comm_free(c, dev);
+  return rc;
+}
+
+int scn_allgather(scn *s, fg_comm *c, const void *mine, void *all, size_t bytes,
+                  const char *what) {
+  size_t total = bytes * (size_t)fg_comm_size(c);
+  void *dev_mine = NULL, *dev_all = NULL;
+  int rc = stage_in(c, mine, bytes, 1, &dev_mine);
+  if (rc == 0) rc = stage_in(c, all, total, 0, &dev_all);
+  if (rc == 0) rc = fg_allgather(c, dev_mine, dev_all, bytes, FG_UINT8);
+  rc = stage_out(c, all, dev_all, total, 1, rc);
+  rc = stage_out(c, (void *)mine, dev_mine, bytes, 0, rc);
+  return scn_comm(s, c, rc, what);
+}
+
+int scn_broadcast(scn *s, fg_comm *c, void *buf, size_t count, fg_dtype dt, int root,
+                  const char *what) {
+  size_t bytes = count * fg_dtype_size(dt);
+  int is_root = fg_comm_rank(c) == root;
+  void *dev = NULL;
+  int rc = stage_in(c, buf, bytes, is_root, &dev);
+  if (rc == 0) rc = fg_broadcast(c, dev, count, dt, root);
+  return scn_comm(s, c, stage_out(c, buf, dev, bytes, !is_root, rc), what);
+}
+
+int scn_allreduce_i32(scn *s, fg_comm *c, int32_t *vals, size_t n, fg_redop op,
+                      const char *what) {
+  void *dev = NULL;
+  int rc = stage_in(c, vals, n * sizeof *vals, 1, &dev);
+  if (rc == 0) rc = fg_allreduce(c, dev, dev, n, FG_INT32, op);
+  return scn_comm(s, c, stage_out(c, vals, dev, n * sizeof *vals, 1, rc), what);
 }
 
 /* --- options ------------------------------------------------------------------------- */
@@ -80,6 +133,7 @@ typedef struct common {
   int keep_outputs;
   double timeout;
   int help;
+  char err[512]; /* a usage error, said once every rank has joined */
 } common;
 
 static const char usage[] =
@@ -92,17 +146,26 @@ static const char usage[] =
     "\n"
     "scenarios:\n"
     "%s"
-    "  all                      every scenario in turn, with defaults for the world size\n"
+    "  all                      every scenario in turn, each with its defaults for the\n"
+    "                           world size (dispatcher: dp 2 x mp N/2 when N is even and\n"
+    "                           over 2, else pure DP; pipeline: N stages; build_sync: the\n"
+    "                           file lock at 1 rank); takes no scenario options\n"
+    "  list                     this list\n"
     "\n"
     "options (any scenario):\n"
     "  --backend gloo|mpi|nccl  communication backend (default $FG_BACKEND or gloo)\n"
     "  --fault NAME             break what the scenario checks, to show the checks bite\n"
-    "  --output-dir DIR         where files go (default: a fresh temporary directory)\n"
-    "  --keep-outputs           keep the files afterwards\n"
+    "  --output-dir DIR         where files go, created by rank 0 and shared with every\n"
+    "                           rank (default: a fresh /tmp/fgscenario-XXXXXX, removed after)\n"
+    "  --keep-outputs           keep the files afterwards (and say where they are)\n"
     "  --timeout SECONDS        give up on any collective after this long (default 60)\n"
     "  -h, --help               this help, or a scenario's with SCENARIO --help\n"
     "\n"
-    "Exit status: 0 every check passed, 1 a check failed or a rank failed, 2 bad usage.\n";
+    "Rank 0 prints every check as [PASS] or [FAIL] with its values; other ranks print only\n"
+    "the checks that fail on them; then every rank agrees on one verdict.\n"
+    "\n"
+    "Exit status: 0 every check passed, 1 a check failed or a rank failed, 2 bad usage\n"
+    "(said once, by rank 0).\n";
 
 static void print_usage(FILE *f) {
   char list[1024] = "";
@@ -143,52 +206,86 @@ static const scenario *find_scenario(const char *name) {
   return NULL;
 }
 
+/* A usage error found before the communicator exists: kept until every rank has joined,
+ * so that rank 0 alone says it (and is not killed by the launcher before it can). */
+static int usage_later(common *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_later(common *c, const char *fmt, ...) {
+  if (c->err[0]) return -1; /* the first one is the one to fix */
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->err, sizeof c->err, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
 /* Takes the common options out of argv wherever they are; returns the rest's count. */
 static int take_common(int argc, char **argv, common *c, char **rest) {
+  static const char *const names[] = {"--backend", "--fault", "--output-dir", "--timeout",
+                                      "--output_dir"};
   int n = 0;
   for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *val = NULL;
-    const char *names[] = {"--backend", "--fault", "--output-dir", "--timeout"};
+    const char *a = argv[i], *val = NULL;
     int matched = -1;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < (int)FG_ARRAY_LEN(names) && matched < 0; k++) {
       size_t len = strlen(names[k]);
-      if (!strncmp(a, names[k], len) && (a[len] == '\0' || a[len] == '=')) {
-        matched = k;
-        if (a[len] == '=')
-          val = a + len + 1;
-        else if (i + 1 < argc)
-          val = argv[++i];
-        else {
-          fprintf(stderr, "fgscenario: error: %s needs a value\n", names[k]);
-          return -1;
-        }
-      }
+      if (strncmp(a, names[k], len) || (a[len] != '\0' && a[len] != '=')) continue;
+      matched = k;
+      if (a[len] == '=')
+        val = a + len + 1;
+      else if (i + 1 < argc)
+        val = argv[++i];
+      else
+        return usage_later(c, "%s needs a value", names[k]);
     }
     switch (matched) {
       case 0: c->backend = val; continue;
       case 1: c->fault = val; continue;
-      case 2: c->output_dir = val; continue;
+      case 2:
+      case 4: c->output_dir = val; continue;
       case 3:
-        if (fg_parse_seconds(val, &c->timeout) != 0 || c->timeout <= 0) {
-          fprintf(stderr, "fgscenario: error: bad --timeout '%s'\n", val);
-          return -1;
-        }
+        if (fg_parse_seconds(val, &c->timeout) != 0 || c->timeout <= 0)
+          return usage_later(c, "bad --timeout '%s'", val);
         continue;
     }
-    if (!strcmp(a, "--keep-outputs") || !strcmp(a, "--keep_outputs")) {
+    if (!strcmp(a, "--keep-outputs") || !strcmp(a, "--keep_outputs"))
       c->keep_outputs = 1;
-    } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+    else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
       c->help = 1;
-    } else if (!strcmp(a, "--output_dir")) { /* underscore spelling of a common option */
-      if (i + 1 >= argc) return -1;
-      c->output_dir = argv[++i];
-    } else {
+    else
       rest[n++] = argv[i];
-    }
   }
   rest[n] = NULL;
   return n;
+}
+
+static int known_fault(const scenario *sc, const char *fault) {
+  for (const char *const *f = sc->faults; f && *f; f++)
+    if (!strcmp(*f, fault)) return 1;
+  return 0;
+}
+
+/* What the command line asks for, or why it cannot be run (in c->err). */
+static const scenario *check_command(common *c, int n, char **rest) {
+  const scenario *sc = find_scenario(rest[0]);
+  if (!sc && strcmp(rest[0], "all")) {
+    usage_later(c, "unknown scenario '%s' (one of: checkpoint-integration, "
+                "dataloader-dispatcher, pipeline-split, build_sync, all)", rest[0]);
+    return NULL;
+  }
+  if (!sc && n > 1) {
+    usage_later(c, "all runs every scenario with its defaults and takes no scenario "
+                "options ('%s')", rest[1]);
+    return NULL;
+  }
+  if (!c->fault) return sc;
+  int known = sc && known_fault(sc, c->fault);
+  for (size_t i = 0; !sc && i < FG_ARRAY_LEN(all_scenarios); i++)
+    known |= known_fault(all_scenarios[i], c->fault);
+  if (!known && sc)
+    usage_later(c, "%s has no fault '%s' (see %s --help)", sc->name, c->fault, sc->name);
+  else if (!known)
+    usage_later(c, "no scenario has a fault '%s' (see fgscenario SCENARIO --help)", c->fault);
+  return sc;
 }
 
 /* --- the output directory ------------------------------------------------------------- */
@@ -217,8 +314,11 @@ static int setup_output(scn *s, const char *given, char **owned) {
     }
     len = strlen(path) + 1;
   }
-  if ((rc = scn_comm(s, fg_broadcast_bytes(s->world, (void **)&path, &len, 0), "sharing the output directory")))
+  rc = fg_broadcast_bytes(s->world, (void **)&path, &len, 0);
+  if (scn_comm(s, s->world, rc, "sharing the output directory")) {
+    if (s->rank == 0) free(path);
     return rc;
+  }
   if (!path[0]) {
     free(path);
     return -EIO;
@@ -240,16 +340,7 @@ static void cleanup_output(scn *s, int created_by_us) {
 /* Every rank learns whether every rank passed: one collective. */
 static int agree(scn *s, int ok) {
   int32_t all = ok;
-  void *buf = &all; /* nccl reduces device memory only */
-  int rc = fg_comm_host_memory(s->world) ? 0 : fg_comm_malloc(s->world, sizeof all, &buf);
-  if (rc == 0 && buf != &all) rc = fg_comm_upload(s->world, buf, &all, sizeof all);
-  if (rc == 0) rc = fg_allreduce(s->world, buf, buf, 1, FG_INT32, FG_MIN);
-  if (rc == 0 && buf != &all) rc = fg_comm_download(s->world, &all, buf, sizeof all);
-  if (buf != &all) fg_comm_free(s->world, buf);
-  if (rc != 0) {
-    scn_error(s, "agreeing on the verdict: %s", fg_comm_errmsg(s->world));
-    return 0;
-  }
+  if (scn_allreduce_i32(s, s->world, &all, 1, FG_MIN, "agreeing on the verdict") != 0) return 0;
   return all;
 }
 
@@ -269,27 +360,61 @@ static int run_one(scn *s, const scenario *sc, int argc, char **argv) {
   return ok ? 0 : 1;
 }
 
+/* Every scenario in turn, each with its defaults for this world size. */
+static int run_all(scn *s) {
+  int status = 0;
+  double t0 = scn_now();
+  for (size_t i = 0; i < FG_ARRAY_LEN(all_scenarios); i++) {
+    char *only[] = {(char *)all_scenarios[i]->name, NULL};
+    int r = run_one(s, all_scenarios[i], 1, only);
+    if (r > status) status = r;
+  }
+  if (s->rank == 0)
+    printf("all: %s (%zu scenarios, %d ranks, %s, %.2f s)\n",
+           status == 0 ? "every scenario passed" : "a scenario failed",
+           FG_ARRAY_LEN(all_scenarios), s->size, s->backend, scn_now() - t0);
+  return status;
+}
+
+static int join_world(scn *s, const common *c) {
+  fg_comm_options o;
+  fg_comm_options_init(&o);
+  o.backend = c->backend;
+  o.timeout_ms = (int)(c->timeout * 1000);
+  char err[512];
+  int rc = fg_comm_init(&s->world, &o, err, sizeof err);
+  if (rc != 0) {
+    /* Without a world every rank speaks: a usage error first, it is the likelier cause. */
+    fprintf(stderr, "fgscenario: error: %s\n", c->err[0] ? c->err : err);
+    return c->err[0] ? 2 : 1;
+  }
+  s->rank = fg_comm_rank(s->world);
+  s->size = fg_comm_size(s->world);
+  s->backend = fg_comm_backend(s->world);
+  if (!c->err[0]) return 0;
+  if (s->rank == 0) fprintf(stderr, "fgscenario: error: %s\n", c->err);
+  fflush(stderr);
+  fg_barrier(s->world); /* every rank exits after rank 0 has said why */
+  fg_comm_destroy(s->world);
+  return 2;
+}
+
 int fg_scenario_main(int argc, char **argv) {
   common c = {.timeout = 60};
   char **rest = calloc((size_t)argc + 1, sizeof *rest);
   int n = take_common(argc, argv, &c, rest);
-  if (n < 0) {
+  if (n == 0 && !c.err[0]) { /* nothing to run: the usage, on every rank (no world yet) */
+    print_usage(c.help ? stdout : stderr);
     free(rest);
-    return 2;
+    return c.help ? 0 : 2;
   }
-  if (n == 0 || !strcmp(rest[0], "list")) {
-    print_usage(n == 0 && !c.help ? stderr : stdout);
+  if (n > 0 && !strcmp(rest[0], "list")) {
+    print_usage(stdout);
     free(rest);
-    return n == 0 && !c.help ? 2 : 0;
+    return 0;
   }
-  const scenario *sc = find_scenario(rest[0]);
-  if (!sc && strcmp(rest[0], "all")) {
-    fprintf(stderr, "fgscenario: error: unknown scenario '%s' (one of: checkpoint-integration, "
-                    "dataloader-dispatcher, pipeline-split, build_sync, all)\n", rest[0]);
-    free(rest);
-    return 2;
-  }
-  if (c.help) {
+  const scenario *sc = n > 0 && !c.err[0] ? check_command(&c, n, rest) : NULL;
+  if (c.help && !c.err[0]) {
     if (sc)
       print_scenario_usage(sc);
     else
@@ -297,47 +422,16 @@ int fg_scenario_main(int argc, char **argv) {
     free(rest);
     return 0;
   }
-  if (c.fault && sc) {
-    int known = 0;
-    for (const char *const *f = sc->faults; f && *f; f++) known |= !strcmp(*f, c.fault);
-    if (!known) {
-      fprintf(stderr, "fgscenario: error: %s has no fault '%s' (see %s --help)\n", sc->name,
-              c.fault, sc->name);
-      free(rest);
-      return 2;
-    }
-  }
-
-  fg_comm_options o;
-  fg_comm_options_init(&o);
-  o.backend = c.backend;
-  o.timeout_ms = (int)(c.timeout * 1000);
-  char err[512];
   scn s = {.fault = c.fault, .keep_outputs = c.keep_outputs};
-  int rc = fg_comm_init(&s.world, &o, err, sizeof err);
-  if (rc != 0) {
-    fprintf(stderr, "fgscenario: error: %s\n", err);
+  int status = join_world(&s, &c);
+  if (status != 0) {
     free(rest);
-    return 1;
+    return status;
   }
-  s.rank = fg_comm_rank(s.world);
-  s.size = fg_comm_size(s.world);
-  s.backend = fg_comm_backend(s.world);
   char *dir = NULL;
-  int status = 1;
+  status = 1;
   if (setup_output(&s, c.output_dir, &dir) == 0) {
-    if (sc) {
-      status = run_one(&s, sc, n, rest);
-    } else {
-      status = 0;
-      for (size_t i = 0; i < FG_ARRAY_LEN(all_scenarios); i++) {
-        char *only[] = {(char *)all_scenarios[i]->name, NULL};
-        int r = run_one(&s, all_scenarios[i], 1, only);
-        if (r > status) status = r;
-      }
-      if (s.rank == 0)
-        printf("all: %s\n", status == 0 ? "every scenario passed" : "a scenario failed");
-    }
+    status = sc ? run_one(&s, sc, n, rest) : run_all(&s);
     fg_barrier(s.world); /* nobody removes files another rank still uses */
     cleanup_output(&s, c.output_dir == NULL);
   }

@@ -5,6 +5,7 @@
 #define FG_SCENARIO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "fg/comm.h"
 
@@ -45,8 +46,23 @@ void scn_log(scn *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)))
 void scn_error(scn *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* 1 if --fault named this fault. */
 int scn_fault(const scn *s, const char *name);
-/* Wraps a communication call: on failure prints the library's message and returns rc. */
-int scn_comm(scn *s, int rc, const char *what);
+/* Wraps a call on communicator c: on failure prints c's message (the group that failed
+ * knows why, not the world) and returns rc. c may be NULL for a failure outside any
+ * communicator; then rc (a negative errno) is the message. */
+int scn_comm(scn *s, fg_comm *c, int rc, const char *what);
+
+/* Collectives on host memory for every backend: on nccl, whose buffers live on the GPU,
+ * the data is staged through device memory. Each reports a failure as scn_comm does,
+ * under the name `what`, and returns its code. */
+/* Every rank's `bytes` bytes of mine, in rank order, into all (size * bytes). */
+int scn_allgather(scn *s, fg_comm *c, const void *mine, void *all, size_t bytes,
+                  const char *what);
+/* count elements of buf from root to every rank of c. */
+int scn_broadcast(scn *s, fg_comm *c, void *buf, size_t count, fg_dtype dt, int root,
+                  const char *what);
+/* vals[0..n) reduced with op across c, in place. */
+int scn_allreduce_i32(scn *s, fg_comm *c, int32_t *vals, size_t n, fg_redop op,
+                      const char *what);
 /* Usage error from a scenario's option parser: prints it and returns SCN_USAGE. */
 int scn_usage_error(scn *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The whole program: fgscenario's main. */

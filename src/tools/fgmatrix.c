@@ -5,6 +5,7 @@
  * case, a final table, JUnit XML and JSON results; exit 1 if any case failed. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -108,9 +109,17 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
   int fds[2];
   if (pipe(fds) != 0) return -errno;
   pid_t pid = fork();
-  if (pid < 0) return -errno;
+  if (pid < 0) {
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return -e;
+  }
   if (pid == 0) {
     setpgid(0, 0);
+    /* mpirun forwards stdin to rank 0: a case must not read the runner's terminal */
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
     dup2(fds[1], 1);
     dup2(fds[1], 2);
     close(fds[0]);
@@ -136,8 +145,10 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
     if (left <= 0 && killed == 1) {
       kill(-pid, SIGKILL);
       killed = 2;
-      deadline = fg_now_s() + 3600;
+      deadline = fg_now_s() + 5;
+      continue;
     }
+    if (left <= 0) break; /* something outside the group holds the pipe: stop reading */
     struct pollfd p = {fds[0], POLLIN, 0};
     int r = poll(&p, 1, (int)(left > 0 ? left * 1000 + 1 : 100));
     if (r < 0 && errno == EINTR) continue;
@@ -164,6 +175,74 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* The command line as one string a shell would run the same way. */
+static char *join_argv(char **argv) {
+  fg_buf b;
+  fg_buf_init(&b);
+  for (int i = 0; argv[i]; i++) {
+    const char *a = argv[i];
+    int plain = a[0] != '\0' && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                          "0123456789-_=./:,+@%") == strlen(a);
+    if (i) fg_buf_put(&b, " ", 1);
+    if (plain) {
+      fg_buf_put(&b, a, strlen(a));
+      continue;
+    }
+    fg_buf_put(&b, "'", 1);
+    for (; *a; a++)
+      if (*a == '\'')
+        fg_buf_put(&b, "'\\''", 4);
+      else
+        fg_buf_put(&b, a, 1);
+    fg_buf_put(&b, "'", 1);
+  }
+  fg_buf_put_u8(&b, 0);
+  return (char *)b.data;
+}
+
+static int on_path(const char *name) {
+  char path[PATH_MAX];
+  const char *dirs = getenv("PATH");
+  for (const char *p = dirs ? dirs : "/usr/bin:/bin"; *p;) {
+    size_t n = strcspn(p, ":");
+    snprintf(path, sizeof path, "%.*s/%s", (int)n, p, name);
+    if (access(path, X_OK) == 0) return 1;
+    p += n + (p[n] == ':');
+  }
+  return 0;
+}
+
+/* Why a case cannot run on this machine, or NULL. */
+static char *cannot_run(const matrix_case *c) {
+  int gpus = count_gpus();
+  if (!strcmp(c->backend, "nccl") && gpus < c->processes)
+    return gpus ? fg_asprintf("needs %d GPUs, this machine has %d", c->processes, gpus)
+                : strdup("no CUDA device");
+  if (!strcmp(c->launcher, "mpirun") && !on_path("mpirun"))
+    return strdup("mpirun is not installed");
+  return NULL;
+}
+
+/* A fault case passes when a check failed: exit status 1 with a [FAIL] line. Anything
+ * else (a usage error, a crash, a timeout, a pass) means the fault did not do its job. */
+static int verdict(matrix_case *c) {
+  if (!c->expect_fail) {
+    if (c->exit_code != 0)
+      c->why = c->exit_code == 124 ? fg_asprintf("timed out after %g s", c->timeout)
+                                   : fg_asprintf("exit status %d", c->exit_code);
+    return c->exit_code == 0;
+  }
+  if (c->exit_code == 1 && strstr(c->log, "[FAIL]")) return 1;
+  if (c->exit_code == 0)
+    c->why = strdup("expected the scenario to fail a check, but it passed");
+  else if (c->exit_code == 124)
+    c->why = fg_asprintf("timed out after %g s (expected a failed check)", c->timeout);
+  else
+    c->why = fg_asprintf("exit status %d%s (expected 1 with a failed check)", c->exit_code,
+                         c->exit_code == 1 ? " without a [FAIL] line" : "");
+  return 0;
+}
+
 static const char *last_lines(const char *log, int n) {
   const char *p = log + strlen(log);
   while (p > log && n >= 0)
@@ -171,7 +250,8 @@ static const char *last_lines(const char *log, int n) {
   return p == log ? p : p + 1;
 }
 
-static void run_case(const options *o, matrix_case *c, size_t i, size_t total) {
+/* The command line's --backend, --launcher and --timeout over the config's. */
+static void override(const options *o, matrix_case *c) {
   if (o->backend) {
     free(c->backend);
     c->backend = strdup(o->backend);
@@ -185,33 +265,32 @@ static void run_case(const options *o, matrix_case *c, size_t i, size_t total) {
     c->launcher = strdup("mpirun");
   }
   if (o->timeout > 0) c->timeout = o->timeout;
+}
+
+static void run_case(const options *o, matrix_case *c, size_t i, size_t total) {
   printf("[%2zu/%zu] %-40s ", i + 1, total, c->name);
   fflush(stdout);
-  int gpus = count_gpus();
-  if (!strcmp(c->backend, "nccl") && gpus < (c->processes + 0)) {
-    c->result = "SKIP";
-    c->why = fg_asprintf(gpus ? "needs %d GPUs, this machine has %d" : "no CUDA device",
-                         c->processes, gpus);
-    printf("SKIP  (%s)\n", c->why);
-    return;
-  }
   char *argv[MATRIX_MAX_ARGS + 24];
   char store[12][PATH_MAX + 32];
   build_argv(o, c, argv, store);
+  c->command = join_argv(argv);
+  if ((c->why = cannot_run(c)) != NULL) {
+    c->result = "SKIP";
+    printf("SKIP  (%s)\n", c->why);
+    return;
+  }
   fg_buf out;
   fg_buf_init(&out);
   double t0 = fg_now_s();
   c->exit_code = run_captured(argv, c->timeout, &out);
   c->seconds = fg_now_s() - t0;
   c->log = out.data ? (char *)out.data : strdup("");
-  int passed = c->expect_fail ? (c->exit_code != 0 && c->exit_code != 124) : c->exit_code == 0;
+  int passed = verdict(c);
   c->result = passed ? "PASS" : "FAIL";
-  if (!passed)
-    c->why = c->exit_code == 124 ? fg_asprintf("timed out after %.0f s", c->timeout)
-             : c->expect_fail   ? strdup("expected the scenario to fail, but it passed")
-                                : fg_asprintf("exit status %d", c->exit_code);
-  printf("%s  %6.2f s%s%s\n", c->result, c->seconds, c->why ? "  " : "", c->why ? c->why : "");
+  printf("%s  %6.2f s%s%s%s\n", c->result, c->seconds, c->expect_fail ? "  (fault case)" : "",
+         c->why ? "  " : "", c->why ? c->why : "");
   if (!passed || o->verbose) {
+    printf("        $ %s\n", c->command);
     const char *tail = o->verbose ? c->log : last_lines(c->log, 20);
     for (const char *p = tail; *p;) {
       size_t len = strcspn(p, "\n");
@@ -231,21 +310,25 @@ static void run_case(const options *o, matrix_case *c, size_t i, size_t total) {
   fflush(stdout);
 }
 
+/* Every case with its time, then the counts and the total: the matrix's benchmark. */
 static void print_table(const matrix *m, double total) {
-  printf("\n%-40s %-8s %-7s %5s  %-6s %8s\n", "case", "backend", "launch", "procs", "result",
-         "seconds");
-  size_t pass = 0, fail = 0, skip = 0;
+  printf("\n%-40s %-8s %-7s %5s %-6s %-7s %8s\n", "case", "backend", "launch", "procs", "expect",
+         "result", "seconds");
+  size_t pass = 0, fail = 0, skip = 0, slowest = 0;
   for (size_t i = 0; i < m->n; i++) {
     const matrix_case *c = &m->cases[i];
-    if (!c->result) continue;
-    printf("%-40s %-8s %-7s %5d  %-6s %8.2f\n", c->name, c->backend, c->launcher, c->processes,
-           c->result, c->seconds);
-    pass += !strcmp(c->result, "PASS");
-    fail += !strcmp(c->result, "FAIL");
-    skip += !strcmp(c->result, "SKIP");
+    printf("%-40s %-8s %-7s %5d %-6s %-7s %8.2f\n", c->name, c->backend, c->launcher,
+           c->processes, c->expect_fail ? "fail" : "pass", c->result ? c->result : "NOT RUN",
+           c->seconds);
+    pass += c->result && !strcmp(c->result, "PASS");
+    fail += c->result && !strcmp(c->result, "FAIL");
+    skip += c->result && !strcmp(c->result, "SKIP");
+    if (c->seconds > m->cases[slowest].seconds) slowest = i;
   }
-  printf("\n%zu cases: %zu passed, %zu failed, %zu skipped in %.2f s\n", pass + fail + skip, pass,
-         fail, skip, total);
+  printf("\n%zu cases: %zu passed, %zu failed, %zu skipped", m->n, pass, fail, skip);
+  if (pass + fail + skip < m->n) printf(", %zu not run", m->n - pass - fail - skip);
+  printf(" in %.2f s (slowest: %s, %.2f s)\n", total, m->cases[slowest].name,
+         m->cases[slowest].seconds);
 }
 
 static int parse(int argc, char **argv, options *o) {
@@ -321,10 +404,12 @@ int main(int argc, char **argv) {
   /* Keep the cases the filter selects. */
   size_t kept = 0;
   for (size_t i = 0; i < m.n; i++) {
-    if (o.filter && !strstr(m.cases[i].name, o.filter))
+    if (o.filter && !strstr(m.cases[i].name, o.filter)) {
       matrix_case_free(&m.cases[i]);
-    else
-      m.cases[kept++] = m.cases[i];
+      continue;
+    }
+    override(&o, &m.cases[i]);
+    m.cases[kept++] = m.cases[i];
   }
   m.n = kept;
   if (m.n == 0) {
@@ -334,9 +419,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (o.list) {
-    for (size_t i = 0; i < m.n; i++)
-      printf("%-40s %-24s %2d procs  %s\n", m.cases[i].name, m.cases[i].scenario,
-             m.cases[i].processes, m.cases[i].source);
+    for (size_t i = 0; i < m.n; i++) {
+      const matrix_case *c = &m.cases[i];
+      printf("%-40s %-24s %2d procs  %-4s %-6s expect %-4s  %s\n", c->name, c->scenario,
+             c->processes, c->backend, c->launcher, c->expect_fail ? "fail" : "pass", c->source);
+    }
     matrix_free(&m);
     return 0;
   }
@@ -346,10 +433,15 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < m.n && !interrupted; i++) run_case(&o, &m.cases[i], i, m.n);
   double total = fg_now_s() - t0;
   print_table(&m, total);
-  if ((o.junit && matrix_write_junit(&m, o.junit, total) != 0) ||
-      (o.json && matrix_write_json(&m, o.json, total) != 0))
-    fprintf(stderr, "fgmatrix: error: cannot write results: %s\n", strerror(errno));
   int failed = 0;
+  if (o.junit && matrix_write_junit(&m, o.junit, total) != 0) {
+    fprintf(stderr, "fgmatrix: error: cannot write %s: %s\n", o.junit, strerror(errno));
+    failed = 1;
+  }
+  if (o.json && matrix_write_json(&m, o.json, total) != 0) {
+    fprintf(stderr, "fgmatrix: error: cannot write %s: %s\n", o.json, strerror(errno));
+    failed = 1;
+  }
   for (size_t i = 0; i < m.n; i++) failed |= m.cases[i].result && !strcmp(m.cases[i].result, "FAIL");
   matrix_free(&m);
   if (interrupted) return 128 + interrupted;

@@ -22,8 +22,9 @@ typedef struct matrix_case {
   double timeout;
   int expect_fail; /* a fault case: passing means the scenario failed */
   char *source;    /* "configs/x.yaml:12" */
+  char *command;   /* the command line it ran, for reproducing it by hand */
   /* Results. */
-  const char *result; /* PASS, FAIL, SKIP */
+  const char *result; /* PASS, FAIL, SKIP; NULL: not run (interrupted) */
   double seconds;
   int exit_code;
   char *log;   /* captured output */

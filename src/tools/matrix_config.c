@@ -121,7 +121,29 @@ static int load_mesh(reader *r, yaml_node_t *n, matrix_case *c) {
 
 static const char *const case_keys[] = {"name", "scenario", "processes", "mesh", "backend",
                                         "launcher", "args", "timeout", "expect", NULL};
-static const char *const default_keys[] = {"backend", "launcher", "timeout", "processes", NULL};
+static const char *const default_keys[] = {"backend", "launcher", "timeout", "processes",
+                                           "expect", NULL};
+/* What fgscenario runs (its own spellings: build-sync, checkpoint_integration, ... too). */
+static const char *const scenarios[] = {"checkpoint-integration", "dataloader-dispatcher",
+                                        "pipeline-split", "build_sync", "all", NULL};
+
+static int known_scenario(const char *name) {
+  for (const char *const *s = scenarios; *s; s++) {
+    size_t i = 0;
+    for (; name[i] && (*s)[i]; i++) {
+      char a = name[i] == '_' ? '-' : name[i], b = (*s)[i] == '_' ? '-' : (*s)[i];
+      if (a != b) break;
+    }
+    if (!name[i] && !(*s)[i]) return 1;
+  }
+  return 0;
+}
+
+/* Case names become file names (--logs) and JUnit names: keep them plain. */
+static int plain_name(const char *name) {
+  return name[0] && strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                 "0123456789-_.") == strlen(name) && name[0] != '.';
+}
 
 static int load_case(reader *r, matrix *m, yaml_node_t *n, yaml_node_t *defaults) {
   if (n->type != YAML_MAPPING_NODE) return fail_at(r, n, "each case must be a mapping");
@@ -129,7 +151,12 @@ static int load_case(reader *r, matrix *m, yaml_node_t *n, yaml_node_t *defaults
   const char *name = scalar(child(r, n, "name"));
   const char *scen = scalar(child(r, n, "scenario"));
   if (!name) return fail_at(r, n, "a case has no name");
+  if (!plain_name(name))
+    return fail_at(r, child(r, n, "name"), "case name '%s' may hold only letters, digits, '-', '_' and '.'", name);
   if (!scen) return fail_at(r, n, "case '%s': no scenario", name);
+  if (!known_scenario(scen))
+    return fail_at(r, child(r, n, "scenario"), "case '%s': unknown scenario '%s' (one of: checkpoint-integration, "
+                   "dataloader-dispatcher, pipeline-split, build_sync, all)", name, scen);
   if (m->n == m->cap) {
     size_t cap = m->cap ? m->cap * 2 : 32;
     matrix_case *p = realloc(m->cases, cap * sizeof *p);
@@ -152,7 +179,7 @@ static int load_case(reader *r, matrix *m, yaml_node_t *n, yaml_node_t *defaults
   const char *timeout = field(r, n, defaults, "timeout", "120");
   if (fg_parse_seconds(timeout, &c->timeout) != 0 || c->timeout <= 0)
     return fail_at(r, n, "case '%s': timeout must be a number of seconds", name);
-  const char *expect = scalar(child(r, n, "expect"));
+  const char *expect = field(r, n, defaults, "expect", NULL);
   if (expect && strcmp(expect, "pass") && strcmp(expect, "fail"))
     return fail_at(r, n, "case '%s': expect must be pass or fail", name);
   c->expect_fail = expect && !strcmp(expect, "fail");
@@ -211,6 +238,7 @@ void matrix_case_free(matrix_case *c) {
   free(c->backend);
   free(c->launcher);
   free(c->source);
+  free(c->command);
   free(c->log);
   free(c->why);
   for (int k = 0; k < c->nargs; k++) free(c->args[k]);

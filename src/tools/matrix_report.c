@@ -4,26 +4,44 @@
 
 #include "tools/matrix.h"
 
-static void xml_text(FILE *f, const char *s) {
-  for (; s && *s; s++) {
-    unsigned char c = (unsigned char)*s;
+/* The length of the well-formed UTF-8 sequence at s, or 0: a case's output is whatever its
+ * programs printed, and both formats must be valid UTF-8 whatever it holds. */
+static size_t utf8_len(const unsigned char *s) {
+  size_t n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 0x6 ? 2 : (s[0] >> 4) == 0xe ? 3
+             : (s[0] >> 3) == 0x1e ? 4 : 0;
+  for (size_t i = 1; i < n; i++)
+    if ((s[i] & 0xc0) != 0x80) return 0;
+  return n;
+}
+
+static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
+
+static void xml_text(FILE *f, const char *text) {
+  for (const unsigned char *s = (const unsigned char *)text; s && *s;) {
+    size_t n = utf8_len(s);
+    unsigned char c = *s;
     if (c == '<') fputs("&lt;", f);
     else if (c == '>') fputs("&gt;", f);
     else if (c == '&') fputs("&amp;", f);
     else if (c == '"') fputs("&quot;", f);
-    else if (c < 0x20 && c != '\n' && c != '\t') fprintf(f, "&#x%x;", 0xfffd); /* not allowed in XML 1.0 */
-    else fputc(c, f);
+    else if (c < 0x20 && c != '\n' && c != '\t') fputs(replacement, f); /* not in XML 1.0 */
+    else if (n == 0) fputs(replacement, f);
+    else fwrite(s, 1, n, f);
+    s += n ? n : 1;
   }
 }
 
-static void json_text(FILE *f, const char *s) {
+static void json_text(FILE *f, const char *text) {
   fputc('"', f);
-  for (; s && *s; s++) {
-    unsigned char c = (unsigned char)*s;
+  for (const unsigned char *s = (const unsigned char *)text; s && *s;) {
+    size_t n = utf8_len(s);
+    unsigned char c = *s;
     if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
     else if (c == '\n') fputs("\\n", f);
     else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else fputc(c, f);
+    else if (n == 0) fputs(replacement, f);
+    else fwrite(s, 1, n, f);
+    s += n ? n : 1;
   }
   fputc('"', f);
 }
@@ -38,8 +56,12 @@ int matrix_write_junit(const matrix *m, const char *path, double total) {
   FILE *f = fopen(path, "w");
   if (!f) return -1;
   fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-  fprintf(f, "<testsuites><testsuite name=\"fgmatrix\" tests=\"%zu\" failures=\"%zu\" "
-             "skipped=\"%zu\" time=\"%.3f\">\n", m->n, count(m, "FAIL"), count(m, "SKIP"), total);
+  size_t not_run = m->n - count(m, "PASS") - count(m, "FAIL") - count(m, "SKIP");
+  fprintf(f, "<testsuites tests=\"%zu\" failures=\"%zu\" skipped=\"%zu\" time=\"%.3f\">\n", m->n,
+          count(m, "FAIL"), count(m, "SKIP") + not_run, total);
+  fprintf(f, "<testsuite name=\"fgmatrix\" tests=\"%zu\" failures=\"%zu\" errors=\"0\" "
+             "skipped=\"%zu\" time=\"%.3f\">\n", m->n, count(m, "FAIL"), count(m, "SKIP") + not_run,
+          total);
   for (size_t i = 0; i < m->n; i++) {
     const matrix_case *c = &m->cases[i];
     fprintf(f, "  <testcase classname=\"");
@@ -50,12 +72,14 @@ int matrix_write_junit(const matrix *m, const char *path, double total) {
     if (c->result && !strcmp(c->result, "FAIL")) {
       fprintf(f, "<failure message=\"");
       xml_text(f, c->why);
-      fprintf(f, "\">");
+      fprintf(f, "\">$ ");
+      xml_text(f, c->command);
+      fprintf(f, "\n");
       xml_text(f, c->log);
       fprintf(f, "</failure>");
-    } else if (c->result && !strcmp(c->result, "SKIP")) {
+    } else if (!c->result || !strcmp(c->result, "SKIP")) {
       fprintf(f, "<skipped message=\"");
-      xml_text(f, c->why);
+      xml_text(f, c->result ? c->why : "not run: interrupted");
       fprintf(f, "\"/>");
     }
     fprintf(f, "</testcase>\n");
@@ -86,6 +110,8 @@ int matrix_write_json(const matrix *m, const char *path, double total) {
     json_text(f, c->why ? c->why : "");
     fprintf(f, ", \"source\": ");
     json_text(f, c->source);
+    fprintf(f, ", \"command\": ");
+    json_text(f, c->command ? c->command : "");
     fprintf(f, "}%s\n", i + 1 < m->n ? "," : "");
   }
   fprintf(f, "]}\n");

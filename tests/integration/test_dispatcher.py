@@ -2,15 +2,12 @@
 
 The seed's matrix under fgrun on gloo, a subset under mpirun on both CPU backends, every
 fault (each must fail its check, by name, without hanging), and bad input."""
-import os
-import signal
 import subprocess
 
 import pytest
 
 from conftest import bin_path
-
-TIMEOUT = 90  # per job; a healthy case takes well under a second
+from scenario_util import assert_passed, fgrun_job, mpirun_job, run_job
 
 # (ranks, dp, mp, extra options): the seed's run_dataloader_dispatcher_tests.sh.
 MATRIX = [
@@ -27,38 +24,9 @@ MATRIX = [
 ]
 
 
-def run_job(cmd, timeout=TIMEOUT):
-    """Runs a whole job in its own session and kills all of it on timeout, so a hang is a
-    failed test, never a stuck run."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True)
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        pytest.fail(f"{' '.join(cmd)} hung for {timeout}s; output:\n{out.decode(errors='replace')}")
-    return p.returncode, out.decode(errors="replace")
-
-
-def fgrun_job(nproc, *args):
-    return run_job([bin_path("fgrun"), "--standalone", f"--nproc_per_node={nproc}",
-                    "--no_python", bin_path("fgscenario"), *args])
-
-
-def mpirun_job(nproc, *args):
-    return run_job(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(nproc),
-                    bin_path("fgscenario"), *args])
-
-
 def dispatcher_args(dp, mp, extra=(), backend="gloo"):
     return ["--backend", backend, "dataloader-dispatcher", "--dp", str(dp), "--mp", str(mp),
             *extra]
-
-
-def assert_passed(rc, out):
-    assert rc == 0 and "ALL CHECKS PASSED" in out, f"exit {rc}; output:\n{out}"
-    assert "[FAIL]" not in out, out
 
 
 @pytest.mark.smoke

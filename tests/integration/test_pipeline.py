@@ -4,46 +4,12 @@ single-process run of the whole model.
 Both schedules at 2 and 4 stages under fgrun on gloo, one stage as a plain process,
 float32, one case under mpirun on mpi, every fault (each must fail its own check, by
 name, on the right stages, without hanging), and a stage count that does not match."""
-import os
 import re
-import signal
-import subprocess
 
 import pytest
 
 from conftest import bin_path
-
-TIMEOUT = 90  # per job; a healthy case takes about a second
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# Under `make asan`: Open MPI's own leaks are suppressed, which needs full malloc stacks.
-MPI_SAN_ENV = {
-    "ASAN_OPTIONS": "fast_unwind_on_malloc=0",
-    "LSAN_OPTIONS": f"suppressions={ROOT}/tests/lsan.supp:print_suppressions=0",
-}
-
-
-def run_job(cmd, timeout=TIMEOUT, env=None):
-    """Runs a whole job in its own session and kills all of it on timeout, so a hang is a
-    failed test, never a stuck run."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         start_new_session=True, env=dict(os.environ, **(env or {})))
-    try:
-        out, _ = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, _ = p.communicate()
-        pytest.fail(f"{' '.join(cmd)} hung for {timeout}s; output:\n{out.decode(errors='replace')}")
-    return p.returncode, out.decode(errors="replace")
-
-
-def fgrun_job(nproc, *args):
-    return run_job([bin_path("fgrun"), "--standalone", f"--nproc_per_node={nproc}",
-                    "--no_python", bin_path("fgscenario"), *args])
-
-
-def mpirun_job(nproc, *args):
-    return run_job(["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(nproc),
-                    bin_path("fgscenario"), *args], env=MPI_SAN_ENV)
+from scenario_util import fgrun_job, mpirun_job, run_job
 
 
 def pipeline_args(*extra, backend="gloo"):
