@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # bench-store.sh [BUILD_DIR] [fgbench store options...] - our store server (fgstore) next to
-# torch 1.13's TCPStore server, under the same C-client load:
+# torch 1.13's TCPStore server, under the same client load, the servers taking turns run by
+# run (fgstore, torch, fgstore, torch, ...):
 #
-#   1. throughput: 1, 16 and 64 client threads doing SET+GET pairs for 2 s per run;
-#      pairs/s and the ratio ours/torch. Target: >= 2x at 16 and 64 clients.
+#   1. throughput: 1, 16 and 64 clients doing SET+GET pairs (GET = WAIT then GET, as torch's
+#      get) for 2 s per run; pairs/s, the ratio ours/torch, each server's CPU time per pair
+#      and the load driver's. Target: >= 2x at 16 and 64 clients. The default load is lean:
+#      the clients are connections on one epoll thread, one request in flight each, so the
+#      driver takes little of a 2-core machine; --client library runs a thread per client
+#      on libfg's blocking fg_store client instead.
 #   2. rendezvous: 1,024 and 4,096 connections ADD a counter, then WAIT for the key the last
-#      one sets; seconds until all are released, the ratio torch/ours and each server's peak
-#      RSS. Target: >= 3x at 4,096.
+#      one sets; seconds from the first ADD sent to the last release received, and from the
+#      last arrival to the last release; each server's CPU per round and peak RSS (VmHWM).
+#      Target: >= 3x faster at 4,096.
 #
 # Medians of repeated runs; `fgbench store --help` lists the options (--server HOST:PORT
 # measures one running server instead). Needs Debian's python3-torch for the torch side.
+# Run it on an otherwise idle machine: the figures are wall-clock rates on shared CPUs.
 set -euo pipefail
 
 BUILD=${1:-build}

@@ -39,7 +39,10 @@ typedef struct fg_store_options {
 
 void fg_store_options_init(fg_store_options *opts);
 
-/* Connects to host:port, retrying with back-off until connect_timeout_ms. opts may be NULL. */
+/* Connects to host:port, retrying with back-off until connect_timeout_ms. opts may be NULL.
+ * With FG_STORE_TOKEN set in the environment, every connection presents that token first
+ * (fgstore --store_token); a server that refuses it, or wants one that is not set, makes
+ * this and later calls fail with -EACCES. */
 int fg_store_connect(fg_store **out, const char *host, int port, const fg_store_options *opts);
 
 /* A view of `base` whose keys are "<prefix>/<key>" (torch's PrefixStore). It shares base's

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "comm/progress.h"
 #include "common/util.h"
 #include "store/client_internal.h"
 
@@ -16,6 +17,9 @@
 #define LIST_ALL_UP_TO 1024
 #define LISTING_ARRIVALS 16
 #define LIST_AT_MOST 32
+/* A timed-out barrier keeps up to this much of its own time (or a quarter of it) to cancel
+ * its WAIT and list the missing ranks, so that it still ends by its deadline. */
+#define DIAGNOSIS_MAX_MS 1000
 
 static char **rank_keys(const char *name, int world_size) {
   char **keys = calloc((size_t)world_size, sizeof *keys);
@@ -98,10 +102,13 @@ static int arrive(fg_store *s, const char *name, int rank, int64_t *arrival) {
 int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, int timeout_ms) {
   if (!s || !name || world_size < 1 || rank < 0 || rank >= world_size)
     return s ? fg_store_failf(s, -EINVAL, "barrier: invalid argument") : -EINVAL;
+  FG_OP_MARK(m); /* fgrun's hang report sees store barriers too */
+  fg_op_enter(&m, "store_barrier", name, 0, NULL);
   int timeout = fg_store_timeout(s, timeout_ms);
   int64_t deadline = fg_now_ms() + timeout;
   char *done = fg_asprintf("%s/done", name);
   if (!done) return -ENOMEM;
+  fg_store_cap_steps(deadline); /* every step below, reconnects included, ends by then */
   int64_t arrival = 0;
   int rc = arrive(s, name, rank, &arrival);
   if (rc == 0 && arrival > world_size)
@@ -112,9 +119,11 @@ int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, in
   if (rc == 0 && arrival == world_size) rc = fg_store_set(s, done, "1", 1);
   if (rc == 0) {
     const char *keys[] = {done};
-    rc = fg_store_wait(s, keys, 1, (int)FG_MAX(deadline - fg_now_ms(), 0));
+    int64_t until = deadline - FG_MIN(timeout / 4, DIAGNOSIS_MAX_MS); /* to name the missing */
+    rc = fg_store_wait(s, keys, 1, (int)FG_MAX(until - fg_now_ms(), 0));
   }
   if (rc == -ETIMEDOUT) rc = timed_out(s, name, world_size, timeout, arrival);
+  fg_store_cap_steps(0);
   free(done);
   return rc;
 }

@@ -20,6 +20,10 @@
 
 /* fg_store_connect has no handle to keep its message in when it fails. */
 static __thread char connect_err[512];
+/* A deadline no step of this thread's calls may pass (a barrier's), 0: none. */
+static __thread int64_t step_cap;
+
+void fg_store_cap_steps(int64_t until) { step_cap = until; }
 
 /* One call in progress: the handle, what it does to which key, and its I/O deadline. */
 typedef struct call {
@@ -63,8 +67,9 @@ static int begin(call *k, fg_store *s, enum fg_op op, const char *key, size_t nk
   *k = (call){.s = s, .c = s->conn, .op = op, .key = key, .nkeys = nkeys};
   pthread_mutex_lock(&k->c->mu);
   k->c->why[0] = '\0';
+  k->c->cap = step_cap;
   fg_buf_reset(&k->c->out);
-  k->deadline = fg_now_ms() + s->timeout_ms;
+  k->deadline = fg_conn_capped(k->c, fg_now_ms() + s->timeout_ms);
   return k->c->fd >= 0 ? 0 : fg_conn_open(k->c);
 }
 
@@ -106,7 +111,7 @@ static int cancel_wait(call *k, int timeout_ms) {
     fg_conn_open(c);
     return fg_conn_fail(c, -ETIMEDOUT, "timed out after %d ms", timeout_ms);
   }
-  int64_t grace = fg_now_ms() + CANCEL_GRACE_MS;
+  int64_t grace = fg_conn_capped(c, fg_now_ms() + CANCEL_GRACE_MS);
   fg_buf_reset(&c->out);
   put_op(k, FG_OP_CANCEL_WAIT);
   int rc = fg_conn_send(c, grace);
@@ -123,7 +128,7 @@ static int cancel_wait(call *k, int timeout_ms) {
 }
 
 static int wait_keys(call *k, const char *const *keys, size_t n, int timeout_ms) {
-  int64_t until = fg_now_ms() + timeout_ms;
+  int64_t until = fg_conn_capped(k->c, fg_now_ms() + timeout_ms);
   fg_buf_reset(&k->c->out);
   put_op(k, FG_OP_WAIT);
   put_keys(k, keys, n);
@@ -181,6 +186,11 @@ static fg_conn *new_conn(const char *host, int port, const fg_store_options *o) 
                : o->dialect == FG_STORE_DIALECT_LEGACY ? FG_DIALECT_LEGACY
                                                        : FG_DIALECT_UNKNOWN;
   c->connect_timeout_ms = o->connect_timeout_ms;
+  const char *token = getenv("FG_STORE_TOKEN");
+  if (token && *token && strlen(token) <= FG_TOKEN_MAX && !(c->token = strdup(token))) {
+    free(c);
+    return NULL;
+  }
   snprintf(c->host, sizeof c->host, "%s", host);
   snprintf(c->addr, sizeof c->addr, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
   return c;
@@ -188,6 +198,8 @@ static fg_conn *new_conn(const char *host, int port, const fg_store_options *o) 
 
 static void free_conn(fg_conn *c) {
   fg_conn_drop(c);
+  if (c->token) memset(c->token, 0, strlen(c->token));
+  free(c->token);
   fg_buf_free(&c->out);
   pthread_mutex_destroy(&c->mu);
   free(c);

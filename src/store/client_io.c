@@ -95,9 +95,32 @@ static int connect_addr(const struct addrinfo *ai, int64_t deadline) {
   return fd;
 }
 
-static int64_t attempt_deadline(int64_t deadline) {
+static int64_t attempt_deadline(const fg_conn *c, int64_t deadline) {
   int64_t now = fg_now_ms();
-  return FG_MIN(FG_MAX(deadline, now + 100), now + ATTEMPT_MAX_MS);
+  return fg_conn_capped(c, FG_MIN(FG_MAX(deadline, now + 100), now + ATTEMPT_MAX_MS));
+}
+
+static int is_hangup(int rc) { return rc == FG_ECLOSED || rc == -ECONNRESET || rc == -EPIPE; }
+
+/* The store token (proto.h) opens every connection when $FG_STORE_TOKEN is set. */
+static int present_token(fg_conn *c, int64_t deadline) {
+  fg_buf_reset(&c->out);
+  fg_proto_put_token(&c->out, c->token, strlen(c->token));
+  uint8_t answer = 0;
+  deadline = fg_conn_capped(c, FG_MAX(deadline, fg_now_ms() + HELLO_MIN_MS));
+  int rc = fg_conn_send(c, deadline);
+  if (rc == 0) rc = fg_conn_read_u8(c, &answer, deadline);
+  fg_buf_reset(&c->out);
+  if (is_hangup(rc) || (rc == 0 && answer == (uint8_t)FG_TOKEN_REFUSED[0])) {
+    fg_conn_drop(c);
+    return fg_conn_fail(c, -EACCES, "the server refused the store token (a wrong "
+                                    "FG_STORE_TOKEN, or a server that takes none, as torch's)");
+  }
+  if (rc == 0 && answer != FG_TOKEN_ACCEPTED) {
+    fg_conn_fail(c, FG_EPROTO, "unexpected answer 0x%02x to the store token", answer);
+    return broken(c, FG_EPROTO, "");
+  }
+  return rc;
 }
 
 /* One pass over the host's addresses. *retry says whether trying again later can help. */
@@ -114,21 +137,20 @@ static int dial(fg_conn *c, int64_t deadline, int *retry) {
   }
   int rc = -EHOSTUNREACH;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-    rc = connect_addr(ai, attempt_deadline(deadline));
+    rc = connect_addr(ai, attempt_deadline(c, deadline));
     if (rc >= 0) break;
   }
   freeaddrinfo(res);
   if (rc >= 0) {
     c->fd = rc;
     c->in_pos = c->in_len = 0;
-    return 0;
+    return c->token ? present_token(c, deadline) : 0;
   }
   *retry = rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ENETUNREACH ||
            rc == -EHOSTUNREACH || rc == -ECONNRESET || rc == -EAGAIN;
   return fg_conn_fail(c, rc, "%s", fg_strerror(rc));
 }
 
-static int is_hangup(int rc) { return rc == FG_ECLOSED || rc == -ECONNRESET || rc == -EPIPE; }
 
 /* VALIDATE then PING, as torch >= 2.5 opens a connection. */
 static int hello_v2(fg_conn *c, int64_t deadline) {
@@ -146,6 +168,10 @@ static int hello_v2(fg_conn *c, int64_t deadline) {
   if (rc == 0) rc = fg_conn_read(c, echo, sizeof echo, deadline);
   fg_buf_reset(&c->out);
   if (rc < 0) return rc;
+  if (!memcmp(echo, FG_TOKEN_REFUSED, 4)) {
+    fg_conn_drop(c);
+    return fg_conn_fail(c, -EACCES, "the server requires a store token (set FG_STORE_TOKEN)");
+  }
   if (fg_load_u32(echo) != nonce) {
     fg_conn_fail(c, FG_EPROTO, "PING echoed 0x%08x, not the nonce 0x%08x", fg_load_u32(echo),
                  nonce);
@@ -157,7 +183,7 @@ static int hello_v2(fg_conn *c, int64_t deadline) {
 /* On a fresh socket: the handshake of the dialect, and the dialect itself the first time. */
 static int settle_dialect(fg_conn *c, int64_t deadline, int *retry) {
   if (c->dialect == FG_DIALECT_LEGACY) return 0; /* 1.13 has no handshake */
-  int rc = hello_v2(c, FG_MAX(deadline, fg_now_ms() + HELLO_MIN_MS));
+  int rc = hello_v2(c, fg_conn_capped(c, FG_MAX(deadline, fg_now_ms() + HELLO_MIN_MS)));
   if (rc == 0) {
     c->dialect = FG_DIALECT_V2;
     return 0;
@@ -188,10 +214,11 @@ static void backoff(int *delay_ms, unsigned *seed, int64_t deadline) {
 
 int fg_conn_open(fg_conn *c) {
   int64_t start = fg_now_ms();
-  int64_t deadline = start + c->connect_timeout_ms;
+  int64_t deadline = fg_conn_capped(c, start + c->connect_timeout_ms);
   unsigned seed = (unsigned)fg_now_ns() ^ (unsigned)getpid();
   int delay = BACKOFF_FIRST_MS;
   fg_conn_drop(c);
+  if (deadline <= start) return fg_conn_fail(c, -ETIMEDOUT, "no time left to connect again");
   for (;;) {
     int retry = 0;
     c->why[0] = '\0';

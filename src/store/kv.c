@@ -90,7 +90,7 @@ fg_kv_entry *fg_kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err
   e->key = k;
   e->keylen = keylen;
   e->hash = fg_siphash(key, keylen, kv->seed);
-  fg_link_init(&e->regs);
+  for (int k = 0; k < FG_REG_KINDS; k++) fg_link_init(&e->regs[k]);
   fg_link_init(&e->queue);
   if (kv->nentries >= kv->nbuckets) grow(kv);
   fg_kv_entry **head = &kv->buckets[e->hash & (kv->nbuckets - 1)];
@@ -101,8 +101,14 @@ fg_kv_entry *fg_kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err
   return e;
 }
 
+static int registered(const fg_kv_entry *e) {
+  for (int k = 0; k < FG_REG_KINDS; k++)
+    if (!fg_link_empty(&e->regs[k])) return 1;
+  return 0;
+}
+
 void fg_kv_release(fg_kv *kv, fg_kv_entry *e) {
-  if (e->has_value || e->queued || !fg_link_empty(&e->regs)) return;
+  if (e->has_value || e->queued || registered(e)) return;
   fg_kv_entry **p = &kv->buckets[e->hash & (kv->nbuckets - 1)];
   while (*p != e) p = &(*p)->chain;
   *p = e->chain;
@@ -197,7 +203,7 @@ fg_kv_reg *fg_kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner
   r->entry = e;
   r->owner = owner;
   r->kind = kind;
-  fg_link_push(&e->regs, &r->on_entry);
+  fg_link_push(&e->regs[kind], &r->on_entry);
   fg_link_push(owner_list, &r->on_owner);
   return r;
 }

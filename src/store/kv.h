@@ -30,6 +30,8 @@ static inline void fg_link_remove(fg_link *n) {
 }
 #define fg_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
+enum fg_reg_kind { FG_REG_WAIT, FG_REG_BARRIER, FG_REG_WATCH, FG_REG_KINDS };
+
 typedef struct fg_kv_entry {
   struct fg_kv_entry *chain; /* next in the hash bucket */
   uint64_t hash;
@@ -39,12 +41,12 @@ typedef struct fg_kv_entry {
   size_t len;
   size_t cap;
   int has_value;
-  fg_link regs;  /* fg_kv_reg.on_entry */
+  /* fg_kv_reg.on_entry, a list per kind: a change looks only at the kind it affects, so
+   * 4,096 barrier waiters on a counter do not make each arrival's ADD walk all of them. */
+  fg_link regs[FG_REG_KINDS];
   fg_link queue; /* fg_kv_item.link */
   size_t queued;
 } fg_kv_entry;
-
-enum fg_reg_kind { FG_REG_WAIT, FG_REG_BARRIER, FG_REG_WATCH };
 
 /* A connection's interest in a key. Owned by both lists; freed by fg_kv_unregister. */
 typedef struct fg_kv_reg {

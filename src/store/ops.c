@@ -21,11 +21,28 @@
 int fg_core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits) {
   memset(core, 0, sizeof *core);
   core->limits = *limits;
+  core->out_batch = 1u << 20;
+  core->max_reply = 64u << 20;
   fg_link_init(&core->dirty);
   return fg_kv_init(&core->kv, max_total);
 }
 
-void fg_core_free(fg_core *core) { fg_kv_free(&core->kv); }
+void fg_core_free(fg_core *core) {
+  fg_kv_free(&core->kv);
+  if (core->token) memset(core->token, 0, core->token_len);
+  free(core->token);
+  core->token = NULL;
+}
+
+int fg_core_set_token(fg_core *core, const void *token, size_t len) {
+  uint8_t *copy = len ? malloc(len) : NULL;
+  if (len && !copy) return -ENOMEM;
+  if (len) memcpy(copy, token, len);
+  free(core->token);
+  core->token = copy;
+  core->token_len = len;
+  return 0;
+}
 
 void fg_session_init(fg_session *s) {
   memset(s, 0, sizeof *s);
@@ -63,42 +80,38 @@ static void reply_bytes(fg_core *core, fg_session *s, const void *p, size_t n) {
   mark_dirty(core, s);
 }
 
+static void reply_bytes_raw(fg_core *core, fg_session *s, const void *p, size_t n) {
+  fg_buf_put(&s->out, p, n);
+  mark_dirty(core, s);
+}
+
 /* --- waking and watching ------------------------------------------------------------------ */
 
 /* Satisfies the registrations of `kind` on e: every one, or only the first (a queue push
  * hands its item to one waiter). The entry must exist, so unregistering cannot free it. */
 static void wake(fg_core *core, fg_kv_entry *e, enum fg_reg_kind kind, int only_one) {
-  fg_link *n = e->regs.next;
-  while (n != &e->regs) {
-    fg_link *next = n->next;
-    fg_kv_reg *r = fg_container_of(n, fg_kv_reg, on_entry);
-    if (r->kind == kind) {
-      fg_session *w = r->owner;
-      fg_kv_unregister(&core->kv, r);
-      if (--w->pending == 0) {
-        w->waiting = 0;
-        reply_u8(core, w, FG_WAIT_STOP);
-      }
-      if (only_one) return;
+  fg_link *head = &e->regs[kind];
+  while (!fg_link_empty(head)) {
+    fg_kv_reg *r = fg_container_of(head->next, fg_kv_reg, on_entry);
+    fg_session *w = r->owner;
+    fg_kv_unregister(&core->kv, r);
+    if (--w->pending == 0) {
+      w->waiting = 0;
+      reply_u8(core, w, FG_WAIT_STOP);
     }
-    n = next;
+    if (only_one) return;
   }
 }
 
-static int watched(const fg_kv_entry *e) {
-  for (const fg_link *n = e->regs.next; n != &e->regs; n = n->next)
-    if (fg_container_of(n, fg_kv_reg, on_entry)->kind == FG_REG_WATCH) return 1;
-  return 0;
-}
+static int watched(const fg_kv_entry *e) { return !fg_link_empty(&e->regs[FG_REG_WATCH]); }
 
 static void notify(fg_core *core, fg_kv_entry *e, uint8_t type, const uint8_t *old,
                    size_t oldlen) {
   const uint8_t *now = type == FG_WATCH_DELETED ? NULL : e->value;
   size_t nowlen = type == FG_WATCH_DELETED ? 0 : e->len;
-  for (fg_link *n = e->regs.next; n != &e->regs; n = n->next) {
-    fg_kv_reg *r = fg_container_of(n, fg_kv_reg, on_entry);
-    if (r->kind != FG_REG_WATCH) continue;
-    fg_session *w = r->owner;
+  const fg_link *head = &e->regs[FG_REG_WATCH];
+  for (fg_link *n = head->next; n != head; n = n->next) {
+    fg_session *w = fg_container_of(n, fg_kv_reg, on_entry)->owner;
     fg_buf_put_u8(&w->out, type);
     fg_buf_put_bytes(&w->out, e->key, e->keylen);
     fg_buf_put_bytes(&w->out, old, oldlen);
@@ -121,7 +134,7 @@ static int take_snapshot(const fg_kv_entry *e, snapshot *snap) {
   if (!e->has_value || !watched(e)) return 0;
   snap->p = malloc(e->len ? e->len : 1);
   if (!snap->p) return -ENOMEM;
-  memcpy(snap->p, e->value, e->len);
+  if (e->len) memcpy(snap->p, e->value, e->len); /* an empty value may have no buffer */
   snap->len = e->len;
   return 0;
 }
@@ -321,8 +334,25 @@ static int op_append(fg_core *core, fg_slice key, fg_slice value, const char **w
   return table_error(why, rc);
 }
 
-static int op_multi_get(fg_core *core, fg_session *s, fg_slice list) {
-  fg_slice k;
+static const fg_kv_entry *valued(fg_core *core, fg_slice k) {
+  const fg_kv_entry *e = fg_kv_find(&core->kv, k.p, k.len);
+  return e && e->has_value ? e : NULL;
+}
+
+/* One request's reply is bounded, or a MULTI_GET naming one big value 100,000 times would
+ * make the server build terabytes of output from a megabyte of request. */
+static int too_big(fg_core *core, uint64_t bytes, const char **why) {
+  return bytes > core->max_reply ? fail(why, "reply larger than the limit", FG_ELIMIT) : 0;
+}
+
+static int op_multi_get(fg_core *core, fg_session *s, fg_slice list, const char **why) {
+  fg_slice k, walk = list;
+  uint64_t bytes = 0;
+  while (fg_proto_next(&walk, &k, NULL)) {
+    const fg_kv_entry *e = valued(core, k);
+    bytes += 8 + (e ? e->len : 0);
+  }
+  if (too_big(core, bytes, why)) return FG_ELIMIT;
   while (fg_proto_next(&list, &k, NULL)) {
     fg_kv_entry *e = fg_kv_find(&core->kv, k.p, k.len);
     if (e && e->has_value)
@@ -372,7 +402,15 @@ static void list_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
   if (e->has_value) fg_buf_put_bytes(arg, e->key, e->keylen);
 }
 
-static int op_list_keys(fg_core *core, fg_session *s) {
+static void count_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
+  (void)kv;
+  if (e->has_value) *(uint64_t *)arg += 8 + e->keylen;
+}
+
+static int op_list_keys(fg_core *core, fg_session *s, const char **why) {
+  uint64_t bytes = 8;
+  fg_kv_foreach(&core->kv, count_one, &bytes);
+  if (too_big(core, bytes, why)) return FG_ELIMIT;
   reply_i64(core, s, (int64_t)core->kv.nvalues);
   fg_kv_foreach(&core->kv, list_one, &s->out);
   return 0;
@@ -417,7 +455,7 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
     case FG_OP_WATCH_KEY: return op_watch(core, s, req->key, why);
     case FG_OP_DELETE_KEY: return op_delete(core, s, req->key);
     case FG_OP_APPEND: return op_append(core, req->key, req->value, why);
-    case FG_OP_MULTI_GET: return op_multi_get(core, s, req->list);
+    case FG_OP_MULTI_GET: return op_multi_get(core, s, req->list, why);
     case FG_OP_MULTI_SET: return op_multi_set(core, req->list, why);
     case FG_OP_CANCEL_WAIT:
       cancel_waits(core, s);
@@ -433,41 +471,81 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
       e = fg_kv_find(&core->kv, req->key.p, req->key.len);
       reply_i64(core, s, e ? (int64_t)e->queued : 0);
       return 0;
-    case FG_OP_LIST_KEYS: return op_list_keys(core, s);
+    case FG_OP_LIST_KEYS: return op_list_keys(core, s, why);
     case FG_OP_BARRIER: return op_barrier(core, s, req->key, req->number, why);
     case FG_OP_COUNT: break;
   }
   return fail(why, "unknown opcode", FG_EPROTO);
 }
 
+/* Compares in time that does not depend on where the first difference is. */
+static int same_token(const fg_core *core, fg_slice t) {
+  uint8_t diff = t.len != core->token_len;
+  for (size_t i = 0; i < t.len && i < core->token_len; i++) diff |= t.p[i] ^ core->token[i];
+  return diff == 0;
+}
+
+/* A session's first bytes: the token message, required when the core has a token and
+ * accepted (whatever it holds) when not, so that clients given a token work with any
+ * fgstore. 1 once admitted (*pos past the message), 0 while more bytes are needed. */
+static int admit(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *pos,
+                 size_t *need, const char **why) {
+  fg_slice token;
+  size_t n = 1;
+  int rc = len ? fg_proto_decode_token(p, len, &token, &n) : FG_PROTO_NEED_MORE;
+  if (rc == FG_PROTO_NEED_MORE) {
+    *need = n;
+    return 0;
+  }
+  /* The message never names the token or says how it differed. */
+  if (core->token && (rc != FG_PROTO_OK || !same_token(core, token))) {
+    reply_bytes_raw(core, s, FG_TOKEN_REFUSED, 4);
+    return fail(why, "bad or missing store token", FG_EPROTO);
+  }
+  s->admitted = 1;
+  if (rc == FG_PROTO_OK) {
+    *pos = n;
+    reply_u8(core, s, FG_TOKEN_ACCEPTED);
+  }
+  return 1;
+}
+
 int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
                  size_t *need, const char **why) {
   size_t pos = 0;
+  int rc = 0;
   *used = 0;
   *need = 1;
+  if (!s->admitted && (rc = admit(core, s, p, len, &pos, need, why)) <= 0) return rc;
   if (s->dialect == FG_DIALECT_UNKNOWN) {
-    s->dialect = fg_proto_sniff(p, len);
+    s->dialect = fg_proto_sniff(p + pos, len - pos);
     if (s->dialect == FG_DIALECT_UNKNOWN) {
+      *used = pos;
       *need = 5;
       return 0;
     }
   }
+  rc = 0;
   while (pos < len) {
+    if (s->out.len >= core->out_batch) {
+      rc = FG_CORE_BLOCKED; /* the rest waits until the client has read what it asked for */
+      break;
+    }
     fg_request req;
     size_t n;
-    int rc = fg_proto_decode(s->dialect, p + pos, len - pos, &core->limits, &req, &n, why);
-    if (rc == FG_PROTO_NEED_MORE) {
+    int drc = fg_proto_decode(s->dialect, p + pos, len - pos, &core->limits, &req, &n, why);
+    if (drc == FG_PROTO_NEED_MORE) {
       *need = n;
       break;
     }
-    if (rc < 0) return rc;
-    if ((rc = execute(core, s, &req, why)) < 0) return rc;
+    if (drc < 0) return drc;
+    if ((drc = execute(core, s, &req, why)) < 0) return drc;
     core->requests++;
     pos += n;
   }
   *used = pos;
   if (s->out.failed) return fail(why, "out of memory for replies", -ENOMEM);
-  return 0;
+  return rc;
 }
 
 typedef struct erase_ctx {

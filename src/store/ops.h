@@ -16,6 +16,7 @@
 
 typedef struct fg_session {
   enum fg_dialect dialect;
+  int admitted;  /* past the token stage: the token matched, or none was asked for */
   fg_buf out;    /* replies and notifications not yet written */
   fg_link regs;  /* fg_kv_reg.on_owner: what this session waits on or watches */
   int pending;   /* wait registrations still unsatisfied */
@@ -28,20 +29,30 @@ typedef struct fg_core {
   fg_proto_limits limits;
   fg_link dirty;
   uint64_t requests;
+  size_t out_batch;   /* a session with this much output queued runs no more requests */
+  uint64_t max_reply; /* bytes one request may generate (MULTI_GET, LIST_KEYS) */
+  uint8_t *token;     /* NULL: no token is asked for */
+  size_t token_len;
 } fg_core;
 
 int fg_core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits);
 void fg_core_free(fg_core *core);
+/* From now on every session must open with the token message (proto.h). 0 or -ENOMEM. */
+int fg_core_set_token(fg_core *core, const void *token, size_t len);
 
 void fg_session_init(fg_session *s);
 /* Forgets everything the session registered and frees its output; call on close. */
 void fg_session_drop(fg_core *core, fg_session *s);
 
-/* Decodes and executes every complete request in p[0..len).
+enum { FG_CORE_BLOCKED = 1 };
+
+/* Decodes and executes the complete requests in p[0..len).
  * Returns 0 with *used = bytes consumed and *need = total bytes the next request needs
- * (from p + *used) before it can make progress; or a negative code when the connection
- * must be closed, with *why saying why. Replies go to s->out (and to the out of sessions
- * a request wakes); such sessions are put on core->dirty. */
+ * (from p + *used) before it can make progress; FG_CORE_BLOCKED when it stopped with
+ * complete requests left because s->out reached core->out_batch (feed the rest once the
+ * output has drained); or a negative code when the connection must be closed, with *why
+ * saying why. Replies go to s->out (and to the out of sessions a request wakes); such
+ * sessions are put on core->dirty. */
 int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
                  size_t *need, const char **why);
 

@@ -246,3 +246,29 @@ void fg_proto_put_validate(fg_buf *b) {
   fg_proto_put_op(b, FG_DIALECT_V2, FG_OP_VALIDATE);
   fg_buf_put_u32(b, FG_PROTO_MAGIC);
 }
+
+int fg_proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t *used) {
+  const size_t head = 8; /* magic + length */
+  size_t n = len < 4 ? len : 4;
+  if (n && memcmp(p, FG_TOKEN_MAGIC, n) != 0) return FG_EPROTO;
+  if (len < head) {
+    *used = head;
+    return FG_PROTO_NEED_MORE;
+  }
+  uint32_t size = fg_load_u32(p + 4);
+  if (size == 0 || size > FG_TOKEN_MAX) return FG_EPROTO;
+  if (len < head + size) {
+    *used = head + size;
+    return FG_PROTO_NEED_MORE;
+  }
+  token->p = p + head;
+  token->len = size;
+  *used = head + size;
+  return FG_PROTO_OK;
+}
+
+void fg_proto_put_token(fg_buf *b, const void *token, size_t len) {
+  fg_buf_put(b, FG_TOKEN_MAGIC, 4);
+  fg_buf_put_u32(b, (uint32_t)len);
+  fg_buf_put(b, token, len);
+}

@@ -112,4 +112,22 @@ int fg_proto_next(fg_slice *list, fg_slice *key, fg_slice *value);
 void fg_proto_put_op(fg_buf *b, enum fg_dialect d, enum fg_op op);
 void fg_proto_put_validate(fg_buf *b);
 
+/* The store token, fgstore's own addition (torch has nothing like it). A client that has
+ * one sends, before anything else, the magic "FGTK", a u32 LE length (1 to FG_TOKEN_MAX)
+ * and the token's bytes; the server answers the single byte FG_TOKEN_ACCEPTED, or
+ * FG_TOKEN_REFUSED and closes the connection. No torch client can be mistaken for one:
+ * their first byte is an opcode, 0 to 18, and 'F' is 0x46. */
+#define FG_TOKEN_MAGIC "FGTK"
+#define FG_TOKEN_MAX 1024
+#define FG_TOKEN_ACCEPTED 0x4b
+/* What a server that wants a token sends before closing a connection without one (or with
+ * a wrong one), so that libfg's client can say so instead of falling back to 1.13's
+ * dialect: it reads these bytes where it expects the PING echo or the token's answer. */
+#define FG_TOKEN_REFUSED "FGTR"
+
+/* Decodes a token message from p[0..len): FG_PROTO_OK with *token and *used; NEED_MORE with
+ * *used = the bytes needed; FG_EPROTO if the bytes cannot be one. */
+int fg_proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t *used);
+void fg_proto_put_token(fg_buf *b, const void *token, size_t len);
+
 #endif

@@ -1,9 +1,15 @@
 /* server.c - the store's sockets on a libuv loop.
  *
- * Bytes read from a connection go to fg_core_feed; replies collect in each
- * session's output buffer and are written once the input at hand has been
- * processed. A connection whose client does not read its replies stops being
- * read until they drain, so one slow client cannot grow the server's memory. */
+ * Bytes read from a connection go to fg_core_feed; replies collect in each session's output
+ * buffer and go out in one write per connection once the input at hand has been processed.
+ * Reads land in one buffer the whole server shares: only the tail of a request that has not
+ * fully arrived is copied into the connection's own buffer, so a connection between requests
+ * holds no input memory, and every read lands in memory that is already in the cache.
+ *
+ * Memory is bounded three ways (server.h has the arithmetic): stored bytes (max_total, kv.c);
+ * partly received requests, of all connections together (max_buffered); and each
+ * connection's replies: a client that does not read them is not read from either until they
+ * drain, and one read's pipelined requests stop running once core.out_batch bytes wait. */
 #include "store/server.h"
 
 #include <errno.h>
@@ -17,21 +23,32 @@
 #include "fg/fg.h"
 #include "store/ops.h"
 
-/* Replies queued to a client beyond this stop reads from it until they drain. */
+/* The shared read buffer: large enough that a burst of pipelined requests is one read. */
+#define READ_BYTES (64u << 10)
+/* A connection may hold this much of unfinished input outside max_buffered. */
+#define SMALL_BYTES READ_BYTES
+/* Replies queued to a client beyond this stop reads from it until half of them drain. */
 #define OUT_PAUSE_BYTES (16u << 20)
-/* An input buffer left bigger than this after a large request is given back. */
-#define IN_KEEP_BYTES (64u << 10)
+/* Only watch notifications, which other clients' changes cause, can queue up past the pause;
+ * a watcher that lets this much pile up is not reading and is closed. */
+#define OUT_CLOSE_BYTES (256u << 20)
+/* An output buffer that grew past this for one large reply is given back afterwards. */
+#define OUT_KEEP_BYTES (64u << 10)
 
 struct fg_server {
   uv_loop_t *loop;
   uv_tcp_t listener;
+  uv_timer_t sweep; /* closes stalled connections (idle timeout) */
   fg_server_config cfg;
   fg_core core;
   fg_link conns;
+  fg_link stalled;  /* conn.stalled, oldest first: each owes us the rest of a request */
+  uint8_t *rbuf;    /* READ_BYTES, shared by every connection's reads */
+  uint64_t buffered; /* sum of conn.charged */
   uint64_t nconns;
   uint64_t accepted;
   uint64_t rejected;
-  int open_handles; /* listener + connections still to be closed */
+  int open_handles; /* listener, timer and connections still to be closed */
   int closing;
   int port;
 };
@@ -40,21 +57,27 @@ typedef struct conn {
   uv_tcp_t tcp;
   fg_server *srv;
   fg_session session;
-  fg_link link;   /* fg_server.conns */
-  fg_buf in;      /* received, not yet consumed */
-  size_t need;    /* total bytes the next request needs */
+  fg_link link;      /* fg_server.conns */
+  fg_link stalled;   /* fg_server.stalled while the client owes bytes */
+  uint64_t since_ms; /* its last progress, while on `stalled` */
+  fg_buf in;         /* an incomplete request's head, or requests a backlog deferred */
+  size_t charged;    /* in.cap, as counted in fg_server.buffered */
+  size_t need;       /* total bytes the next request needs */
   int closing;
-  int paused;
+  int paused;        /* not reading: its replies are backed up */
+  int blocked;       /* complete requests wait in `in` until its replies drain */
+  int over_budget;   /* the last allocation failed on max_buffered, not on malloc */
   char peer[64];
 } conn;
 
 typedef struct write_req {
   uv_write_t req;
-  uv_buf_t buf;
-  uint8_t data[];
+  uint8_t *data; /* a session's output buffer, handed over whole: nothing is copied */
 } write_req;
 
 static void on_handle_closed(uv_handle_t *h);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
 void fg_server_config_init(fg_server_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -65,8 +88,65 @@ void fg_server_config_init(fg_server_config *cfg) {
   cfg->max_value = lim.max_value;
   cfg->max_request = 64u << 20;
   cfg->max_total = 1ull << 30;
+  cfg->max_buffered = 256u << 20;
   cfg->max_connections = 16384;
   cfg->backlog = 4096;
+  cfg->idle_timeout_ms = 60000;
+}
+
+static size_t queued(conn *c) { return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp); }
+
+/* --- memory accounting -------------------------------------------------------------------- */
+
+static void recharge(conn *c) {
+  c->srv->buffered = c->srv->buffered - c->charged + c->in.cap;
+  c->charged = c->in.cap;
+}
+
+/* Only requests that outgrow one read are held to the budget: a connection's small
+ * remainder (the head of its next request, or requests a backlog deferred) always fits, so
+ * clients that hoard big partial requests cannot get well-behaved ones closed. */
+static int over_budget(const conn *c, size_t cap) {
+  return cap > SMALL_BYTES && c->srv->buffered - c->charged + cap > c->srv->cfg.max_buffered;
+}
+
+/* --- the idle timeout --------------------------------------------------------------------- */
+
+/* Whether the client owes us bytes: the rest of a request, or (when a token is required) its
+ * token. Without a token a silent connection owes nothing: torch 1.13 opens a second
+ * connection per store and never sends a byte on it, and a torch client may open its store
+ * long before its first call; neither reconnects if cut off. */
+static int owes_bytes(const conn *c) {
+  if (c->closing || c->paused || c->blocked) return 0; /* waiting on us, not on the client */
+  if (c->in.len > 0) return 1;
+  return !c->session.admitted && c->srv->core.token;
+}
+
+/* After a read (progress) or a change of state: restart the clock, or stop it. */
+static void track_stall(conn *c, int progressed) {
+  if (!owes_bytes(c)) {
+    fg_link_remove(&c->stalled);
+    return;
+  }
+  if (!progressed && !fg_link_empty(&c->stalled)) return;
+  fg_link_remove(&c->stalled);
+  c->since_ms = uv_now(c->srv->loop);
+  fg_link_push(&c->srv->stalled, &c->stalled); /* the list stays ordered by since_ms */
+}
+
+static void close_conn(conn *c, const char *reason);
+
+static void on_sweep(uv_timer_t *t) {
+  fg_server *srv = t->data;
+  uint64_t now = uv_now(srv->loop), limit = (uint64_t)srv->cfg.idle_timeout_ms;
+  while (!fg_link_empty(&srv->stalled)) {
+    conn *c = fg_container_of(srv->stalled.next, conn, stalled);
+    if (now - c->since_ms < limit) break;
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s for %.3g s (idle timeout)",
+             c->in.len ? "no progress on a request" : "no store token", limit / 1000.0);
+    close_conn(c, msg);
+  }
 }
 
 /* --- connection lifecycle ----------------------------------------------------------------- */
@@ -80,19 +160,23 @@ static void close_conn(conn *c, const char *reason) {
   }
   fg_session_drop(&c->srv->core, &c->session);
   fg_link_remove(&c->link);
+  fg_link_remove(&c->stalled);
+  c->srv->buffered -= c->charged;
+  c->charged = 0;
   c->srv->nconns--;
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
   fg_server *srv = h->data;
-  if (h != (uv_handle_t *)&srv->listener) {
+  if (h != (uv_handle_t *)&srv->listener && h != (uv_handle_t *)&srv->sweep) {
     conn *c = (conn *)h;
     fg_buf_free(&c->in);
     free(c);
   }
   if (--srv->open_handles == 0) {
     fg_core_free(&srv->core);
+    free(srv->rbuf);
     free(srv);
   }
 }
@@ -115,25 +199,41 @@ static void peer_name(conn *c) {
            ss.ss_family == AF_INET6 ? "]" : "", port);
 }
 
-/* --- writing ------------------------------------------------------------------------------ */
+/* --- flow control ------------------------------------------------------------------------- */
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-
-static void update_pause(conn *c) {
-  size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
-  if (!c->paused && queued > OUT_PAUSE_BYTES) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->paused = 1;
-  } else if (c->paused && queued <= OUT_PAUSE_BYTES / 2) {
-    c->paused = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-  }
+static void pause_reading(conn *c) {
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->paused = 1;
+  track_stall(c, 0);
 }
 
+static void run_deferred(conn *c);
+
+static void resume_reading(conn *c) {
+  c->paused = 0;
+  if (c->blocked) run_deferred(c);
+  if (c->closing || c->paused) return;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  track_stall(c, 1);
+}
+
+/* Blocked input runs again only once everything before it is out; otherwise reading resumes
+ * when half of a large backlog has drained. */
+static void update_pause(conn *c) {
+  size_t q = queued(c);
+  if (!c->paused && (q > OUT_PAUSE_BYTES || (c->blocked && q > 0)))
+    pause_reading(c);
+  else if (c->paused && (c->blocked ? q == 0 : q <= OUT_PAUSE_BYTES / 2))
+    resume_reading(c);
+}
+
+/* --- writing ------------------------------------------------------------------------------ */
+
 static void on_written(uv_write_t *req, int status) {
+  write_req *w = (write_req *)req;
   conn *c = (conn *)req->handle;
-  free(req);
+  free(w->data);
+  free(w);
   if (c->closing) return;
   if (status < 0) {
     close_conn(c, NULL);
@@ -142,12 +242,37 @@ static void on_written(uv_write_t *req, int status) {
   update_pause(c);
 }
 
+/* What uv_try_write left goes to uv_write with the buffer itself; the session starts a new
+ * one. 0, or -1 once the connection is closed. */
+static int queue_rest(conn *c, size_t off) {
+  fg_buf *out = &c->session.out;
+  write_req *w = malloc(sizeof *w);
+  if (!w) {
+    close_conn(c, "out of memory for replies");
+    return -1;
+  }
+  w->data = out->data;
+  uv_buf_t b = uv_buf_init((char *)out->data + off, (unsigned)(out->len - off));
+  fg_buf_init(out);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+    free(w->data);
+    free(w);
+    close_conn(c, NULL);
+    return -1;
+  }
+  if (queued(c) > OUT_CLOSE_BYTES) {
+    close_conn(c, "not reading its replies");
+    return -1;
+  }
+  if (!c->paused && (queued(c) > OUT_PAUSE_BYTES || c->blocked)) pause_reading(c);
+  return 0;
+}
+
 static void flush(conn *c) {
   fg_buf *out = &c->session.out;
   if (c->closing || out->len == 0) return;
   size_t off = 0;
-  /* Nothing queued: try to write straight away and skip the copy. */
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
+  if (queued(c) == 0) { /* in order: only when nothing is queued ahead of these bytes */
     uv_buf_t b = uv_buf_init((char *)out->data, (unsigned)out->len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (n < 0 && n != UV_EAGAIN) {
@@ -157,23 +282,11 @@ static void flush(conn *c) {
     if (n > 0) off = (size_t)n;
   }
   if (off < out->len) {
-    size_t rest = out->len - off;
-    write_req *w = malloc(sizeof *w + rest);
-    if (!w) {
-      close_conn(c, "out of memory for replies");
-      return;
-    }
-    memcpy(w->data, out->data + off, rest);
-    w->buf = uv_buf_init((char *)w->data, (unsigned)rest);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &w->buf, 1, on_written) != 0) {
-      free(w);
-      close_conn(c, NULL);
-      return;
-    }
-    update_pause(c);
+    queue_rest(c, off);
+    return;
   }
   fg_buf_reset(out);
-  if (out->cap > IN_KEEP_BYTES) fg_buf_free(out);
+  if (out->cap > OUT_KEEP_BYTES) fg_buf_free(out);
 }
 
 static void flush_dirty(fg_server *srv) {
@@ -187,56 +300,125 @@ static void flush_dirty(fg_server *srv) {
 
 /* --- reading ------------------------------------------------------------------------------ */
 
+/* Runs the complete requests in p[0..len); the bytes used, or -1 once the connection is
+ * closed. */
+static ssize_t feed(conn *c, const uint8_t *p, size_t len) {
+  fg_server *srv = c->srv;
+  size_t used, need;
+  const char *why = NULL;
+  int rc = fg_core_feed(&srv->core, &c->session, p, len, &used, &need, &why);
+  if (rc < 0) {
+    flush(c); /* what the requests before the bad one asked for, as far as it goes at once */
+    close_conn(c, why);
+    return -1;
+  }
+  c->blocked = rc == FG_CORE_BLOCKED;
+  c->need = need;
+  if (!c->blocked && need > srv->cfg.max_request) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "request larger than the limit (%llu bytes)",
+             (unsigned long long)srv->cfg.max_request);
+    close_conn(c, msg);
+    return -1;
+  }
+  return (ssize_t)used;
+}
+
+static void budget_exceeded(conn *c) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "partial requests of all clients over the limit (%llu bytes)",
+           (unsigned long long)c->srv->cfg.max_buffered);
+  close_conn(c, msg);
+}
+
+/* The unprocessed tail of a shared-buffer read moves into the connection's own buffer. */
+static void keep(conn *c, const uint8_t *p, size_t n) {
+  if (over_budget(c, c->in.len + n)) {
+    budget_exceeded(c);
+    return;
+  }
+  fg_buf_put(&c->in, p, n);
+  recharge(c);
+  if (c->in.failed) close_conn(c, "out of memory for its request");
+}
+
+static void feed_shared(conn *c, size_t n) {
+  ssize_t used = feed(c, c->srv->rbuf, n);
+  if (used >= 0 && (size_t)used < n) keep(c, c->srv->rbuf + used, n - (size_t)used);
+}
+
+static void feed_own(conn *c) {
+  ssize_t used = feed(c, c->in.data, c->in.len);
+  if (used < 0) return;
+  fg_buf_consume(&c->in, (size_t)used);
+  if (c->in.len == 0) {
+    fg_buf_free(&c->in);
+    recharge(c);
+  }
+}
+
+/* Requests a backlog held back, now that the replies before them have gone out. */
+static void run_deferred(conn *c) {
+  while (c->blocked && !c->closing && queued(c) == 0) {
+    feed_own(c);
+    flush_dirty(c->srv);
+  }
+  if (!c->closing) update_pause(c);
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   conn *c = (conn *)h;
-  /* Read exactly what the pending request still needs (its lengths were already checked
-   * against the limits), and at least a page. */
-  size_t want = c->need > c->in.len ? c->need - c->in.len : 0;
-  if (want < 4096) want = 4096;
-  if (fg_buf_reserve(&c->in, want) != 0) {
+  if (c->in.len == 0) {
+    *buf = uv_buf_init((char *)c->srv->rbuf, READ_BYTES);
+    return;
+  }
+  /* A request is partly here: read the rest of it (its lengths were checked against the
+   * limits) straight into the connection's buffer, behind the part it has. */
+  size_t want = FG_MAX(c->need > c->in.len ? c->need - c->in.len : 0, (size_t)4096);
+  c->over_budget = over_budget(c, c->in.len + want);
+  if (c->over_budget || fg_buf_reserve(&c->in, want) != 0) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
-  *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+  recharge(c);
+  size_t room = FG_MIN(c->in.cap - c->in.len, (size_t)1 << 30);
+  *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)room);
+}
+
+static void read_failed(conn *c, ssize_t nread) {
+  char why[96];
+  if (nread == UV_ENOBUFS && c->over_budget) {
+    budget_exceeded(c);
+  } else if (nread == UV_ENOBUFS) {
+    close_conn(c, "out of memory for its request");
+  } else if (c->in.len > 0) {
+    snprintf(why, sizeof why, "disconnected in the middle of a request (%zu bytes received)",
+             c->in.len);
+    close_conn(c, why);
+  } else {
+    close_conn(c, NULL);
+  }
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
   conn *c = (conn *)stream;
   fg_server *srv = c->srv;
   if (nread == 0 || c->closing) return;
   if (nread < 0) {
-    char why[96];
-    if (nread == UV_ENOBUFS)
-      close_conn(c, "out of memory for its request");
-    else if (c->in.len > 0) {
-      snprintf(why, sizeof why, "disconnected in the middle of a request (%zu bytes received)",
-               c->in.len);
-      close_conn(c, why);
-    } else
-      close_conn(c, NULL);
+    read_failed(c, nread);
     return;
   }
-  c->in.len += (size_t)nread;
-  size_t used, need;
-  const char *why = NULL;
-  int rc = fg_core_feed(&srv->core, &c->session, c->in.data, c->in.len, &used, &need, &why);
-  if (rc < 0) {
-    close_conn(c, why);
+  if (buf->base == (char *)srv->rbuf) {
+    feed_shared(c, (size_t)nread);
   } else {
-    fg_buf_consume(&c->in, used);
-    c->need = need;
-    if (need > srv->cfg.max_request) {
-      char msg[96];
-      snprintf(msg, sizeof msg, "request larger than the limit (%llu bytes)",
-               (unsigned long long)srv->cfg.max_request);
-      close_conn(c, msg);
-    } else if (c->in.len == 0 && c->in.cap > IN_KEEP_BYTES) {
-      fg_buf_free(&c->in);
-    }
+    c->in.len += (size_t)nread;
+    feed_own(c);
   }
   flush_dirty(srv);
+  if (c->closing) return;
+  if (c->blocked) run_deferred(c);
+  track_stall(c, 1);
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -254,6 +436,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   fg_session_init(&c->session);
   fg_buf_init(&c->in);
   fg_link_init(&c->link);
+  fg_link_init(&c->stalled);
   c->need = 1;
   uv_tcp_init(srv->loop, &c->tcp);
   c->tcp.data = srv;
@@ -272,8 +455,10 @@ static void on_connection(uv_stream_t *listener, int status) {
     close_conn(c, msg);
     return;
   }
+  /* Replies are already one write per read; Nagle would only hold the next one back. */
   uv_tcp_nodelay(&c->tcp, 1);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  track_stall(c, 1);
 }
 
 /* --- the server --------------------------------------------------------------------------- */
@@ -302,24 +487,53 @@ static int bind_listener(fg_server *srv, const fg_server_config *cfg, char *err,
   return 0;
 }
 
+/* A sweep every eighth of the timeout closes a stalled connection at most 12.5% late. */
+static void start_sweep(fg_server *srv) {
+  uv_timer_init(srv->loop, &srv->sweep);
+  srv->sweep.data = srv;
+  srv->open_handles++;
+  if (srv->cfg.idle_timeout_ms <= 0) return;
+  uint64_t every = FG_MIN(FG_MAX((uint64_t)srv->cfg.idle_timeout_ms / 8, 10), 1000);
+  uv_timer_start(&srv->sweep, on_sweep, every, every);
+  uv_unref((uv_handle_t *)&srv->sweep); /* never what keeps a loop running */
+}
+
+static int init_core(fg_server *srv, const fg_server_config *cfg) {
+  fg_proto_limits lim = {cfg->max_key, cfg->max_value, 131072};
+  if (fg_core_init(&srv->core, cfg->max_total, &lim) != 0) return -ENOMEM;
+  srv->core.max_reply = FG_MAX(cfg->max_request, cfg->max_value + 64);
+  if (cfg->token && *cfg->token && fg_core_set_token(&srv->core, cfg->token, strlen(cfg->token)))
+    return -ENOMEM;
+  return 0;
+}
+
 int fg_server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **out, char *err,
                     size_t errlen) {
+  if (cfg->token && strlen(cfg->token) > FG_TOKEN_MAX)
+    return fg_fail(err, errlen, -EINVAL, "the store token is longer than %d bytes", FG_TOKEN_MAX);
   fg_server *srv = calloc(1, sizeof *srv);
-  if (!srv) return fg_fail(err, errlen, -ENOMEM, "out of memory");
-  srv->loop = loop;
-  srv->cfg = *cfg;
-  srv->cfg.host = NULL; /* not owned; only used while binding */
-  fg_link_init(&srv->conns);
-  fg_proto_limits lim = {cfg->max_key, cfg->max_value, 131072};
-  if (fg_core_init(&srv->core, cfg->max_total, &lim) != 0) {
+  uint8_t *rbuf = malloc(READ_BYTES);
+  if (!srv || !rbuf || init_core(srv, cfg) != 0) {
+    if (srv) fg_core_free(&srv->core);
     free(srv);
+    free(rbuf);
     return fg_fail(err, errlen, -ENOMEM, "out of memory");
   }
+  srv->loop = loop;
+  srv->rbuf = rbuf;
+  srv->cfg = *cfg;
+  srv->cfg.host = NULL; /* not owned; only used while binding */
+  srv->cfg.token = NULL; /* the core keeps its own copy */
+  fg_link_init(&srv->conns);
+  fg_link_init(&srv->stalled);
   uv_tcp_init(loop, &srv->listener);
   srv->listener.data = srv;
   srv->open_handles = 1;
+  start_sweep(srv);
   int rc = bind_listener(srv, cfg, err, errlen);
   if (rc != 0) {
+    srv->closing = 1;
+    uv_close((uv_handle_t *)&srv->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
     return rc;
   }
@@ -340,11 +554,13 @@ void fg_server_get_stats(const fg_server *srv, fg_server_stats *st) {
   st->accepted = srv->accepted;
   st->rejected = srv->rejected;
   st->requests = srv->core.requests;
+  st->buffered = srv->buffered;
 }
 
 void fg_server_close(fg_server *srv) {
   if (srv->closing) return;
   srv->closing = 1;
   while (!fg_link_empty(&srv->conns)) close_conn(fg_container_of(srv->conns.next, conn, link), NULL);
+  uv_close((uv_handle_t *)&srv->sweep, on_handle_closed);
   uv_close((uv_handle_t *)&srv->listener, on_handle_closed);
 }

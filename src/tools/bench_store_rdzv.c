@@ -1,10 +1,13 @@
 /* bench_store_rdzv.c - the client side of the rendezvous benchmark: thousands of raw,
- * non-blocking connections on one epoll loop, speaking the wire protocol through proto.h's
- * encoders. A thread per connection would measure the scheduler rather than the server. */
+ * non-blocking connections on one epoll loop (or a few, one per driver thread), speaking
+ * the wire protocol through proto.h's encoders. A thread per connection would measure the
+ * scheduler rather than the server. */
 #include <errno.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +33,27 @@ typedef struct rconn {
   size_t in_len;
 } rconn;
 
+/* One driver thread's share of the connections, with its own epoll set. */
+typedef struct rworker {
+  pthread_t tid;
+  bench_rdzv *r;
+  int epfd, first, n; /* connections first .. first + n - 1 */
+  int rc, bad_conn;
+  uint64_t done_ns;
+} rworker;
+
 struct bench_rdzv {
   int epfd;
   int n;
+  int nworkers;
+  rworker *workers;
+  atomic_int go;
   enum fg_dialect dialect;
   struct sockaddr_storage addr;
   socklen_t addrlen;
   rconn *conns;
   fg_buf hello, add, wait, set_wait;
+  uint64_t last_arrival_ns; /* when the SET that releases everyone was sent */
 };
 
 static int fail(char *err, size_t errlen, int code, int conn, const char *what) {
@@ -87,17 +103,6 @@ static int connected(bench_rdzv *r, rconn *c, int i) {
   return rc;
 }
 
-static int resolve(bench_rdzv *r, const bench_server *s) {
-  char port[16];
-  snprintf(port, sizeof port, "%d", s->port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-  if (getaddrinfo(s->host, port, &hints, &res) != 0) return -EHOSTUNREACH;
-  memcpy(&r->addr, res->ai_addr, res->ai_addrlen);
-  r->addrlen = res->ai_addrlen;
-  freeaddrinfo(res);
-  return 0;
-}
-
 static void build_hello(fg_buf *b) {
   fg_proto_put_validate(b);
   fg_proto_put_op(b, FG_DIALECT_V2, FG_OP_PING);
@@ -132,14 +137,37 @@ static int open_all(bench_rdzv *r, char *err, size_t errlen) {
   return 0;
 }
 
-int bench_rdzv_open(bench_rdzv **out, const bench_server *s, int conns, char *err,
-                    size_t errlen) {
+/* Splits the connections among the driver threads, each with its own epoll set (the
+ * first keeps the one they were opened on). */
+static int split(bench_rdzv *r) {
+  int per = (r->n + r->nworkers - 1) / r->nworkers;
+  for (int t = 0; t < r->nworkers; t++) {
+    rworker *w = &r->workers[t];
+    *w = (rworker){.r = r, .epfd = t ? epoll_create1(EPOLL_CLOEXEC) : r->epfd,
+                   .first = t * per, .n = FG_MAX(0, FG_MIN(per, r->n - t * per))};
+    if (w->epfd < 0) return -errno;
+    for (int i = w->first; t && i < w->first + w->n; i++) {
+      struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+      if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, r->conns[i].fd, NULL) < 0 ||
+          epoll_ctl(w->epfd, EPOLL_CTL_ADD, r->conns[i].fd, &ev) < 0)
+        return -errno;
+    }
+  }
+  return 0;
+}
+
+int bench_rdzv_open(bench_rdzv **out, const bench_server *s, int conns, int threads,
+                    char *err, size_t errlen) {
   bench_rdzv *r = calloc(1, sizeof *r);
-  if (!r || !(r->conns = calloc((size_t)conns, sizeof *r->conns))) {
+  threads = FG_MAX(1, FG_MIN(threads, conns));
+  if (!r || !(r->conns = calloc((size_t)conns, sizeof *r->conns)) ||
+      !(r->workers = calloc((size_t)threads, sizeof *r->workers))) {
+    if (r) free(r->conns);
     free(r);
     return fg_fail(err, errlen, -ENOMEM, "out of memory");
   }
   r->n = conns;
+  r->nworkers = threads;
   r->dialect = s->dialect == FG_STORE_DIALECT_V2 ? FG_DIALECT_V2 : FG_DIALECT_LEGACY;
   for (int i = 0; i < conns; i++) r->conns[i].fd = -1;
   fg_buf_init(&r->hello);
@@ -148,9 +176,10 @@ int bench_rdzv_open(bench_rdzv **out, const bench_server *s, int conns, char *er
   fg_buf_init(&r->set_wait);
   build_hello(&r->hello);
   r->epfd = epoll_create1(EPOLL_CLOEXEC);
-  int rc = r->epfd < 0 ? -errno : resolve(r, s);
+  int rc = r->epfd < 0 ? -errno : bench_server_sockaddr(s, &r->addr, &r->addrlen);
   if (rc < 0) fg_fail(err, errlen, rc, "%s:%d: %s", s->host, s->port, fg_strerror(rc));
   if (rc == 0) rc = open_all(r, err, errlen);
+  if (rc == 0 && (rc = split(r)) < 0) fg_fail(err, errlen, rc, "epoll: %s", fg_strerror(rc));
   if (rc < 0) {
     bench_rdzv_close(r);
     return rc;
@@ -189,34 +218,68 @@ static int advance(bench_rdzv *r, rconn *c) {
   int last = (int64_t)fg_load_u64(c->in) == r->n;
   c->state = WAITING;
   c->in_len = 0;
+  if (last) r->last_arrival_ns = fg_now_ns();
   return send_request(c, last ? &r->set_wait : &r->wait);
 }
 
-int bench_rdzv_round(bench_rdzv *r, int round, double *seconds, char *err, size_t errlen) {
+/* One thread's part of a round: send its ADDs, then answer its replies until every one of
+ * its connections is released. */
+static void run_share(rworker *w) {
+  bench_rdzv *r = w->r;
   struct epoll_event ev[EVENTS];
-  build_round(r, round);
-  uint64_t t0 = fg_now_ns();
-  for (int i = 0; i < r->n; i++) {
+  for (int i = w->first; w->rc == 0 && i < w->first + w->n; i++) {
     rconn *c = &r->conns[i];
     c->state = ADDING;
     c->in_len = 0;
-    int rc = send_request(c, &r->add);
-    if (rc < 0) return fail(err, errlen, rc, i, "ADD");
+    if ((w->rc = send_request(c, &r->add)) < 0) w->bad_conn = i;
   }
   int64_t deadline = fg_now_ms() + PHASE_TIMEOUT_MS;
-  for (int released = 0; released < r->n;) {
+  for (int released = 0; w->rc == 0 && released < w->n;) {
     int64_t left = deadline - fg_now_ms();
-    int n = left > 0 ? epoll_wait(r->epfd, ev, EVENTS, (int)left) : 0;
-    if (n == 0) return fg_fail(err, errlen, -ETIMEDOUT, "%d of %d released", released, r->n);
-    for (int e = 0; e < n; e++) {
-      int i = (int)ev[e].data.u32;
-      rconn *c = &r->conns[i];
+    int n = left > 0 ? epoll_wait(w->epfd, ev, EVENTS, (int)left) : 0;
+    if (n == 0) w->rc = -ETIMEDOUT;
+    for (int e = 0; e < n && w->rc == 0; e++) {
+      rconn *c = &r->conns[ev[e].data.u32];
       int rc = c->state == ADDING || c->state == WAITING ? advance(r, c) : FG_EPROTO;
-      if (rc < 0) return fail(err, errlen, rc, i, "ADD then WAIT");
-      released += rc;
+      if (rc < 0) {
+        w->rc = rc;
+        w->bad_conn = (int)ev[e].data.u32;
+      }
+      released += rc > 0;
     }
   }
-  *seconds = (double)(fg_now_ns() - t0) / 1e9;
+  w->done_ns = fg_now_ns();
+}
+
+static void *worker_main(void *arg) {
+  rworker *w = arg;
+  while (!atomic_load(&w->r->go)) sched_yield();
+  run_share(w);
+  return NULL;
+}
+
+int bench_rdzv_round(bench_rdzv *r, int round, double *seconds, double *release, char *err,
+                     size_t errlen) {
+  build_round(r, round);
+  atomic_store(&r->go, 0);
+  int started = 1;
+  for (int t = 0; t < r->nworkers; t++) r->workers[t].rc = 0;
+  for (; started < r->nworkers; started++) /* started before the clock, held at `go` */
+    if (pthread_create(&r->workers[started].tid, NULL, worker_main, &r->workers[started]))
+      break;
+  uint64_t t0 = fg_now_ns(), t1 = t0;
+  atomic_store(&r->go, 1);
+  run_share(&r->workers[0]);
+  for (int t = 1; t < started; t++) pthread_join(r->workers[t].tid, NULL);
+  if (started < r->nworkers) return fg_fail(err, errlen, -EAGAIN, "cannot start driver threads");
+  for (int t = 0; t < r->nworkers; t++) {
+    rworker *w = &r->workers[t];
+    if (w->rc == -ETIMEDOUT) return fg_fail(err, errlen, w->rc, "not every connection released");
+    if (w->rc < 0) return fail(err, errlen, w->rc, w->bad_conn, "ADD then WAIT");
+    t1 = FG_MAX(t1, w->done_ns);
+  }
+  *seconds = (double)(t1 - t0) / 1e9;
+  *release = (double)(t1 - r->last_arrival_ns) / 1e9;
   return 0;
 }
 
@@ -224,6 +287,9 @@ void bench_rdzv_close(bench_rdzv *r) {
   if (!r) return;
   for (int i = 0; i < r->n; i++)
     if (r->conns[i].fd >= 0) close(r->conns[i].fd);
+  for (int t = 1; t < r->nworkers; t++)
+    if (r->workers[t].epfd > 0) close(r->workers[t].epfd);
+  free(r->workers);
   if (r->epfd >= 0) close(r->epfd);
   fg_buf_free(&r->hello);
   fg_buf_free(&r->add);

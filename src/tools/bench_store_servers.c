@@ -1,8 +1,10 @@
 /* bench_store_servers.c - the servers `fgbench store` measures: ours (fgstore) and torch
  * 1.13's own TCPStore, each started on 127.0.0.1 and stopped again, or one started elsewhere. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -145,6 +147,17 @@ int bench_server_attach(bench_server *s, const char *hostport, char *err, size_t
   return await_ready(s, FG_STORE_DIALECT_AUTO, ATTACH_TIMEOUT_MS, err, errlen);
 }
 
+int bench_server_sockaddr(const bench_server *s, struct sockaddr_storage *ss, socklen_t *len) {
+  char port[16];
+  snprintf(port, sizeof port, "%d", s->port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+  if (getaddrinfo(s->host, port, &hints, &res) != 0) return -EHOSTUNREACH;
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
 static int reap(pid_t pid, int ms) {
   for (int64_t until = fg_now_ms() + ms; fg_now_ms() < until;) {
     if (waitpid(pid, NULL, WNOHANG) == pid) return 1;
@@ -179,8 +192,33 @@ long bench_server_rss_kib(const bench_server *s, const char *field) {
   return kib;
 }
 
+/* Nanoseconds on a CPU, summed over the process's threads (schedstat's first field). */
+static double schedstat_s(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  double total = 0;
+  int found = 0;
+  for (struct dirent *e; d && (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    char file[384];
+    unsigned long long ns;
+    snprintf(file, sizeof file, "%s/%s/schedstat", path, e->d_name);
+    FILE *f = fopen(file, "r");
+    if (f && fscanf(f, "%llu", &ns) == 1) {
+      total += (double)ns / 1e9;
+      found = 1;
+    }
+    if (f) fclose(f);
+  }
+  if (d) closedir(d);
+  return found ? total : -1;
+}
+
 double bench_server_cpu_s(const bench_server *s) {
   if (s->pid <= 0) return -1;
+  double precise = schedstat_s(s->pid);
+  if (precise >= 0) return precise;
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
   FILE *f = fopen(path, "r");

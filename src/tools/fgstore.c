@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fg/fg.h"
+#include "store/proto.h"
 #include "store/server.h"
 
 static const char usage[] =
@@ -26,19 +27,33 @@ static const char usage[] =
     "  --port PORT              port (default 29500; 0 lets the OS pick)\n"
     "  --max_key_size SIZE      largest key (default 8K)\n"
     "  --max_value_size SIZE    largest value (default 8M)\n"
-    "  --max_request_size SIZE  largest single request (default 64M)\n"
+    "  --max_request_size SIZE  largest single request, and reply to one (default 64M)\n"
     "  --max_total_size SIZE    keys + values stored in all (default 1G)\n"
+    "  --max_buffered_size SIZE\n"
+    "                           partly received requests of all clients together\n"
+    "                           (default 256M; the first 64K of each is not counted)\n"
     "  --max_connections N      open connections (default 16384)\n"
+    "  --idle_timeout SECONDS   close a connection that stops in the middle of a request\n"
+    "                           (or owes its token) this long (default 60; 0: never)\n"
+    "  --store_token TOKEN      require every client to present TOKEN first (default:\n"
+    "                           $FG_STORE_TOKEN; none if unset). torch's own clients\n"
+    "                           cannot, so they are refused while a token is set\n"
     "  --log_level LEVEL        error, warn, info or debug (default info)\n"
     "  --version                print the version and exit\n"
     "  -h, --help               print this help and exit\n"
     "\n"
     "SIZE takes K, M or G suffixes. Options also accept dashes (--max-key-size).\n"
     "A connection that breaks a limit or the protocol is closed with one log line\n"
-    "naming the peer; other clients are not affected.\n";
+    "naming the peer; other clients are not affected. A connection that is quiet\n"
+    "between requests is never closed. The token is never logged; prefer the\n"
+    "environment variable to the flag, which other users can see in ps.\n"
+    "\n"
+    "Memory: about max_total_size x 1.5 + max_buffered_size + 1 KiB per connection\n"
+    "(65 KiB while one is in the middle of a request), plus, for a client that does not\n"
+    "read its replies, 1 MiB of them and one more (its further requests wait unread).\n";
 
-enum { OPT_HOST = 256, OPT_PORT, OPT_KEY, OPT_VALUE, OPT_REQUEST, OPT_TOTAL, OPT_CONNS,
-       OPT_LOG, OPT_VERSION };
+enum { OPT_HOST = 256, OPT_PORT, OPT_KEY, OPT_VALUE, OPT_REQUEST, OPT_TOTAL, OPT_BUFFERED,
+       OPT_CONNS, OPT_IDLE, OPT_TOKEN, OPT_LOG, OPT_VERSION };
 
 static const struct option options[] = {
     {"host", required_argument, 0, OPT_HOST},
@@ -51,6 +66,12 @@ static const struct option options[] = {
     {"max-request-size", required_argument, 0, OPT_REQUEST},
     {"max_total_size", required_argument, 0, OPT_TOTAL},
     {"max-total-size", required_argument, 0, OPT_TOTAL},
+    {"max_buffered_size", required_argument, 0, OPT_BUFFERED},
+    {"max-buffered-size", required_argument, 0, OPT_BUFFERED},
+    {"idle_timeout", required_argument, 0, OPT_IDLE},
+    {"idle-timeout", required_argument, 0, OPT_IDLE},
+    {"store_token", required_argument, 0, OPT_TOKEN},
+    {"store-token", required_argument, 0, OPT_TOKEN},
     {"max_connections", required_argument, 0, OPT_CONNS},
     {"max-connections", required_argument, 0, OPT_CONNS},
     {"log_level", required_argument, 0, OPT_LOG},
@@ -94,7 +115,10 @@ int main(int argc, char **argv) {
   fg_server_config cfg;
   fg_server_config_init(&cfg);
   cfg.port = 29500;
+  cfg.token = getenv("FG_STORE_TOKEN");
   int opt, level;
+  double idle;
+  char *token_arg = NULL;
   while ((opt = getopt_long(argc, argv, "h", options, NULL)) != -1) {
     switch (opt) {
       case OPT_HOST: cfg.host = optarg; break;
@@ -105,6 +129,14 @@ int main(int argc, char **argv) {
       case OPT_VALUE: cfg.max_value = size_arg("--max_value_size", optarg); break;
       case OPT_REQUEST: cfg.max_request = size_arg("--max_request_size", optarg); break;
       case OPT_TOTAL: cfg.max_total = size_arg("--max_total_size", optarg); break;
+      case OPT_BUFFERED: cfg.max_buffered = size_arg("--max_buffered_size", optarg); break;
+      case OPT_IDLE:
+        if (fg_parse_seconds(optarg, &idle) != 0 || idle < 0 || idle > 86400 * 365)
+          die_usage("bad --idle_timeout '%s'", optarg);
+        cfg.idle_timeout_ms = (int)(idle * 1000 + 0.5);
+        if (idle > 0 && cfg.idle_timeout_ms == 0) cfg.idle_timeout_ms = 1;
+        break;
+      case OPT_TOKEN: cfg.token = token_arg = optarg; break;
       case OPT_CONNS:
         if (fg_parse_int(optarg, 1, 1 << 24, &cfg.max_connections) != 0)
           die_usage("bad --max_connections '%s'", optarg);
@@ -119,6 +151,8 @@ int main(int argc, char **argv) {
     }
   }
   if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
+  if (cfg.token && strlen(cfg.token) > FG_TOKEN_MAX)
+    die_usage("the store token is longer than %s bytes", "1024");
   signal(SIGPIPE, SIG_IGN);
   long nofile = fg_raise_nofile();
   if (nofile > 0 && nofile < cfg.max_connections + 64L)
@@ -131,7 +165,10 @@ int main(int argc, char **argv) {
     fg_error("%s", err);
     return 1;
   }
-  fg_info("listening on %s:%d", cfg.host, fg_server_port(server));
+  /* The server keeps its own copy: blank the flag's, which ps shows to every user. */
+  if (token_arg) memset(token_arg, 'x', strlen(token_arg));
+  fg_info("listening on %s:%d%s", cfg.host, fg_server_port(server),
+          cfg.token && *cfg.token ? " (clients must present the store token)" : "");
   int signums[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
     uv_signal_init(loop, &sigs[i]);

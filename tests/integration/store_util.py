@@ -14,18 +14,19 @@ class Fgstore:
     """fgstore on a free port; collects its log; stop() checks it exited cleanly
     (under ASan that includes LeakSanitizer's verdict)."""
 
-    def __init__(self, *args, port=0):
+    def __init__(self, *args, port=0, env=None, wrapper=(), start_timeout=10):
         self.proc = subprocess.Popen(
-            [bin_path("fgstore"), "--port", str(port), *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [*wrapper, bin_path("fgstore"), "--port", str(port), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env=None if env is None else {**os.environ, **env})
         self.lines = []
         self._ready = threading.Event()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        if not self._ready.wait(10):
+        if not self._ready.wait(start_timeout):
             self.proc.kill()
             raise RuntimeError("fgstore did not start: " + "".join(self.lines))
-        m = re.search(r"listening on (\S+):(\d+)", self.lines[0])
+        m = re.search(r"listening on (\S+):(\d+)", self.log())
         self.host, self.port = m.group(1), int(m.group(2))
 
     def _read(self):
@@ -46,10 +47,10 @@ class Fgstore:
             time.sleep(0.05)
         return False
 
-    def rss_kib(self):
+    def rss_kib(self, field="VmRSS"):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0
 
@@ -88,3 +89,10 @@ class TorchStore:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def sanitized():
+    """Whether fgstore was built with ASan, whose shadow memory and quarantine make RSS
+    figures meaningless and which valgrind cannot run."""
+    with open(bin_path("fgstore"), "rb") as f:
+        return b"__asan_init" in f.read()

@@ -4,6 +4,7 @@ torch's Python client through the same key layout."""
 import json
 import os
 import select
+import signal
 import subprocess
 import threading
 import time
@@ -465,6 +466,27 @@ def test_barrier_timeout_names_the_missing_ranks(target, key):
         assert e.value.code == "ETIMEDOUT"
         assert e.value.message == (f"barrier '{key('b')}' timed out after 500 ms: "
                                    "ranks 1, 3 of 4 have not arrived")
+
+
+def test_barrier_ends_by_its_deadline_when_the_store_host_is_gone(key):
+    # SIGSTOP: the host neither answers nor resets, as when its machine dies. Listing the
+    # missing ranks used to reconnect for the whole connect timeout (20 s here).
+    server = Fgstore()
+    rank = Client(server.host, server.port, "auto", connect_timeout_ms=20000)
+    try:
+        rank.send("barrier", key("b"), "0", "3", "1500")
+        time.sleep(0.3)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        t0 = time.time()
+        with pytest.raises(StoreError) as e:
+            rank.recv()
+        assert time.time() - t0 < 10, "the barrier outlived its 1.5 s timeout by far"
+        assert e.value.code == "ETIMEDOUT"
+        assert e.value.message.startswith(f"barrier '{key('b')}' timed out after 1500 ms: ")
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        rank.close()
+        assert server.stop() == 0
 
 
 def test_barrier_name_used_twice_is_a_mismatch(c, key):

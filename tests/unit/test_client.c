@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -150,6 +151,59 @@ static void put_one_key(fg_buf *b, enum fg_dialect d, enum fg_op op, const char 
   fg_proto_put_op(b, d, op);
   if (op == FG_OP_WAIT || op == FG_OP_CHECK) fg_buf_put_u64(b, 1);
   put_key(b, key);
+}
+
+/* ---- the store token ------------------------------------------------------------------------ */
+
+/* With FG_STORE_TOKEN set, the token goes first on every connection, before the hello. */
+static void script_takes_the_token(peer *p) {
+  int fd = peer_accept(p);
+  fg_buf b;
+  fg_buf_init(&b);
+  fg_proto_put_token(&b, "t0ken", 5);
+  expect_buf(p, fd, &b, "the token message");
+  uint8_t ok = FG_TOKEN_ACCEPTED;
+  reply(fd, &ok, 1);
+  accept_hello(p, fd);
+  put_one_key(&b, FG_DIALECT_V2, FG_OP_SET, "k");
+  put_str(&b, "v");
+  expect_buf(p, fd, &b, "a V2 SET");
+  fg_buf_free(&b);
+  close(fd);
+}
+
+static void the_token_goes_first(void **state) {
+  (void)state;
+  peer p;
+  setenv("FG_STORE_TOKEN", "t0ken", 1);
+  peer_start(&p, script_takes_the_token);
+  fg_store *s = connect_to(&p, FG_STORE_DIALECT_AUTO);
+  unsetenv("FG_STORE_TOKEN");
+  assert_int_equal(fg_store_set(s, "k", "v", 1), 0);
+  peer_finish(&p);
+  fg_store_close(s);
+}
+
+/* A server that wants a token answers the hello with FG_TOKEN_REFUSED and hangs up. */
+static void script_wants_a_token(peer *p) {
+  int fd = peer_accept(p);
+  uint8_t hello[10];
+  if (readable(fd)) recv(fd, hello, sizeof hello, MSG_WAITALL);
+  reply(fd, FG_TOKEN_REFUSED, 4);
+  close(fd);
+}
+
+static void a_missing_token_is_refused_not_taken_for_torch_1_13(void **state) {
+  (void)state;
+  peer p;
+  peer_start(&p, script_wants_a_token);
+  fg_store_options o;
+  fg_store_options_init(&o);
+  o.connect_timeout_ms = 2000;
+  fg_store *s = NULL;
+  assert_int_equal(fg_store_connect(&s, "127.0.0.1", p.port, &o), -EACCES);
+  assert_non_null(strstr(fg_store_errmsg(NULL), "requires a store token"));
+  peer_finish(&p);
 }
 
 /* ---- dialects ----------------------------------------------------------------------------- */
@@ -431,6 +485,8 @@ static void legacy_append_restarts_when_the_key_vanishes(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(the_token_goes_first),
+      cmocka_unit_test(a_missing_token_is_refused_not_taken_for_torch_1_13),
       cmocka_unit_test(auto_falls_back_to_legacy_when_the_hello_is_dropped),
       cmocka_unit_test(auto_speaks_v2_when_the_ping_is_echoed),
       cmocka_unit_test(wrong_ping_echo_is_a_protocol_error),
