@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
+#include "comm/progress.h"
 
 enum { OP_BARRIER = 1, OP_BROADCAST, OP_REDUCE, OP_ALLREDUCE, OP_ALLGATHER, OP_ALLGATHERV,
        OP_GATHER, OP_SCATTER, OP_REDUCE_SCATTER, OP_ALLTOALL };
@@ -62,9 +63,12 @@ static int rooted(int op) {
   return op == OP_BROADCAST || op == OP_REDUCE || op == OP_GATHER || op == OP_SCATTER;
 }
 
-static int begin(fg_comm *c, int op, size_t count, fg_dtype dt, int root) {
+/* Every public operation starts here: numbers it, clears the error and marks this rank as
+ * in it (progress.h) until the caller's FG_OP_MARK goes out of scope. */
+static int begin(fg_comm *c, fg_op_mark *m, int op, size_t count, fg_dtype dt, int root) {
   c->seq++;
   c->err[0] = '\0';
+  fg_op_enter(m, op_names[op], c->name, c->seq, c->err);
   int rc = bad_dtype(c, op_names[op], dt);
   if (rc == 0 && rooted(op)) rc = bad_rank(c, op_names[op], "root", root);
   if (rc == 0) rc = compare_args(c, op, count, dt, root);
@@ -81,18 +85,21 @@ static void finish_avg(fg_comm *c, fg_redop op, void *buf, size_t count, fg_dtyp
 }
 
 int fg_barrier(fg_comm *c) {
-  int rc = begin(c, OP_BARRIER, 0, FG_UINT8, -1);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_BARRIER, 0, FG_UINT8, -1);
   return rc ? rc : c->be->barrier(c);
 }
 
 int fg_broadcast(fg_comm *c, void *buf, size_t count, fg_dtype dt, int root) {
-  int rc = begin(c, OP_BROADCAST, count, dt, root);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_BROADCAST, count, dt, root);
   return rc ? rc : c->be->broadcast(c, buf, count, dt, root);
 }
 
 int fg_reduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt, fg_redop op,
               int root) {
-  int rc = begin(c, OP_REDUCE, count, dt, root);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_REDUCE, count, dt, root);
   if (rc || (rc = bad_redop(c, "reduce", op))) return rc;
   rc = c->be->reduce(c, send, recv, count, dt, lowered(c, op), root);
   if (rc == 0 && c->rank == root) finish_avg(c, op, recv, count, dt);
@@ -101,7 +108,8 @@ int fg_reduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype d
 
 int fg_allreduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt,
                  fg_redop op) {
-  int rc = begin(c, OP_ALLREDUCE, count, dt, -1);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_ALLREDUCE, count, dt, -1);
   if (rc || (rc = bad_redop(c, "allreduce", op))) return rc;
   rc = c->be->allreduce(c, send, recv, count, dt, lowered(c, op));
   if (rc == 0) finish_avg(c, op, recv, count, dt);
@@ -109,7 +117,8 @@ int fg_allreduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtyp
 }
 
 int fg_allgather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt) {
-  int rc = begin(c, OP_ALLGATHER, count, dt, -1);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_ALLGATHER, count, dt, -1);
   return rc ? rc : c->be->allgather(c, send, recv, count, dt);
 }
 
@@ -155,7 +164,8 @@ static int copy_local(fg_comm *c, void *dst, const void *src, size_t bytes) {
 }
 
 int fg_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts, fg_dtype dt) {
-  int rc = begin(c, OP_ALLGATHERV, 0, dt, -1);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_ALLGATHERV, 0, dt, -1);
   if (rc) return rc;
   if (c->be->allgatherv) return c->be->allgatherv(c, send, recv, counts, dt);
   size_t esz = fg_dtype_size(dt), off = 0, mine = 0, n = 0;
@@ -180,7 +190,8 @@ int fg_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts
 }
 
 int fg_gather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt, int root) {
-  int rc = begin(c, OP_GATHER, count, dt, root);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_GATHER, count, dt, root);
   if (rc) return rc;
   if (c->be->gather) return c->be->gather(c, send, recv, count, dt, root);
   if (c->rank != root) return run_batch(c, &(fg_p2p_op){1, (void *)send, count, dt, root}, 1);
@@ -196,7 +207,8 @@ int fg_gather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype d
 }
 
 int fg_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt, int root) {
-  int rc = begin(c, OP_SCATTER, count, dt, root);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_SCATTER, count, dt, root);
   if (rc) return rc;
   if (c->be->scatter) return c->be->scatter(c, send, recv, count, dt, root);
   if (c->rank != root) return run_batch(c, &(fg_p2p_op){0, recv, count, dt, root}, 1);
@@ -212,7 +224,8 @@ int fg_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype 
 }
 
 int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt) {
-  int rc = begin(c, OP_ALLTOALL, count, dt, -1);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_ALLTOALL, count, dt, -1);
   if (rc) return rc;
   if (c->be->alltoall) return c->be->alltoall(c, send, recv, count, dt);
   /* In place, block r would be sent to rank r while rank r's block lands on it: send from
@@ -249,7 +262,8 @@ int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype
 
 int fg_reduce_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt,
                       fg_redop op) {
-  int rc = begin(c, OP_REDUCE_SCATTER, count, dt, -1);
+  FG_OP_MARK(m);
+  int rc = begin(c, &m, OP_REDUCE_SCATTER, count, dt, -1);
   if (rc || (rc = bad_redop(c, "reduce_scatter", op))) return rc;
   fg_redop low = lowered(c, op);
   if (c->be->reduce_scatter) {
@@ -274,7 +288,12 @@ int fg_reduce_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg
 struct fg_batch {
   fg_comm *c;
   void *state;
+  fg_op_mark mark; /* from start to the end of the wait */
 };
+
+static const char *batch_name(const fg_p2p_op *ops, size_t n) {
+  return n != 1 ? "batch" : ops[0].is_send ? "send" : "recv";
+}
 
 int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
   *out = NULL;
@@ -290,8 +309,10 @@ int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
   fg_batch *b = calloc(1, sizeof *b);
   if (!b) return fg_comm_fail(c, -ENOMEM, "batch", "out of memory");
   b->c = c;
+  fg_op_enter(&b->mark, batch_name(ops, n), c->name, c->seq, c->err);
   int rc = c->be->p2p_start(c, ops, n, &b->state);
   if (rc != 0) {
+    fg_op_leave(&b->mark);
     free(b);
     return rc;
   }
@@ -302,6 +323,7 @@ int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
 int fg_batch_wait(fg_batch *b) {
   if (!b) return 0;
   int rc = b->c->be->p2p_wait(b->c, b->state);
+  fg_op_leave(&b->mark);
   free(b);
   return rc;
 }

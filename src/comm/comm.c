@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
+#include "comm/progress.h"
+#include "comm/trace.h"
 #include "common/util.h"
 
 static const fg_backend *backend_named(const char *name) {
@@ -46,6 +48,8 @@ int fg_comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...) {
 
 int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t errlen) {
   *out = NULL;
+  FG_OP_MARK(m); /* the rendezvous: a rank missing here shows in fgrun's hang report */
+  fg_op_enter(&m, "init", "world", 0, NULL);
   fg_comm_options defaults;
   if (!opts) {
     fg_comm_options_init(&defaults);
@@ -102,10 +106,14 @@ int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t e
 
 void fg_comm_destroy(fg_comm *c) {
   if (!c) return;
+  fg_op_mark m = {0};
+  if (c->world == c) fg_op_enter(&m, "destroy", c->name, 0, NULL);
   if (c->be) c->be->destroy(c);
   if (c->world == c) {
     fg_comm_release_store(c);
     if (c->mpi_initialized_here) fg_mpi_finalize(c);
+    fg_op_leave(&m); /* before c->name goes */
+    fg_trace_flush();
   } else {
     fg_store_close(c->store);
   }

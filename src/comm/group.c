@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
+#include "comm/progress.h"
 
 typedef struct member {
   int64_t colour, key, parent_rank;
@@ -31,6 +32,8 @@ static int split_named(fg_comm *parent, int colour, int key, const char *kind, f
   *out = NULL;
   parent->seq++;
   parent->err[0] = '\0';
+  FG_OP_MARK(m);
+  fg_op_enter(&m, "split", parent->name, parent->seq, parent->err);
   int child_no = parent->next_child++;
   member mine = {colour < 0 ? -1 : colour, key, parent->rank};
   member *all = calloc((size_t)parent->size, sizeof *all);

@@ -1,5 +1,7 @@
 #include "common/buf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,4 +70,16 @@ void fg_buf_consume(fg_buf *b, size_t n) {
   }
   memmove(b->data, b->data + n, b->len - n);
   b->len -= n;
+}
+
+void fg_buf_printf(fg_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n <= 0 || fg_buf_reserve(b, (size_t)n + 1) != 0) return;
+  va_start(ap, fmt);
+  vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
 }

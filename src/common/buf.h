@@ -26,6 +26,8 @@ void fg_buf_put_u64(fg_buf *b, uint64_t v);
 void fg_buf_put_i64(fg_buf *b, int64_t v);
 /* u64 length, then the bytes: the protocol's str/bytes field. */
 void fg_buf_put_bytes(fg_buf *b, const void *p, size_t n);
+/* Appends printf-style text, without its terminating NUL. */
+void fg_buf_printf(fg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes. */
 void fg_buf_consume(fg_buf *b, size_t n);
 

@@ -23,6 +23,7 @@ static const char *const worker_vars[] = {
     "MASTER_PORT",      "TORCHELASTIC_RESTART_COUNT",
     "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID",
     "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE",
+    "FG_PROGRESS_FILE", "FG_TRACE_FILE",
 };
 
 void fg_env_set_job_defaults(int nproc) {
@@ -56,21 +57,27 @@ static void put_int(fg_buf *b, const char *name, int value) {
   put_var(b, name, text);
 }
 
+int fg_env_rank(const fg_env_spec *s, int local_rank) {
+  return (s->world_size ? s->rank_base : s->node_rank * s->nproc) + local_rank;
+}
+
 char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
                      const char *error_file) {
-  int rank = s->node_rank * s->nproc + local_rank;
-  int world = s->nnodes * s->nproc;
+  int rank = fg_env_rank(s, local_rank);
+  int world = s->world_size ? s->world_size : s->nnodes * s->nproc;
+  int role_rank = s->world_size ? s->role_rank_base + local_rank : rank;
+  int role_world = s->world_size ? s->role_world_size : world;
   fg_buf own;
   fg_buf_init(&own);
   put_int(&own, "LOCAL_RANK", local_rank);
   put_int(&own, "RANK", rank);
   put_int(&own, "GROUP_RANK", s->node_rank);
-  put_int(&own, "ROLE_RANK", rank);
+  put_int(&own, "ROLE_RANK", role_rank);
   put_var(&own, "ROLE_NAME", s->role);
   put_int(&own, "LOCAL_WORLD_SIZE", s->nproc);
   put_int(&own, "WORLD_SIZE", world);
   put_int(&own, "GROUP_WORLD_SIZE", s->nnodes);
-  put_int(&own, "ROLE_WORLD_SIZE", world);
+  put_int(&own, "ROLE_WORLD_SIZE", role_world);
   put_var(&own, "MASTER_ADDR", s->master_addr);
   put_int(&own, "MASTER_PORT", s->master_port);
   put_int(&own, "TORCHELASTIC_RESTART_COUNT", restart_count);
@@ -78,6 +85,14 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
   put_var(&own, "TORCHELASTIC_RUN_ID", s->run_id);
   put_var(&own, "TORCHELASTIC_USE_AGENT_STORE", "True");
   put_var(&own, "TORCHELASTIC_ERROR_FILE", error_file);
+  if (s->progress_file) put_var(&own, "FG_PROGRESS_FILE", s->progress_file);
+  const char *slash = strrchr(error_file, '/');
+  if (s->trace && slash) {
+    char *trace = fg_asprintf("%.*s/trace.jsonl", (int)(slash - error_file), error_file);
+    if (trace) put_var(&own, "FG_TRACE_FILE", trace);
+    own.failed |= trace == NULL;
+    free(trace);
+  }
   if (own.failed) {
     fg_buf_free(&own);
     return NULL;
@@ -85,7 +100,8 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
 
   size_t ninherited = 0;
   for (char **e = environ; *e; e++) ninherited++;
-  size_t nown = FG_ARRAY_LEN(worker_vars);
+  size_t nown = 0; /* the variables just made, some of them optional */
+  for (size_t i = 0; i < own.len; i++) nown += own.data[i] == '\0';
   size_t nptr = ninherited + nown + 1;
   char **env = malloc(nptr * sizeof *env + own.len);
   if (!env) {

@@ -11,7 +11,18 @@ typedef struct fg_env_spec {
   int master_port;
   int max_restarts;
   const char *run_id;
+  /* Several nodes (set by the rendezvous): this node's first global rank and the world;
+   * the same among the nodes of this role. world_size 0: one node, ranks from node_rank. */
+  int rank_base, world_size;
+  int role_rank_base, role_world_size;
+  /* Diagnostics: FG_PROGRESS_FILE (hang.h) when set, and with trace FG_TRACE_FILE, the
+   * rank's trace.jsonl next to its error file. */
+  const char *progress_file;
+  int trace;
 } fg_env_spec;
+
+/* The global rank of a local rank. */
+int fg_env_rank(const fg_env_spec *s, int local_rank);
 
 /* Job-wide defaults put into fgrun's own environment so every worker inherits them, as
  * torchrun does: OMP_NUM_THREADS=1 when unset and nproc > 1 (with one notice on stderr),

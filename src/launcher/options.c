@@ -37,6 +37,17 @@ typedef struct fg_opt_desc {
   fg_opt_store store;
 } fg_opt_desc;
 
+/* fgrun's own variables for some options, read after PET_<NAME>. */
+static const struct {
+  const char *option, *var;
+} own_vars[] = {{"hang_timeout", "FG_HANG_TIMEOUT"}, {"store_token", "FG_STORE_TOKEN"}};
+
+static const char *own_var(const char *option) {
+  for (size_t i = 0; i < sizeof own_vars / sizeof own_vars[0]; i++)
+    if (!strcmp(own_vars[i].option, option)) return own_vars[i].var;
+  return NULL;
+}
+
 /* --- storing one value ----------------------------------------------------------------- */
 
 static int store_nnodes(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
@@ -68,6 +79,7 @@ static int store_int(int *dst, const char *v, int min, int max, char *err, size_
 }
 
 static int store_node_rank(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  o->node_rank_given = 1;
   return store_int(&o->node_rank, v, 0, 1 << 20, err, errlen);
 }
 
@@ -138,6 +150,13 @@ STRING_STORE(master_addr)
 STRING_STORE(role)
 STRING_STORE(log_dir)
 
+/* The message never repeats the token. */
+static int store_store_token(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (strlen(v) > 1024) return fg_fail(err, errlen, -EINVAL, "longer than 1024 bytes");
+  o->store_token = *v ? v : NULL;
+  return 0;
+}
+
 static int store_python(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
   o->python = v;
@@ -165,6 +184,25 @@ static int store_prefix_template(fg_launch_opts *o, const char *v, char *err, si
   return 0;
 }
 
+static int store_hang_timeout(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (fg_parse_seconds(v, &o->hang_timeout) != 0)
+    return fg_fail(err, errlen, -EINVAL, "expected a number of seconds (0: off), got '%s'", v);
+  return 0;
+}
+
+static int store_hang_action(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "report") != 0 && strcmp(v, "kill") != 0)
+    return fg_fail(err, errlen, -EINVAL, "expected report or kill, got '%s'", v);
+  o->hang_kill = strcmp(v, "kill") == 0;
+  return 0;
+}
+
+static int store_trace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
+  o->trace = v;
+  return 0;
+}
+
 static int store_log_level(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg_log_level_parse(v) < 0)
     return fg_fail(err, errlen, -EINVAL, "expected error, warn, info or debug, got '%s'", v);
@@ -179,19 +217,26 @@ static int store_log_level(fg_launch_opts *o, const char *v, char *err, size_t e
 #define G_LAUNCH "The program"
 #define G_OUTPUT "Output and logs"
 #define G_SIGNAL "Signals and teardown"
+#define G_DIAG "Hangs and timelines"
 #define G_OTHER "Other"
 
 static const fg_opt_desc options[] = {
     {"nnodes", 0, OPT_VALUE, OPT_ENV, "MIN:MAX", "1:1", G_SIZE,
-     "Number of nodes, N or MIN:MAX. fgrun runs one node for now.", store_nnodes},
+     "Number of nodes, N or MIN:MAX (MIN:MAX needs --rdzv_backend c10d). Each node runs one "
+     "fgrun; see docs/cluster.md.",
+     store_nnodes},
     {"nproc_per_node", 0, OPT_VALUE, OPT_ENV, "N", "1", G_SIZE,
      "Workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu.",
      store_nproc},
-    {"node_rank", 0, OPT_VALUE, OPT_ENV, "N", "0", G_SIZE, "Rank of this node.",
+    {"node_rank", 0, OPT_VALUE, OPT_ENV, "N", NULL, G_SIZE,
+     "Rank of this node, 0 to nnodes-1 (default 0). Required on every node with the static "
+     "rendezvous and --nnodes > 1; c10d assigns node ranks itself.",
      store_node_rank},
 
     {"rdzv_backend", 0, OPT_VALUE, OPT_ENV, "NAME", "static", G_RDZV,
-     "static or c10d. Either way the agent hosts the store the workers use.", store_backend},
+     "static (node 0 hosts the store at --master_addr:--master_port) or c10d (the agent "
+     "that can bind --rdzv_endpoint hosts it, or an fgstore there does).",
+     store_backend},
     {"rdzv_endpoint", 0, OPT_VALUE, OPT_ENV, "HOST:PORT", "", G_RDZV,
      "Where the store listens (c10d: required, port 29400 if omitted; static: replaces "
      "--master_addr:--master_port).",
@@ -199,7 +244,9 @@ static const fg_opt_desc options[] = {
     {"rdzv_id", 0, OPT_VALUE, OPT_ENV, "ID", "none", G_RDZV,
      "Job id, given to the workers as TORCHELASTIC_RUN_ID.", store_rdzv_id},
     {"rdzv_conf", 0, OPT_VALUE, OPT_ENV, "K=V,...", "", G_RDZV,
-     "Rendezvous settings; checked, not used on one node.", fg_parse_rdzv_conf},
+     "Rendezvous settings: join_timeout (600), last_call_timeout (30), close_timeout (30), "
+     "read_timeout (60), keep_alive_interval (5), keep_alive_max_attempt (3), is_host.",
+     fg_parse_rdzv_conf},
     {"standalone", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_RDZV,
      "Private store on 127.0.0.1 and a port the OS picks, and a fresh random run id; "
      "overrides --rdzv_* and --master_*. Two such jobs never collide.",
@@ -208,6 +255,10 @@ static const fg_opt_desc options[] = {
      "Address the store binds to, given to the workers as MASTER_ADDR.", store_master_addr},
     {"master_port", 0, OPT_VALUE, OPT_ENV, "PORT", "29500", G_RDZV,
      "Port the store binds to, given to the workers as MASTER_PORT.", store_master_port},
+    {"store_token", 0, OPT_VALUE, OPT_ENV, "TOKEN", NULL, G_RDZV,
+     "Shared secret every store client must present first (default $FG_STORE_TOKEN); the "
+     "workers get it as FG_STORE_TOKEN. torch's own TCPStore clients cannot present it.",
+     store_store_token},
 
     {"max_restarts", 0, OPT_VALUE, OPT_ENV, "N", "0", G_LAUNCH,
      "Restarts of the whole worker group before the job fails.", store_max_restarts},
@@ -244,8 +295,10 @@ static const fg_opt_desc options[] = {
     {"local_ranks_filter", 0, OPT_VALUE, OPT_ENV, "R,...", "", G_OUTPUT,
      "Only these local ranks' output reaches the console (log files get everything).",
      fg_parse_ranks_filter},
-    {"log_line_prefix_template", 0, OPT_VALUE, OPT_ENV, "TEMPLATE", "[rank${rank}]:", G_OUTPUT,
-     "Prefix of each console line; ${rank}, ${local_rank} and ${role_name} are filled in.",
+    {"log_line_prefix_template", 0, OPT_VALUE, OPT_ENV, "TEMPLATE", NULL, G_OUTPUT,
+     "Prefix of each console line; ${rank}, ${local_rank}, ${role_name} and ${group_rank} "
+     "(the node rank) are filled in (default: [rank${rank}]:, with --nnodes > 1 "
+     "[node${group_rank} rank${rank}]:).",
      store_prefix_template},
     {"no_prefix", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_OUTPUT,
      "Pass worker output to the console unchanged, without a prefix.", store_no_prefix},
@@ -260,6 +313,22 @@ static const fg_opt_desc options[] = {
     {"term_grace", 0, OPT_VALUE, OPT_ENV, "SECONDS", "30", G_SIGNAL,
      "How long workers get between SIGTERM (or a passed-on signal) and SIGKILL.",
      store_term_grace},
+
+    {"hang_timeout", 0, OPT_VALUE, OPT_ENV, "SECONDS", "0", G_DIAG,
+     "When a rank has waited this long in one collective, barrier or store barrier, print "
+     "which ranks are in which operation and which have not arrived (0: off). Also read from "
+     "FG_HANG_TIMEOUT.",
+     store_hang_timeout},
+    {"hang_action", 0, OPT_VALUE, OPT_ENV, "report|kill", "report", G_DIAG,
+     "After a hang report: report (the job goes on; the library's own timeout, FG_TIMEOUT, "
+     "ends the wait) or kill (stop the attempt like a failure; fgrun exits 124 when no "
+     "restart is left).",
+     store_hang_action},
+    {"trace", 0, OPT_VALUE, OPT_ENV, "FILE", NULL, G_DIAG,
+     "Write the run's timeline to FILE as Chrome trace events (Perfetto, chrome://tracing): "
+     "a track per rank with spawn, rendezvous, every collective and barrier, restarts and "
+     "exit.",
+     store_trace},
 
     {"help", 'h', OPT_FLAG, OPT_NO_ENV, NULL, NULL, G_OTHER, "Show this help and exit.",
      store_show_help},
@@ -406,18 +475,38 @@ static int choose_store_address(fg_launch_opts *o, char *err, size_t errlen) {
   return 0;
 }
 
-static int check_combination(fg_launch_opts *o, char *err, size_t errlen) {
-  if (o->nnodes_max > 1)
-    return fg_fail(err, errlen, -EINVAL,
-                   "--nnodes %d:%d: multi-node is not supported yet (run with --nnodes 1)",
+/* torchrun's rules for --nnodes, --node_rank and the backend, made errors where torchrun
+ * would let two nodes collide. */
+static int check_nodes(fg_launch_opts *o, char *err, size_t errlen) {
+  int multi = o->nnodes_max > 1;
+  int c10d = strcmp(o->rdzv_backend, "c10d") == 0;
+  if (o->standalone && multi)
+    return fg_fail(err, errlen, -EINVAL, "--standalone runs one node; for --nnodes %d:%d use "
+                   "--rdzv_backend c10d --rdzv_endpoint HOST:PORT", o->nnodes_min, o->nnodes_max);
+  if (!c10d && !o->standalone && o->nnodes_min != o->nnodes_max)
+    return fg_fail(err, errlen, -EINVAL, "--nnodes %d:%d: the static rendezvous needs a fixed "
+                   "number of nodes (use --rdzv_backend c10d for MIN:MAX)",
                    o->nnodes_min, o->nnodes_max);
+  if (!c10d && multi && !o->node_rank_given)
+    return fg_fail(err, errlen, -EINVAL, "--nnodes %d with the static rendezvous: give each "
+                   "node its --node_rank (0 to %d)", o->nnodes_max, o->nnodes_max - 1);
   if (o->node_rank >= o->nnodes_max)
     return fg_fail(err, errlen, -EINVAL, "--node_rank %d: must be below --nnodes (%d)",
                    o->node_rank, o->nnodes_max);
+  if (!o->prefix_template)
+    o->prefix_template = multi ? "[node${group_rank} rank${rank}]:" : "[rank${rank}]:";
+  return fg_read_rdzv_conf(o, err, errlen);
+}
+
+static int check_combination(fg_launch_opts *o, char *err, size_t errlen) {
+  int rc = check_nodes(o, err, errlen);
+  if (rc != 0) return rc;
   if (o->module && o->no_python && !o->run_path)
     return fg_fail(err, errlen, -EINVAL, "--no_python and --module cannot be used together");
   if (o->nsignals == 0)
     return fg_fail(err, errlen, -EINVAL, "--signals_to_handle: name at least one signal");
+  if (o->hang_kill && o->hang_timeout <= 0)
+    return fg_fail(err, errlen, -EINVAL, "--hang_action kill needs --hang_timeout SECONDS");
   return choose_store_address(o, err, errlen);
 }
 
@@ -438,6 +527,8 @@ int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t er
       env_name(d->name, var, sizeof var);
       if ((v = getenv(var)) != NULL) snprintf(source, sizeof source, "%s", var);
     }
+    const char *own = v ? NULL : own_var(d->name);
+    if (own && (v = getenv(own)) != NULL) snprintf(source, sizeof source, "%s", own);
     if (!v) v = d->kind == OPT_FLAG ? "0" : d->def;
     if (!v) continue;
     int rc = d->store(o, v, detail, sizeof detail);

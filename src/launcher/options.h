@@ -31,12 +31,24 @@ typedef struct fg_conf_pair {
 
 #define FG_MAX_SIGNALS 64
 
+/* --rdzv_conf read into numbers: torchrun's keys and defaults (seconds). */
+typedef struct fg_rdzv_conf {
+  double join_timeout;        /* join_timeout (static: also timeout): a round must form */
+  double last_call_timeout;   /* after MIN nodes joined, wait this long for more */
+  double close_timeout;       /* the job is closed: peers get this long to notice */
+  double read_timeout;        /* connecting to the store, and each store call */
+  double keep_alive_interval; /* keep_alive_interval (or heartbeat): between keep-alives */
+  int keep_alive_max_attempt; /* a node is dead after this many missed keep-alives */
+  int is_host;                /* is_host: 1 must host the store, 0 never; -1 if it can bind */
+} fg_rdzv_conf;
+
 typedef struct fg_launch_opts {
   /* worker and node counts */
   int nnodes_min, nnodes_max;
   enum fg_nproc_kind nproc_kind;
   int nproc; /* for FG_NPROC_NUMBER; the others are resolved by fg_resolve_nproc */
   int node_rank;
+  int node_rank_given; /* on the command line or in PET_NODE_RANK */
 
   /* rendezvous and store */
   const char *rdzv_backend; /* "static" or "c10d" */
@@ -45,11 +57,13 @@ typedef struct fg_launch_opts {
   fg_conf_pair *rdzv_conf;
   int nrdzv_conf;
   char *rdzv_conf_text; /* owned copy that rdzv_conf points into */
+  fg_rdzv_conf rdzv;    /* rdzv_conf's values, defaults filled in */
   int standalone;
   const char *master_addr;
   int master_port;
   char store_host[256]; /* where the agent's store listens, derived from the above */
   int store_port;
+  const char *store_token; /* every store client must present it; NULL: none */
   char run_id_buf[40];  /* the uuid --standalone makes up */
 
   /* the program */
@@ -77,6 +91,11 @@ typedef struct fg_launch_opts {
   int nsignals;
   double term_grace;
 
+  /* hangs and the timeline */
+  double hang_timeout; /* seconds; 0: no hang reports */
+  int hang_kill;       /* --hang_action kill: a reported hang ends the attempt */
+  const char *trace;   /* --trace FILE, or NULL */
+
   int show_help, show_version;
 } fg_launch_opts;
 
@@ -97,9 +116,14 @@ int fg_parse_bool(const char *s, int *out);
 int fg_parse_rdzv_conf(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 int fg_parse_ranks_filter(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen);
-/* "${rank}", "${local_rank}" and "${role_name}" (and "$$"); anything else is an error. */
+/* Reads o->rdzv_conf into o->rdzv (rdzv_conf.c); unknown keys get a warning. */
+int fg_read_rdzv_conf(fg_launch_opts *o, char *err, size_t errlen);
+/* "${rank}", "${local_rank}", "${role_name}" and "${group_rank}" (the node rank), and "$$";
+ * anything else is an error. */
 int fg_check_prefix_template(const char *tmpl, char *err, size_t errlen);
 /* The template with its variables filled in; heap string or NULL when out of memory. */
 char *fg_expand_prefix(const char *tmpl, int rank, int local_rank, const char *role);
+char *fg_expand_node_prefix(const char *tmpl, int rank, int local_rank, const char *role,
+                            int group_rank);
 
 #endif

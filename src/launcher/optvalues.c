@@ -157,11 +157,11 @@ int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen)
 
 /* --- the console prefix template ------------------------------------------------------- */
 
-enum { VAR_RANK, VAR_LOCAL_RANK, VAR_ROLE_NAME, VAR_DOLLAR, VAR_BAD };
+enum { VAR_RANK, VAR_LOCAL_RANK, VAR_ROLE_NAME, VAR_GROUP_RANK, VAR_DOLLAR, VAR_BAD };
 
 /* Reads the variable that starts at tmpl (just past a '$'); *len gets its length. */
 static int template_var(const char *tmpl, size_t *len) {
-  static const char *names[] = {"rank", "local_rank", "role_name"};
+  static const char *names[] = {"rank", "local_rank", "role_name", "group_rank"};
   if (*tmpl == '$') return *len = 1, VAR_DOLLAR;
   int braced = *tmpl == '{';
   const char *start = tmpl + braced;
@@ -182,7 +182,8 @@ int fg_check_prefix_template(const char *tmpl, char *err, size_t errlen) {
     size_t len = 0;
     if (template_var(p + 1, &len) == VAR_BAD)
       return fg_fail(err, errlen, -EINVAL,
-                     "unknown variable at '%s' (use ${rank}, ${local_rank}, ${role_name} or $$)",
+                     "unknown variable at '%s' (use ${rank}, ${local_rank}, ${role_name}, "
+                     "${group_rank} or $$)",
                      p);
     p += len;
   }
@@ -190,6 +191,11 @@ int fg_check_prefix_template(const char *tmpl, char *err, size_t errlen) {
 }
 
 char *fg_expand_prefix(const char *tmpl, int rank, int local_rank, const char *role) {
+  return fg_expand_node_prefix(tmpl, rank, local_rank, role, 0);
+}
+
+char *fg_expand_node_prefix(const char *tmpl, int rank, int local_rank, const char *role,
+                            int group_rank) {
   fg_buf b;
   fg_buf_init(&b);
   for (const char *p = tmpl; *p; p++) {
@@ -199,7 +205,9 @@ char *fg_expand_prefix(const char *tmpl, int rank, int local_rank, const char *r
     switch (var) {
       case VAR_RANK:
       case VAR_LOCAL_RANK:
-        snprintf(num, sizeof num, "%d", var == VAR_RANK ? rank : local_rank);
+      case VAR_GROUP_RANK:
+        snprintf(num, sizeof num, "%d",
+                 var == VAR_RANK ? rank : var == VAR_LOCAL_RANK ? local_rank : group_rank);
         fg_buf_put(&b, num, strlen(num));
         break;
       case VAR_ROLE_NAME: fg_buf_put(&b, role, strlen(role)); break;

@@ -1,7 +1,6 @@
 /* summary.c - the failure report: every rank's end, then why the root cause failed. */
 #include "launcher/summary.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -11,15 +10,6 @@
 
 enum { TAIL_LINES = 20 };
 
-static void putf(fg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(fg_buf *b, const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  if (n > 0) fg_buf_put(b, line, FG_MIN((size_t)n, sizeof line - 1));
-}
 
 /* Copies text line by line, each behind indent, ending with a newline. */
 static void put_indented(fg_buf *b, const char *indent, const char *text, size_t len) {
@@ -61,7 +51,7 @@ static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
   fg_error_info info;
   int kind = fg_error_file_read(w->error_file, &info);
   if (kind == FG_ERRFILE_PARSED) {
-    putf(b, "fgrun: rank %d's error file (%s):\n", w->rank, w->error_file);
+    fg_buf_printf(b, "fgrun: rank %d's error file (%s):\n", w->rank, w->error_file);
     put_indented(b, "  ", info.message, strlen(info.message));
     if (info.callstack) {
       size_t n = strlen(info.callstack);
@@ -69,18 +59,18 @@ static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
       put_indented(b, "  ", info.callstack, n);
     }
   } else if (kind == FG_ERRFILE_RAW) {
-    putf(b, "fgrun: rank %d's error file (%s), not in torch's format:\n", w->rank,
+    fg_buf_printf(b, "fgrun: rank %d's error file (%s), not in torch's format:\n", w->rank,
          w->error_file);
     put_indented(b, "  ", info.raw, strlen(info.raw));
   } else if (w->err.tail && w->err.tail->total > 0) {
     fg_buf tail;
     fg_buf_init(&tail);
     fg_tail_lines(w->err.tail, TAIL_LINES, &tail);
-    putf(b, "fgrun: last %d lines of rank %d's stderr:\n", TAIL_LINES, w->rank);
+    fg_buf_printf(b, "fgrun: last %d lines of rank %d's stderr:\n", TAIL_LINES, w->rank);
     put_indented(b, "  | ", (const char *)tail.data, tail.len);
     fg_buf_free(&tail);
   } else {
-    putf(b, "fgrun: rank %d wrote no error file and nothing on stderr\n", w->rank);
+    fg_buf_printf(b, "fgrun: rank %d wrote no error file and nothing on stderr\n", w->rank);
   }
   fg_error_info_free(&info);
 }
@@ -89,21 +79,21 @@ void fg_summary_format(const fg_summary *s, fg_buf *b) {
   char end[128];
   const fg_worker *rc = s->root_cause;
   if (s->stop_signal) {
-    putf(b, "fgrun: stopped by SIG%s (attempt %d); exit status %d\n",
+    fg_buf_printf(b, "fgrun: stopped by SIG%s (attempt %d); exit status %d\n",
          fg_signame(s->stop_signal), s->attempt, s->exit_code);
   } else if (rc) {
     fg_describe_end(rc, end, sizeof end);
-    putf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s after %.2fs "
+    fg_buf_printf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s after %.2fs "
          "(attempt %d, %d restart%s allowed)\n",
          rc->rank, rc->local_rank, rc->pid, end, fg_worker_runtime(rc), s->attempt,
          s->max_restarts, s->max_restarts == 1 ? "" : "s");
   } else {
-    putf(b, "fgrun: error: job failed (attempt %d)\n", s->attempt);
+    fg_buf_printf(b, "fgrun: error: job failed (attempt %d)\n", s->attempt);
   }
   for (int i = 0; i < s->nworkers; i++) {
     const fg_worker *w = &s->workers[i];
     fg_describe_end(w, end, sizeof end);
-    putf(b, "fgrun:   rank %d (local_rank %d, pid %d): %s after %.2fs%s\n", w->rank,
+    fg_buf_printf(b, "fgrun:   rank %d (local_rank %d, pid %d): %s after %.2fs%s\n", w->rank,
          w->local_rank, w->pid, end, fg_worker_runtime(w), w == rc ? "  <- root cause" : "");
   }
   if (rc) put_root_cause_details(b, rc);

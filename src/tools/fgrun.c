@@ -5,8 +5,10 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "fg/fg.h"
 #include "launcher/agent.h"
 #include "launcher/nproc.h"
@@ -27,6 +29,7 @@ int main(int argc, char **argv) {
   fg_log_set_program("fgrun");
   /* A reader of our stdout going away must not kill the job; writes then fail with EPIPE. */
   signal(SIGPIPE, SIG_IGN);
+  fg_raise_nofile(); /* the agent's store holds a connection or two per worker */
 
   fg_launch_opts opts;
   char err[1024];
@@ -34,6 +37,8 @@ int main(int argc, char **argv) {
   fg_program prog = {0};
   int status = 2;
   if (fg_opts_parse(&opts, argc, argv, err, sizeof err) != 0) goto usage_error;
+  /* Workers, and this process's own store clients, present it (libfg reads the variable). */
+  if (opts.store_token) setenv("FG_STORE_TOKEN", opts.store_token, 1);
   if (opts.show_help) {
     fg_opts_usage(1);
     status = 0;

@@ -13,26 +13,8 @@
 #include <signal.h>
 
 #include "launcher/options.h"
+#include "parse_opts.h"
 
-static char err[1024];
-
-/* Parses a NULL-terminated list of arguments after "fgrun". */
-static int parse(fg_launch_opts *o, ...) {
-  char *argv[64] = {"fgrun"};
-  int argc = 1;
-  va_list ap;
-  va_start(ap, o);
-  for (char *a; (a = va_arg(ap, char *)) != NULL;) argv[argc++] = a;
-  va_end(ap);
-  err[0] = '\0';
-  return fg_opts_parse(o, argc, argv, err, sizeof err);
-}
-
-static void expect_error(const char *needle, int rc, fg_launch_opts *o) {
-  if (rc == 0 || !strstr(err, needle))
-    fail_msg("expected an error containing '%s', got rc=%d err='%s'", needle, rc, err);
-  fg_opts_free(o);
-}
 
 static void clear_pet(void) {
   static const char *vars[] = {"PET_NPROC_PER_NODE", "PET_STANDALONE", "PET_MAX_RESTARTS",
@@ -227,8 +209,8 @@ static void bad_input_is_rejected_with_the_option_named(void **state) {
   expect_error("--nproc_per_node", parse(&o, "--nproc_per_node", "0", "x", NULL), &o);
   expect_error("--nproc_per_node", parse(&o, "--nproc_per_node=many", "x", NULL), &o);
   expect_error("MIN (3) is larger than MAX (2)", parse(&o, "--nnodes", "3:2", "x", NULL), &o);
-  expect_error("multi-node is not supported yet", parse(&o, "--nnodes=2", "x", NULL), &o);
-  expect_error("multi-node is not supported yet", parse(&o, "--nnodes=1:4", "x", NULL), &o);
+  expect_error("give each node its --node_rank", parse(&o, "--nnodes=2", "x", NULL), &o);
+  expect_error("needs a fixed number of nodes", parse(&o, "--nnodes=1:4", "x", NULL), &o);
   expect_error("--nnodes", parse(&o, "--nnodes=0", "x", NULL), &o);
   expect_error("--node_rank", parse(&o, "--node_rank=1", "x", NULL), &o);
   expect_error("--tee", parse(&o, "--tee=4", "x", NULL), &o);
