@@ -3,6 +3,7 @@
 #   make            build everything into build/
 #   make test       unit tests (cmocka) and integration tests (pytest)
 #   make asan       the same tests under AddressSanitizer + UBSan (build/asan)
+#   make fuzz       the store's request handling under libFuzzer (FUZZ_SECONDS=60)
 #   make bench      side-by-side benchmarks
 #   make run        the main job
 #   make install PREFIX=/usr/local   (DESTDIR= to stage; make uninstall with the same)
@@ -75,7 +76,7 @@ LAUNCHER_SRCS := $(wildcard src/launcher/*.c)
 # Backends are one file each; those whose library is missing are left out.
 COMM_SRCS     := $(filter-out src/comm/backend_%.c,$(wildcard src/comm/*.c))
 COMM_SRCS     += $(if $(HAVE_GLOO),$(wildcard src/comm/backend_gloo.c src/comm/gloo_shim.cc))
-COMM_SRCS     += $(if $(HAVE_MPI),$(wildcard src/comm/backend_mpi.c))
+COMM_SRCS     += $(if $(HAVE_MPI),$(wildcard src/comm/backend_mpi.c src/comm/backend_mpi_sched.c))
 COMM_SRCS     += $(if $(HAVE_NCCL),$(wildcard src/comm/backend_nccl.c))
 LIBFG_SRCS    := $(COMMON_SRCS) $(STORE_SRCS) $(COMM_SRCS)
 
@@ -106,7 +107,10 @@ $(OBJ)/%.o: src/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(OBJ)/comm/backend_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
+$(OBJ)/comm/backend_mpi.o $(OBJ)/comm/backend_mpi_sched.o: CPPFLAGS += $(MPI_CFLAGS)
+# The reduction kernels: -O3 vectorises their loops (GCC's -O2 leaves loops of unknown length
+# scalar).
+$(OBJ)/comm/dtype.o: CFLAGS += -O3
 $(OBJ)/comm/backend_nccl.o: CPPFLAGS += $(CUDA_CFLAGS)
 $(OBJ)/tools/bench_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
 

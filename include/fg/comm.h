@@ -49,6 +49,10 @@ const char *fg_redop_name(fg_redop op);
 /* "float32", "bf16", ...; -1 if unknown. */
 int fg_dtype_parse(const char *name);
 int fg_redop_parse(const char *name);
+/* Element i of a typed buffer as a double, and a double stored there (converted as C casts,
+ * rounded to the nearest half or bfloat16): for filling and checking buffers. */
+double fg_dtype_get(const void *buf, fg_dtype dt, size_t i);
+void fg_dtype_set(void *buf, fg_dtype dt, size_t i, double v);
 
 /* The backends compiled into this library, e.g. "gloo mpi nccl". */
 const char *fg_comm_backends(void);

@@ -6,6 +6,7 @@
  * rounding per pair, as the other backends do). The other types use MPI's built-in
  * operations; integer sums and products wrap in two's complement in Open MPI and MPICH,
  * as they do in NCCL. AVG arrives as SUM (native_avg = 0) and the generic layer divides.
+ * Allreduce and reduce take the schedules MPI's blocking forms would (backend_mpi_sched.c).
  *
  * MPI cannot cancel a collective, so after a timeout MPI may still write into the
  * abandoned operation's buffers: the communicator then refuses every call but destroy,
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <mpi.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +27,8 @@
 #include <mpi-ext.h> /* MPIX_ERR_PROC_FAILED, in Open MPI builds with ULFM */
 #endif
 
-#include "comm/comm_internal.h"
+#include "comm/backend_mpi.h"
 #include "common/util.h"
-
-typedef struct mpi_state {
-  MPI_Comm comm;
-  int broken; /* the code of a failure that left an operation in flight; 0 if none */
-} mpi_state;
 
 /* MPI is initialised once per process and shared by every world that uses it. */
 static struct {
@@ -43,11 +40,9 @@ static struct {
   MPI_Op half_ops[2][FG_AVG]; /* [bfloat16][redop] */
 } g;
 
-static MPI_Comm comm_of(const fg_comm *c) { return ((const mpi_state *)c->impl)->comm; }
-
 /* --- types and reductions -------------------------------------------------------------- */
 
-static MPI_Datatype mpi_type(fg_dtype dt) {
+MPI_Datatype fg_mpi_type(fg_dtype dt) {
   switch (dt) {
     case FG_INT8: return MPI_INT8_T;
     case FG_UINT8: return MPI_UINT8_T;
@@ -94,7 +89,7 @@ static void free_half_ops(void) {
   g.ops_created = 0;
 }
 
-static MPI_Op mpi_op(fg_dtype dt, fg_redop op) {
+MPI_Op fg_mpi_op(fg_dtype dt, fg_redop op) {
   if (op == FG_AVG) op = FG_SUM;
   if (dt == FG_FLOAT16 || dt == FG_BFLOAT16) return g.half_ops[dt == FG_BFLOAT16][op];
   switch (op) {
@@ -114,7 +109,7 @@ static const char *mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]) {
   return msg;
 }
 
-static int mpi_code(int err) {
+int fg_mpi_code(int err) {
   int cls = MPI_ERR_OTHER;
   MPI_Error_class(err, &cls);
 #ifdef MPIX_ERR_PROC_FAILED
@@ -123,10 +118,10 @@ static int mpi_code(int err) {
   return cls == MPI_ERR_TRUNCATE ? FG_EMISMATCH : FG_EBACKEND;
 }
 
-static int mpi_fail(fg_comm *c, const char *what, int err) {
+int fg_mpi_fail(fg_comm *c, const char *what, int err) {
   char buf[MPI_MAX_ERROR_STRING];
   const char *msg = mpi_text(err, buf);
-  int code = mpi_code(err);
+  int code = fg_mpi_code(err);
   if (code == FG_EMISMATCH)
     return fg_comm_fail(c, code, what,
                         "ranks passed different counts (MPI: %s); FG_DEBUG=detail names them",
@@ -138,7 +133,7 @@ static int mpi_fail(fg_comm *c, const char *what, int err) {
 }
 
 /* The operation stays in flight inside MPI: nothing but destroy may follow. */
-static int abandon(fg_comm *c, int code) {
+int fg_mpi_abandon(fg_comm *c, int code) {
   ((mpi_state *)c->impl)->broken = code;
   g.abandoned = 1;
   return code;
@@ -152,29 +147,34 @@ static int usable(fg_comm *c, const char *what) {
                       "cannot cancel it; only fg_comm_destroy is allowed now");
 }
 
-static uint64_t deadline_after(int timeout_ms) {
+uint64_t fg_mpi_deadline_after(int timeout_ms) {
   return timeout_ms > 0 ? fg_now_ns() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX;
 }
 
 /* MPI progresses only inside MPI calls, so waiting means testing: busily for the first
- * SPIN_NS, which covers most operations, then with naps of a sixteenth of the time waited
- * so far, up to MAX_NAP_NS. A multi-step operation that must be tested to take its next
- * step then runs at most a few percent slower, and a rank waiting seconds for a late
- * peer tests about once a millisecond instead of burning a core.
+ * SPIN_NS, which covers most short operations; then yielding the CPU between tests until
+ * YIELD_NS, as MPI's own blocking calls do when ranks share cores, so a long operation
+ * still takes each step as soon as its data is there (napping here cost large messages
+ * ~10% on 4 ranks over 2 cores); then with naps of a sixteenth of the time waited so far,
+ * up to MAX_NAP_NS, so a rank waiting seconds for a late peer tests about once a
+ * millisecond instead of burning a core.
  * Returns 0, -ETIMEDOUT, or FG_EBACKEND with the MPI error in *mpi_err; *pending is the
  * first request not known to be done. */
-enum { SPIN_NS = 1000000, MAX_NAP_NS = 1000000 };
+enum { SPIN_NS = 1000000, YIELD_NS = 100000000, MAX_NAP_NS = 1000000 };
+/* Reading the clock costs about what a test does (a VM's clock can cost more): short
+ * operations, which need no clock at all, should not pay for it on every test. */
+enum { TESTS_PER_CLOCK = 32 };
 
 static void nap(uint64_t waited_ns) {
   struct timespec ts = {0, (long)FG_MIN(FG_MAX(waited_ns / 16, 1000u), (uint64_t)MAX_NAP_NS)};
   nanosleep(&ts, NULL);
 }
 
-static int poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
+int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
                     int *pending) {
-  uint64_t start = fg_now_ns();
+  uint64_t start = 0;
   int next = 0;
-  for (;;) {
+  for (unsigned tests = 1;; tests++) {
     while (next < n) {
       int done = 0;
       int rc = MPI_Test(&reqs[next], &done, st ? &st[next] : MPI_STATUS_IGNORE);
@@ -187,13 +187,18 @@ static int poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline,
       next++;
     }
     if (next == n) return 0;
+    if (tests % TESTS_PER_CLOCK) continue;
     uint64_t now = fg_now_ns();
+    if (!start) start = now;
     if (now >= deadline) return -ETIMEDOUT;
-    if (now - start >= SPIN_NS) nap(now - start);
+    if (now - start >= YIELD_NS)
+      nap(now - start);
+    else if (now - start >= SPIN_NS)
+      sched_yield();
   }
 }
 
-static int timed_out(fg_comm *c, const char *what, const char *waiting_for) {
+int fg_mpi_timed_out(fg_comm *c, const char *what, const char *waiting_for) {
   return fg_comm_fail(c, -ETIMEDOUT, what,
                       "timed out after %.1f s waiting for %s (operation #%llu); a rank did not "
                       "call it, called another operation, or is stuck",
@@ -202,11 +207,11 @@ static int timed_out(fg_comm *c, const char *what, const char *waiting_for) {
 
 static int wait_one(fg_comm *c, const char *what, MPI_Request *req) {
   int mpi_err = 0, pending = 0;
-  int rc = poll_all(req, NULL, 1, deadline_after(c->timeout_ms), &mpi_err, &pending);
+  int rc = fg_mpi_poll_all(req, NULL, 1, fg_mpi_deadline_after(c->timeout_ms), &mpi_err, &pending);
   if (rc == 0) return 0;
-  abandon(c, rc == -ETIMEDOUT ? rc : mpi_code(mpi_err));
-  return rc == -ETIMEDOUT ? timed_out(c, what, "the other ranks of the group")
-                          : mpi_fail(c, what, mpi_err);
+  fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
+  return rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, "the other ranks of the group")
+                          : fg_mpi_fail(c, what, mpi_err);
 }
 
 /* --- collectives: one description, one switch ------------------------------------------ */
@@ -235,34 +240,39 @@ static const void *in_place(const void *send, const void *recv) {
 }
 
 /* Our in-place gathers pass send anywhere in recv; MPI's expect the data already in this
- * rank's block. Moving it there first covers both. */
-static const void *into_block(const void *send, void *recv, int index, size_t bytes) {
+ * rank's block: moving it there first covers both. A send apart from recv goes as it is,
+ * which saves that copy (half the time of a short allgather on 2 ranks). */
+static const void *into_block(const void *send, void *recv, int index, size_t bytes,
+                              int blocks) {
+  const char *from = send, *start = recv, *end = start + bytes * (size_t)blocks;
   char *mine = (char *)recv + (size_t)index * bytes;
-  if (bytes && mine != send) memmove(mine, send, bytes);
+  if (from >= end || from + bytes <= start) return send;
+  if (bytes && mine != from) memmove(mine, send, bytes);
   return MPI_IN_PLACE;
 }
 
 static int start(fg_comm *c, const call *k, MPI_Request *r) {
   MPI_Comm comm = comm_of(c);
-  MPI_Datatype t = mpi_type(k->dt);
-  MPI_Op op = mpi_op(k->dt, k->op);
+  MPI_Datatype t = fg_mpi_type(k->dt);
+  MPI_Op op = fg_mpi_op(k->dt, k->op);
   int n = (int)k->count, root = c->rank == k->root;
   size_t bytes = k->count * fg_dtype_size(k->dt);
   switch (k->kind) {
     case K_BARRIER: return MPI_Ibarrier(comm, r);
     case K_BROADCAST: return MPI_Ibcast(k->recv, n, t, k->root, comm, r);
     case K_REDUCE:
-      return MPI_Ireduce(root ? in_place(k->send, k->recv) : k->send, root ? k->recv : NULL, n,
-                         t, op, k->root, comm, r);
+      return fg_mpi_ireduce(root ? in_place(k->send, k->recv) : k->send, root ? k->recv : NULL,
+                            n, t, op, k->root, comm, r);
     case K_ALLREDUCE:
-      return MPI_Iallreduce(in_place(k->send, k->recv), k->recv, n, t, op, comm, r);
+      return fg_mpi_iallreduce(in_place(k->send, k->recv), k->recv, n, t, op, comm, c->size,
+                               bytes, r);
     case K_ALLGATHER:
-      return MPI_Iallgather(into_block(k->send, k->recv, c->rank, bytes), n, t, k->recv, n, t,
-                            comm, r);
+      return MPI_Iallgather(into_block(k->send, k->recv, c->rank, bytes, c->size), n, t, k->recv,
+                            n, t, comm, r);
     case K_GATHER:
       if (!root) return MPI_Igather(k->send, n, t, NULL, n, t, k->root, comm, r);
-      return MPI_Igather(into_block(k->send, k->recv, k->root, bytes), n, t, k->recv, n, t,
-                         k->root, comm, r);
+      return MPI_Igather(into_block(k->send, k->recv, k->root, bytes, c->size), n, t, k->recv,
+                         n, t, k->root, comm, r);
     case K_SCATTER: /* the root copies its own block once the others' are out */
       return MPI_Iscatter(k->send, n, t, root ? MPI_IN_PLACE : k->recv, n, t, k->root, comm, r);
     case K_REDUCE_SCATTER:
@@ -298,9 +308,16 @@ static int run(fg_comm *c, call k) {
     part.count = FG_MIN(k.count - done, chunk);
     if (done && part.send) part.send = (const char *)k.send + done * esz;
     if (done && part.recv) part.recv = (char *)k.recv + done * esz;
-    MPI_Request req;
-    int err = start(c, &part, &req);
-    rc = err != MPI_SUCCESS ? mpi_fail(c, k.what, err) : wait_one(c, k.what, &req);
+    if (part.kind == K_ALLREDUCE && fg_mpi_doubling_fits(c, part.count, part.dt)) {
+      rc = fg_mpi_doubling_allreduce(c, part.what, part.send, part.recv, part.count, part.dt,
+                                     part.op);
+    } else if (part.kind == K_ALLGATHER && c->size == 2 && part.count > 0) {
+      rc = fg_mpi_pair_allgather(c, part.what, part.send, part.recv, part.count, part.dt);
+    } else {
+      MPI_Request req;
+      int err = start(c, &part, &req);
+      rc = err != MPI_SUCCESS ? fg_mpi_fail(c, k.what, err) : wait_one(c, k.what, &req);
+    }
     done += part.count;
   } while (rc == 0 && done < k.count);
   if (rc == 0 && k.kind == K_SCATTER && c->rank == k.root && k.count)
@@ -369,10 +386,10 @@ static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t 
   size_t mine = counts[c->rank] * esz;
   char *slot = (char *)recv + (size_t)offs[c->rank] * esz;
   if (mine && slot != send) memmove(slot, send, mine);
-  MPI_Datatype t = mpi_type(dt);
+  MPI_Datatype t = fg_mpi_type(dt);
   MPI_Request req;
   int err = MPI_Iallgatherv(MPI_IN_PLACE, 0, t, recv, nums, offs, t, comm_of(c), &req);
-  rc = err != MPI_SUCCESS ? mpi_fail(c, "allgatherv", err) : wait_one(c, "allgatherv", &req);
+  rc = err != MPI_SUCCESS ? fg_mpi_fail(c, "allgatherv", err) : wait_one(c, "allgatherv", &req);
   /* A request left in flight still reads the counts. */
   if (!((mpi_state *)c->impl)->broken) free(nums);
   return rc;
@@ -425,14 +442,14 @@ static int be_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state
   if (n) memcpy(p->ops, ops, n * sizeof *ops);
   for (int i = 0; i < p->n; i++) {
     const fg_p2p_op *o = &ops[i];
-    int err = o->is_send ? MPI_Isend(o->buf, (int)o->count, mpi_type(o->dtype), o->peer,
+    int err = o->is_send ? MPI_Isend(o->buf, (int)o->count, fg_mpi_type(o->dtype), o->peer,
                                      P2P_TAG, comm_of(c), &p->reqs[i])
-                         : MPI_Irecv(o->buf, (int)o->count, mpi_type(o->dtype), o->peer,
+                         : MPI_Irecv(o->buf, (int)o->count, fg_mpi_type(o->dtype), o->peer,
                                      P2P_TAG, comm_of(c), &p->reqs[i]);
     if (err != MPI_SUCCESS) {
       p2p_cancel(p, 0);
       p2p_free(p);
-      return abandon(c, mpi_fail(c, what, err));
+      return fg_mpi_abandon(c, fg_mpi_fail(c, what, err));
     }
   }
   *state = p;
@@ -444,7 +461,7 @@ static int check_received(fg_comm *c, const p2p *p) {
   for (int i = 0; i < p->n; i++) {
     const fg_p2p_op *o = &p->ops[i];
     int got = 0;
-    if (o->is_send || MPI_Get_count(&p->st[i], mpi_type(o->dtype), &got) != MPI_SUCCESS ||
+    if (o->is_send || MPI_Get_count(&p->st[i], fg_mpi_type(o->dtype), &got) != MPI_SUCCESS ||
         (size_t)got == o->count)
       continue;
     return fg_comm_fail(c, FG_EMISMATCH, "recv", "rank %d sent %d elements, rank %d expected %zu",
@@ -456,7 +473,8 @@ static int check_received(fg_comm *c, const p2p *p) {
 static int be_p2p_wait(fg_comm *c, void *state) {
   p2p *p = state;
   int mpi_err = 0, pending = 0;
-  int rc = poll_all(p->reqs, p->st, p->n, deadline_after(c->timeout_ms), &mpi_err, &pending);
+  int rc = fg_mpi_poll_all(p->reqs, p->st, p->n, fg_mpi_deadline_after(c->timeout_ms),
+                           &mpi_err, &pending);
   if (rc == 0) {
     rc = check_received(c, p);
   } else {
@@ -465,8 +483,8 @@ static int be_p2p_wait(fg_comm *c, void *state) {
     char peer[64];
     snprintf(peer, sizeof peer, "rank %d to %s", o->peer, o->is_send ? "receive" : "send");
     p2p_cancel(p, pending);
-    abandon(c, rc == -ETIMEDOUT ? rc : mpi_code(mpi_err));
-    rc = rc == -ETIMEDOUT ? timed_out(c, what, peer) : mpi_fail(c, what, mpi_err);
+    fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
+    rc = rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, peer) : fg_mpi_fail(c, what, mpi_err);
   }
   p2p_free(p);
   return rc;
@@ -535,7 +553,7 @@ int fg_mpi_bcast_world(void *buf, size_t len, int root) {
   int mpi_err = 0, pending = 0;
   if (MPI_Ibcast(buf, (int)len, MPI_BYTE, root, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
     return FG_EBACKEND;
-  int rc = poll_all(&req, NULL, 1, deadline_after(g.timeout_ms), &mpi_err, &pending);
+  int rc = fg_mpi_poll_all(&req, NULL, 1, fg_mpi_deadline_after(g.timeout_ms), &mpi_err, &pending);
   if (rc != 0) g.abandoned = 1;
   return rc;
 }
@@ -550,6 +568,7 @@ void fg_mpi_finalize(fg_comm *world) {
     return;
   }
   free_half_ops();
+  fg_mpi_tuning_stop();
   MPI_Finalize();
 }
 
@@ -566,14 +585,15 @@ static int be_init(fg_comm *w) {
   char err[400];
   int rc = fg_mpi_ensure_init(w, err, sizeof err);
   if (rc) return fg_comm_fail(w, rc, "init", "%s", err);
+  fg_mpi_tuning_start();
   int mpi_err = create_half_ops();
-  if (mpi_err != MPI_SUCCESS) return mpi_fail(w, "init", mpi_err);
+  if (mpi_err != MPI_SUCCESS) return fg_mpi_fail(w, "init", mpi_err);
   if (state_new(w, MPI_COMM_NULL) != 0) return fg_comm_fail(w, -ENOMEM, "init", "out of memory");
   /* Our own copy of MPI_COMM_WORLD: the application's traffic and error handler stay its. */
   mpi_state *s = w->impl;
   MPI_Request req;
   mpi_err = MPI_Comm_idup(MPI_COMM_WORLD, &s->comm, &req);
-  rc = mpi_err != MPI_SUCCESS ? mpi_fail(w, "init", mpi_err) : wait_one(w, "init", &req);
+  rc = mpi_err != MPI_SUCCESS ? fg_mpi_fail(w, "init", mpi_err) : wait_one(w, "init", &req);
   if (rc == 0) {
     MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
   } else if (!s->broken) { /* a broken one's idup may still write into s */
@@ -590,6 +610,7 @@ static void be_destroy(fg_comm *c) {
   MPI_Finalized(&finalized);
   /* A broken communicator's abandoned operation may still use it. */
   if (!s->broken && !finalized && s->comm != MPI_COMM_NULL) MPI_Comm_free(&s->comm);
+  if (!s->broken) free(s->theirs); /* an abandoned exchange may still write into it */
   free(s);
   c->impl = NULL;
 }
@@ -601,7 +622,7 @@ static int be_split(fg_comm *parent, fg_comm *child, int colour, int key) {
    * layer's allgather under the timeout, so every one of them is on its way here. */
   MPI_Comm comm = MPI_COMM_NULL;
   int mpi_err = MPI_Comm_split(comm_of(parent), child ? colour : MPI_UNDEFINED, key, &comm);
-  if (mpi_err != MPI_SUCCESS) return mpi_fail(parent, "split", mpi_err);
+  if (mpi_err != MPI_SUCCESS) return fg_mpi_fail(parent, "split", mpi_err);
   if (!child) return 0;
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   int rank = -1, size = -1;

@@ -14,6 +14,8 @@ const char *fg_bench_raw_mpi_coll(int i) {
   return NULL;
 }
 
+int fg_bench_raw_mpi_ready(void) { return 0; }
+
 int fg_bench_raw_mpi(const char *coll, size_t bytes, int iters, int warmup, double *us) {
   (void)coll, (void)bytes, (void)iters, (void)warmup;
   *us = 0;
@@ -75,6 +77,13 @@ static const struct {
 enum { NCOLLS = sizeof colls / sizeof colls[0] };
 
 const char *fg_bench_raw_mpi_coll(int i) { return i >= 0 && i < NCOLLS ? colls[i].name : NULL; }
+
+int fg_bench_raw_mpi_ready(void) {
+  int inited = 0, finalized = 0;
+  MPI_Initialized(&inited);
+  MPI_Finalized(&finalized);
+  return inited && !finalized;
+}
 
 static int timed_loop(const raw *r, int (*once)(const raw *), int iters, int warmup, double *us) {
   for (int i = 0; i < warmup; i++)

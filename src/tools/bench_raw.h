@@ -17,9 +17,15 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* The i-th collective fg_bench_raw_mpi knows, from 0; NULL past the last (at once
  * without MPI). */
 const char *fg_bench_raw_mpi_coll(int i);
+/* 1 if MPI is initialised (by fg_comm_init under mpirun), so the loops can run. */
+int fg_bench_raw_mpi_ready(void);
 
 /* Times `iters` back-to-back calls of MPI's blocking `coll` on a duplicate of
  * MPI_COMM_WORLD, after `warmup` untimed ones. *us gets the microseconds per call, the
@@ -30,4 +36,26 @@ const char *fg_bench_raw_mpi_coll(int i);
  * FG_ENOTBUILT (no MPI in this build). */
 int fg_bench_raw_mpi(const char *coll, size_t bytes, int iters, int warmup, double *us);
 
+/* The same loops on gloo alone (bench_gloo_raw.cc): a TCP device and a context of their own,
+ * meeting through gloo's FileStore, float32 and gloo::sum as a plain gloo program (or
+ * torch's ProcessGroupGloo) uses them; new options and buffers every call, as torch makes
+ * them. reduce_scatter is not among them: gloo has none. */
+typedef struct fg_bench_gloo fg_bench_gloo;
+
+/* Connects rank to every other rank of a world of `size`: listens on host (an address or
+ * a name) and meets the others under dir, a directory every rank can reach (emptied by the
+ * caller afterwards). Collective over the ranks. Returns 0, FG_EBACKEND (err says why) or
+ * FG_ENOTBUILT (no gloo in this build). */
+int fg_bench_raw_gloo_open(int rank, int size, const char *dir, const char *host, int timeout_ms,
+                           fg_bench_gloo **out, char *err, size_t errlen);
+void fg_bench_raw_gloo_close(fg_bench_gloo *g);
+/* The i-th collective fg_bench_raw_gloo knows, from 0; NULL past the last. */
+const char *fg_bench_raw_gloo_coll(int i);
+/* As fg_bench_raw_mpi; returns 0, -EINVAL, -ENOMEM or FG_EBACKEND. */
+int fg_bench_raw_gloo(fg_bench_gloo *g, const char *coll, size_t bytes, int iters, int warmup,
+                      double *us);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -48,8 +48,6 @@ double cf_fold(const tcase *t, int size, size_t j);
 /* A value no result takes, for output that must be overwritten. */
 #define CF_SENTINEL 123.0
 
-void cf_put(void *buf, fg_dtype dt, size_t i, double v);
-double cf_get(const void *buf, fg_dtype dt, size_t i);
 /* Fills n elements of rank's input; with --fault the last rank adds 1 to the first. */
 void cf_fill_input(const conform *cf, const fg_comm *c, const tcase *t, void *host, size_t n);
 

@@ -46,40 +46,11 @@ double cf_fold(const tcase *t, int size, size_t j) {
   return t->rop == FG_AVG ? acc / size : acc;
 }
 
-void cf_put(void *buf, fg_dtype dt, size_t i, double v) {
-  switch (dt) {
-    case FG_INT8: ((int8_t *)buf)[i] = (int8_t)v; break;
-    case FG_UINT8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
-    case FG_INT32: ((int32_t *)buf)[i] = (int32_t)v; break;
-    case FG_INT64: ((int64_t *)buf)[i] = (int64_t)v; break;
-    case FG_FLOAT16: ((uint16_t *)buf)[i] = fg_float_to_half((float)v); break;
-    case FG_BFLOAT16: ((uint16_t *)buf)[i] = fg_float_to_bf16((float)v); break;
-    case FG_FLOAT32: ((float *)buf)[i] = (float)v; break;
-    case FG_FLOAT64: ((double *)buf)[i] = v; break;
-    case FG_DTYPE_COUNT: break;
-  }
-}
-
-double cf_get(const void *buf, fg_dtype dt, size_t i) {
-  switch (dt) {
-    case FG_INT8: return ((const int8_t *)buf)[i];
-    case FG_UINT8: return ((const uint8_t *)buf)[i];
-    case FG_INT32: return ((const int32_t *)buf)[i];
-    case FG_INT64: return (double)((const int64_t *)buf)[i];
-    case FG_FLOAT16: return fg_half_to_float(((const uint16_t *)buf)[i]);
-    case FG_BFLOAT16: return fg_bf16_to_float(((const uint16_t *)buf)[i]);
-    case FG_FLOAT32: return ((const float *)buf)[i];
-    case FG_FLOAT64: return ((const double *)buf)[i];
-    case FG_DTYPE_COUNT: break;
-  }
-  return NAN;
-}
-
 void cf_fill_input(const conform *cf, const fg_comm *c, const tcase *t, void *host, size_t n) {
   int rank = fg_comm_rank(c);
-  for (size_t j = 0; j < n; j++) cf_put(host, t->dt, j, cf_input(t, rank, j));
+  for (size_t j = 0; j < n; j++) fg_dtype_set(host, t->dt, j, cf_input(t, rank, j));
   if (cf->fault && rank == fg_comm_size(c) - 1 && n > 0)
-    cf_put(host, t->dt, 0, cf_get(host, t->dt, 0) + 1);
+    fg_dtype_set(host, t->dt, 0, fg_dtype_get(host, t->dt, 0) + 1);
 }
 
 /* --- checking ----------------------------------------------------------------------- */
@@ -148,7 +119,7 @@ int cf_expect(conform *cf, const fg_comm *c, const tcase *t, const char *what,
   int precise = exact(c, t);
   size_t wrong = 0, first = 0;
   for (size_t i = 0; i < n; i++) {
-    double g = cf_get(got, t->dt, i);
+    double g = fg_dtype_get(got, t->dt, i);
     int ok = precise ? g == want[i] : fabs(g - want[i]) <= slack(t->dt, want[i]);
     if (!ok && wrong++ == 0) first = i;
   }
@@ -158,7 +129,7 @@ int cf_expect(conform *cf, const fg_comm *c, const tcase *t, const char *what,
   char desc[160];
   cf_describe(t, desc, sizeof desc);
   report(cf, c, "%s: %s index %zu: expected %g, got %g (%zu of %zu elements wrong)", desc, what,
-         first, want[first], cf_get(got, t->dt, first), wrong, n);
+         first, want[first], fg_dtype_get(got, t->dt, first), wrong, n);
   return 0;
 }
 

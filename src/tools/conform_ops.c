@@ -220,7 +220,7 @@ static void free_case(fg_comm *c, case_bufs *b) {
 }
 
 static void fill_sentinel(void *host, fg_dtype dt, size_t n) {
-  for (size_t i = 0; i < n; i++) cf_put(host, dt, i, CF_SENTINEL);
+  for (size_t i = 0; i < n; i++) fg_dtype_set(host, dt, i, CF_SENTINEL);
 }
 
 static char *at(void *base, size_t elems, fg_dtype dt) {

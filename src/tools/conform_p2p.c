@@ -29,9 +29,9 @@ static int quick_dtype(const conform *cf, int d) {
 static int make_message(conform *cf, fg_comm *c, cf_buf *b, const tcase *t, int from) {
   int rc = cf_buf_alloc(c, b, t->count * fg_dtype_size(t->dt));
   if (rc != 0) return rc;
-  for (size_t j = 0; j < t->count; j++) cf_put(b->host, t->dt, j, cf_input(t, from, j));
+  for (size_t j = 0; j < t->count; j++) fg_dtype_set(b->host, t->dt, j, cf_input(t, from, j));
   if (cf->fault && fg_comm_rank(c) == fg_comm_size(c) - 1 && t->count)
-    cf_put(b->host, t->dt, 0, cf_get(b->host, t->dt, 0) + 1);
+    fg_dtype_set(b->host, t->dt, 0, fg_dtype_get(b->host, t->dt, 0) + 1);
   return cf_buf_upload(c, b);
 }
 

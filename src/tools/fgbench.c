@@ -15,12 +15,22 @@ static const struct subcommand {
   const char *summary;
 } subcommands[] = {
     {"store", fg_bench_store, "store server throughput and rendezvous, fgstore vs torch 1.13"},
+    {"allreduce", fg_bench_coll, "nccl-tests for fgcomm (--side-by-side: raw gloo, MPI, torch)"},
+    {"allgather", fg_bench_coll, "the same for allgather"},
+    {"reduce_scatter", fg_bench_coll, "reduce_scatter"},
+    {"alltoall", fg_bench_coll, "alltoall"},
+    {"broadcast", fg_bench_coll, "broadcast"},
+    {"reduce", fg_bench_coll, "reduce"},
+    {"gather", fg_bench_coll, "gather"},
+    {"scatter", fg_bench_coll, "scatter"},
+    {"sendrecv", fg_bench_coll, "sendrecv: a ring, to rank + 1, from rank - 1"},
+    {"all", fg_bench_coll, "every collective above in turn"},
 };
 
 static void usage(FILE *to) {
   fprintf(to, "usage: fgbench SUBCOMMAND [options]\n\nsubcommands:\n");
   for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
-    fprintf(to, "  %-12s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(to, "  %-15s %s\n", subcommands[i].name, subcommands[i].summary);
   fprintf(to, "\nfgbench SUBCOMMAND --help lists its options.\n");
 }
 

@@ -56,32 +56,6 @@ static const char *code_name(int rc) {
 
 /* --- values ------------------------------------------------------------------------------ */
 
-static double get(fg_dtype dt, const void *p, size_t i) {
-  switch (dt) {
-    case FG_INT8: return ((const int8_t *)p)[i];
-    case FG_UINT8: return ((const uint8_t *)p)[i];
-    case FG_INT32: return ((const int32_t *)p)[i];
-    case FG_INT64: return (double)((const int64_t *)p)[i];
-    case FG_FLOAT16: return fg_half_to_float(((const uint16_t *)p)[i]);
-    case FG_BFLOAT16: return fg_bf16_to_float(((const uint16_t *)p)[i]);
-    case FG_FLOAT32: return ((const float *)p)[i];
-    default: return ((const double *)p)[i];
-  }
-}
-
-static void put(fg_dtype dt, void *p, size_t i, double v) {
-  switch (dt) {
-    case FG_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
-    case FG_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-    case FG_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case FG_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case FG_FLOAT16: ((uint16_t *)p)[i] = fg_float_to_half((float)v); break;
-    case FG_BFLOAT16: ((uint16_t *)p)[i] = fg_float_to_bf16((float)v); break;
-    case FG_FLOAT32: ((float *)p)[i] = (float)v; break;
-    default: ((double *)p)[i] = v; break;
-  }
-}
-
 /* Exact in every type: products stay powers of two, sums small; int8 sums of 6 ranks fit.
  * Element 0 of int32 and int64 sums is near the top of the range, so the sum wraps. */
 static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
@@ -94,7 +68,7 @@ static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
 
 static void *fill(fg_dtype dt, fg_redop op, int rank, size_t n) {
   void *p = calloc(n ? n : 1, fg_dtype_size(dt));
-  for (size_t i = 0; i < n; i++) put(dt, p, i, value(dt, op, rank, i));
+  for (size_t i = 0; i < n; i++) fg_dtype_set(p, dt, i, value(dt, op, rank, i));
   return p;
 }
 
@@ -120,7 +94,7 @@ static void same(fg_comm *c, const char *what, fg_dtype dt, const void *want, co
   for (size_t i = 0; i < n; i++)
     if (memcmp((const char *)want + i * esz, (const char *)got + i * esz, esz))
       DIE("%s %s on %s: element %zu: expected %g, got %g", what, fg_dtype_name(dt),
-          fg_comm_name(c), i, get(dt, want, i), get(dt, got, i));
+          fg_comm_name(c), i, fg_dtype_get(want, dt, i), fg_dtype_get(got, dt, i));
 }
 
 /* --- the checks -------------------------------------------------------------------------- */
@@ -183,8 +157,8 @@ static void movement(fg_comm *c, fg_dtype dt) {
   /* alltoall: block r of rank s's send is s*n+r; rank r receives block s = s*n+r. */
   void *send = calloc(all, esz), *wantx = calloc(all, esz);
   for (size_t i = 0; i < all; i++) {
-    put(dt, send, i, (double)((me * n + (int)(i / COUNT)) % 50));
-    put(dt, wantx, i, (double)(((int)(i / COUNT) * n + me) % 50));
+    fg_dtype_set(send, dt, i, (double)((me * n + (int)(i / COUNT)) % 50));
+    fg_dtype_set(wantx, dt, i, (double)(((int)(i / COUNT) * n + me) % 50));
   }
   CHECK(c, fg_alltoall(c, send, recv, COUNT, dt));
   same(c, "alltoall", dt, wantx, recv, all);

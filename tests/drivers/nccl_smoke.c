@@ -85,32 +85,6 @@ static void *host_copy(fg_comm *c, const void *dev, size_t bytes) {
 
 /* --- values ------------------------------------------------------------------------------ */
 
-static double get(fg_dtype dt, const void *p, size_t i) {
-  switch (dt) {
-    case FG_INT8: return ((const int8_t *)p)[i];
-    case FG_UINT8: return ((const uint8_t *)p)[i];
-    case FG_INT32: return ((const int32_t *)p)[i];
-    case FG_INT64: return (double)((const int64_t *)p)[i];
-    case FG_FLOAT16: return fg_half_to_float(((const uint16_t *)p)[i]);
-    case FG_BFLOAT16: return fg_bf16_to_float(((const uint16_t *)p)[i]);
-    case FG_FLOAT32: return ((const float *)p)[i];
-    default: return ((const double *)p)[i];
-  }
-}
-
-static void put(fg_dtype dt, void *p, size_t i, double v) {
-  switch (dt) {
-    case FG_INT8: ((int8_t *)p)[i] = (int8_t)v; break;
-    case FG_UINT8: ((uint8_t *)p)[i] = (uint8_t)v; break;
-    case FG_INT32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case FG_INT64: ((int64_t *)p)[i] = (int64_t)v; break;
-    case FG_FLOAT16: ((uint16_t *)p)[i] = fg_float_to_half((float)v); break;
-    case FG_BFLOAT16: ((uint16_t *)p)[i] = fg_float_to_bf16((float)v); break;
-    case FG_FLOAT32: ((float *)p)[i] = (float)v; break;
-    default: ((double *)p)[i] = v; break;
-  }
-}
-
 /* Exact in every type: products stay powers of two, sums small. */
 static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
   if (op == FG_PROD) return 1 + (double)((rank + i) % 2);
@@ -120,7 +94,7 @@ static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
 
 static void *fill(fg_dtype dt, fg_redop op, int rank, size_t n) {
   void *p = calloc(n ? n : 1, fg_dtype_size(dt));
-  for (size_t i = 0; i < n; i++) put(dt, p, i, value(dt, op, rank, i));
+  for (size_t i = 0; i < n; i++) fg_dtype_set(p, dt, i, value(dt, op, rank, i));
   return p;
 }
 
@@ -146,7 +120,7 @@ static void same(fg_comm *c, const char *what, fg_dtype dt, fg_redop op, const v
   void *got = host_copy(c, dev, n * fg_dtype_size(dt));
   int inexact = op == FG_AVG && dt >= FG_FLOAT16;
   for (size_t i = 0; i < n; i++) {
-    double w = get(dt, want, i), g = get(dt, got, i);
+    double w = fg_dtype_get(want, dt, i), g = fg_dtype_get(got, dt, i);
     if (inexact ? fabs(w - g) <= 1e-2 * fmax(1, fabs(w)) : w == g) continue;
     DIE("%s %s %s on %s: element %zu of %zu: expected %g, got %g", what, fg_dtype_name(dt),
         op < FG_REDOP_COUNT ? fg_redop_name(op) : "", fg_comm_name(c), i, n, w, g);
@@ -221,8 +195,8 @@ static void movement(fg_comm *c, fg_dtype dt) {
   /* alltoall: block r of rank s's send is s*n+r; rank r receives block s = s*n+r. */
   void *xsend = calloc(1, all), *xwant = calloc(1, all);
   for (size_t i = 0; i < COUNT * (size_t)n; i++) {
-    put(dt, xsend, i, (double)((me * n + (int)(i / COUNT)) % 50));
-    put(dt, xwant, i, (double)(((int)(i / COUNT) * n + me) % 50));
+    fg_dtype_set(xsend, dt, i, (double)((me * n + (int)(i / COUNT)) % 50));
+    fg_dtype_set(xwant, dt, i, (double)(((int)(i / COUNT) * n + me) % 50));
   }
   CHECK(c, fg_comm_upload(c, all_dev, xsend, all));
   CHECK(c, fg_alltoall(c, all_dev, recv, COUNT, dt));

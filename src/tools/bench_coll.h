@@ -1,0 +1,121 @@
+/* bench_coll.h - `fgbench <collective>`, in the shape of nccl-tests: one driver
+ * (bench_coll.c: the size sweep, timing, checking, the table; its options in
+ * bench_coll_opts.c), one small struct per collective (bench_coll_ops.c) and the raw
+ * libraries set beside fgcomm in --side-by-side mode (bench_coll_peers.c).
+ *
+ * Sizes follow nccl-tests and bench_raw.h: a swept size is the larger buffer of one rank; a
+ * collective whose buffer holds a block per rank moves size / ranks per block. */
+#ifndef FG_TOOLS_BENCH_COLL_H
+#define FG_TOOLS_BENCH_COLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fg/comm.h"
+
+/* The values every rank contributes repeat with this period in the element index, so a
+ * rank can tabulate every rank's values, and every result, once per run. */
+#define BC_PERIOD 1100
+
+/* What a collective's expectations read: every rank's values and their reduction, for one
+ * element index modulo BC_PERIOD. */
+typedef struct bc_values {
+  int size;
+  double *input;  /* [rank * BC_PERIOD + j] */
+  double *folded; /* [j]: the reduction over every rank (AVG divided) */
+} bc_values;
+
+/* One call of a collective: what its run and expect functions get. */
+typedef struct bc_call {
+  fg_comm *comm;
+  int rank, size;
+  fg_dtype dt;
+  fg_redop op;
+  int root;
+  size_t count;      /* the count argument of the fg_* call */
+  void *send, *recv; /* backend memory; the same buffer for broadcast */
+  const bc_values *v;
+} bc_call;
+
+enum {
+  BC_REDUCES = 1,   /* takes a reduction (-o) */
+  BC_ROOTED = 2,    /* takes a root (-r) */
+  BC_IN_PLACE = 4,  /* one buffer (broadcast): the root's holds the data */
+  BC_PER_RANK = 8,  /* count is a ranks-th of the swept size */
+  BC_FROM_ROOT = 16 /* only the root's data reaches anyone (what --corrupt must touch) */
+};
+
+/* One collective, as nccl-tests describes one: how big its buffers are, what it must
+ * produce, how to call it once, and its bus-bandwidth factor. */
+typedef struct bc_coll {
+  const char *name;
+  unsigned flags;
+  /* Buffers in blocks of count elements: 1, or 0 for one block per rank. */
+  int send_blocks, recv_blocks;
+  int (*run)(const bc_call *k);
+  /* What element j of the receive buffer must hold afterwards; NAN where nothing is
+   * promised (reduce and gather away from the root). */
+  double (*expect)(const bc_call *k, size_t j);
+  /* busbw = algbw * factor, as nccl-tests computes it. */
+  double (*busbw_factor)(int ranks);
+} bc_coll;
+
+/* The collectives, in the order `fgbench all` runs them; NULL-terminated. */
+extern const bc_coll *const bc_colls[];
+const bc_coll *bc_find(const char *name);
+
+/* Element j of rank r's send buffer (through the table). */
+double bc_input(const bc_call *k, int r, size_t j);
+/* Fills v for these arguments (dtype, op, ranks); 0 or -ENOMEM. */
+int bc_values_make(bc_values *v, int size, fg_dtype dt, fg_redop op, int reduces);
+void bc_values_free(bc_values *v);
+
+/* --- the raw libraries beside fgcomm (--side-by-side) ------------------------------------- */
+
+typedef struct bc_options bc_options;
+
+typedef struct bc_peer {
+  const char *name; /* "raw-gloo", "raw-mpi", "torch" */
+  void *state;
+  /* 1 if it can run this collective with these arguments. */
+  int (*supports)(void *state, const char *coll, fg_dtype dt, fg_redop op, int root);
+  /* Microseconds per call of `iters` back-to-back calls after `warmup`, behind a barrier of
+   * its own; the slowest rank's. bytes is the swept size. */
+  int (*time)(void *state, const char *coll, size_t bytes, int iters, int warmup, double *us);
+  void (*close)(void *state);
+} bc_peer;
+
+enum { BC_MAX_PEERS = 3 };
+
+/* Opens the peers that fit this run (raw gloo beside gloo, raw MPI beside mpi under mpirun,
+ * torch beside gloo), collectively over world: every rank gets the same list. A peer that
+ * cannot start is left out with a note on rank 0's stdout. Returns how many. */
+int bc_peers_open(fg_comm *world, const bc_options *o, bc_peer *peers);
+void bc_peers_close(bc_peer *peers, int n);
+
+/* --- options (bench_coll_opts.c) ---------------------------------------------------------- */
+
+enum { BC_MAX_REPEAT = 99 };
+
+struct bc_options {
+  const char *coll; /* a name, or "all" */
+  const char *backend;
+  uint64_t min_bytes, max_bytes;
+  double step_factor;
+  int iters, warmup, repeat;
+  fg_dtype dt;
+  fg_redop op;
+  int root;
+  int check;
+  int corrupt;      /* one rank corrupts its contribution: every check must fail */
+  int side_by_side;
+  const char *peers; /* comma list limiting the peers; NULL: every one that fits */
+  const char *csv;
+  const char *python, *torch_script;
+  int timeout_ms;
+};
+
+/* argv[0] is the collective. 0, -1 after --help (exit 0), or 2 with one line on stderr. */
+int bc_parse_options(int argc, char **argv, bc_options *o);
+
+#endif

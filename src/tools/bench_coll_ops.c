@@ -1,0 +1,179 @@
+/* bench_coll_ops.c - the collectives `fgbench` knows, one small struct each (see
+ * bench_coll.h), and the values ranks contribute. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/bench_coll.h"
+
+/* --- values ------------------------------------------------------------------------------ */
+
+/* Small integers, so every result is exact in every dtype: sums stay within int8 for up to
+ * 63 ranks, products are at most 16, signed only where the dtype is. The periods (100, 5,
+ * 20, 11) divide BC_PERIOD. */
+static double pattern(fg_dtype dt, fg_redop op, int reduces, int rank, size_t j) {
+  double neg = dt != FG_UINT8;
+  size_t r = (size_t)rank;
+  if (!reduces) return (double)((r * 31 + j * 7) % 100) - 50 * neg;
+  switch (op) {
+    case FG_PROD:
+      if ((r + j) % 4 == 0 && r < 16) return 2;
+      return neg && (r + 2 * j) % 5 == 1 ? -1 : 1;
+    case FG_MIN:
+    case FG_MAX: return (double)((r * 5 + j * 3) % 11) - 5 * neg;
+    default: return (double)((r * 3 + j * 7) % 5) - 2 * neg;
+  }
+}
+
+static double combine(fg_redop op, double acc, double v) {
+  switch (op) {
+    case FG_PROD: return acc * v;
+    case FG_MIN: return v < acc ? v : acc;
+    case FG_MAX: return v > acc ? v : acc;
+    default: return acc + v;
+  }
+}
+
+/* AVG is SUM divided by the ranks: integer types truncate, as C division does. */
+static double average(fg_dtype dt, double sum, int size) {
+  double q = sum / size;
+  return dt >= FG_FLOAT16 ? q : trunc(q);
+}
+
+int bc_values_make(bc_values *v, int size, fg_dtype dt, fg_redop op, int reduces) {
+  v->size = size;
+  v->input = malloc(sizeof *v->input * BC_PERIOD * (size_t)size);
+  v->folded = malloc(sizeof *v->folded * BC_PERIOD);
+  if (!v->input || !v->folded) {
+    bc_values_free(v);
+    return -ENOMEM;
+  }
+  for (size_t j = 0; j < BC_PERIOD; j++) {
+    double acc = 0;
+    for (int r = 0; r < size; r++) {
+      double x = pattern(dt, op, reduces, r, j);
+      v->input[(size_t)r * BC_PERIOD + j] = x;
+      acc = r == 0 ? x : combine(op, acc, x);
+    }
+    v->folded[j] = op == FG_AVG ? average(dt, acc, size) : acc;
+  }
+  return 0;
+}
+
+void bc_values_free(bc_values *v) {
+  free(v->input);
+  free(v->folded);
+  v->input = v->folded = NULL;
+}
+
+double bc_input(const bc_call *k, int r, size_t j) {
+  return k->v->input[(size_t)r * BC_PERIOD + j % BC_PERIOD];
+}
+
+static double folded(const bc_call *k, size_t j) { return k->v->folded[j % BC_PERIOD]; }
+
+/* Block j / count of a buffer with a block per rank, and the index within it. */
+static int block_of(const bc_call *k, size_t j) { return (int)(j / k->count); }
+static size_t within(const bc_call *k, size_t j) { return j % k->count; }
+
+/* --- bus-bandwidth factors (nccl-tests' PERFORMANCE.md) ---------------------------------- */
+
+static double factor_allreduce(int n) { return 2.0 * (n - 1) / n; }
+static double factor_ring(int n) { return (double)(n - 1) / n; }
+static double factor_one(int n) {
+  (void)n;
+  return 1.0;
+}
+
+/* --- the collectives --------------------------------------------------------------------- */
+
+static int run_allreduce(const bc_call *k) {
+  return fg_allreduce(k->comm, k->send, k->recv, k->count, k->dt, k->op);
+}
+static double expect_allreduce(const bc_call *k, size_t j) { return folded(k, j); }
+
+static int run_allgather(const bc_call *k) {
+  return fg_allgather(k->comm, k->send, k->recv, k->count, k->dt);
+}
+static double expect_allgather(const bc_call *k, size_t j) {
+  return bc_input(k, block_of(k, j), within(k, j));
+}
+
+static int run_reduce_scatter(const bc_call *k) {
+  return fg_reduce_scatter(k->comm, k->send, k->recv, k->count, k->dt, k->op);
+}
+static double expect_reduce_scatter(const bc_call *k, size_t j) {
+  return folded(k, (size_t)k->rank * k->count + j);
+}
+
+static int run_alltoall(const bc_call *k) {
+  return fg_alltoall(k->comm, k->send, k->recv, k->count, k->dt);
+}
+/* Block b came from rank b, which sent it its block number `rank`. */
+static double expect_alltoall(const bc_call *k, size_t j) {
+  return bc_input(k, block_of(k, j), (size_t)k->rank * k->count + within(k, j));
+}
+
+static int run_broadcast(const bc_call *k) {
+  return fg_broadcast(k->comm, k->recv, k->count, k->dt, k->root);
+}
+static double expect_broadcast(const bc_call *k, size_t j) { return bc_input(k, k->root, j); }
+
+static int run_reduce(const bc_call *k) {
+  return fg_reduce(k->comm, k->send, k->recv, k->count, k->dt, k->op, k->root);
+}
+static double expect_reduce(const bc_call *k, size_t j) {
+  return k->rank == k->root ? folded(k, j) : NAN;
+}
+
+static int run_gather(const bc_call *k) {
+  return fg_gather(k->comm, k->send, k->recv, k->count, k->dt, k->root);
+}
+static double expect_gather(const bc_call *k, size_t j) {
+  return k->rank == k->root ? expect_allgather(k, j) : NAN;
+}
+
+static int run_scatter(const bc_call *k) {
+  return fg_scatter(k->comm, k->send, k->recv, k->count, k->dt, k->root);
+}
+static double expect_scatter(const bc_call *k, size_t j) {
+  return bc_input(k, k->root, (size_t)k->rank * k->count + j);
+}
+
+/* A ring: send to rank + 1, receive from rank - 1. */
+static int run_sendrecv(const bc_call *k) {
+  int next = (k->rank + 1) % k->size, prev = (k->rank + k->size - 1) % k->size;
+  fg_p2p_op ops[2] = {{1, k->send, k->count, k->dt, next}, {0, k->recv, k->count, k->dt, prev}};
+  if (k->size == 1) return 0; /* nobody to talk to: nothing moves */
+  fg_batch *b = NULL;
+  int rc = fg_batch_start(k->comm, ops, 2, &b);
+  return rc ? rc : fg_batch_wait(b);
+}
+static double expect_sendrecv(const bc_call *k, size_t j) {
+  return k->size == 1 ? NAN : bc_input(k, (k->rank + k->size - 1) % k->size, j);
+}
+
+#define COLL(name, flags, sb, rb, factor) \
+  static const bc_coll coll_##name = {#name, flags, sb, rb, run_##name, expect_##name, factor}
+
+COLL(allreduce, BC_REDUCES, 1, 1, factor_allreduce);
+COLL(allgather, BC_PER_RANK, 1, 0, factor_ring);
+COLL(reduce_scatter, BC_REDUCES | BC_PER_RANK, 0, 1, factor_ring);
+COLL(alltoall, BC_PER_RANK, 0, 0, factor_ring);
+COLL(broadcast, BC_ROOTED | BC_IN_PLACE | BC_FROM_ROOT, 1, 1, factor_one);
+COLL(reduce, BC_REDUCES | BC_ROOTED, 1, 1, factor_one);
+COLL(gather, BC_ROOTED | BC_PER_RANK, 1, 0, factor_ring);
+COLL(scatter, BC_ROOTED | BC_PER_RANK | BC_FROM_ROOT, 0, 1, factor_ring);
+COLL(sendrecv, 0, 1, 1, factor_one);
+
+const bc_coll *const bc_colls[] = {&coll_allreduce, &coll_allgather, &coll_reduce_scatter,
+                                   &coll_alltoall,  &coll_broadcast, &coll_reduce,
+                                   &coll_gather,    &coll_scatter,   &coll_sendrecv,
+                                   NULL};
+
+const bc_coll *bc_find(const char *name) {
+  for (int i = 0; bc_colls[i]; i++)
+    if (!strcmp(bc_colls[i]->name, name)) return bc_colls[i];
+  return NULL;
+}
