@@ -2,8 +2,8 @@
  * rendezvous through our store.
  *
  * Every group gets its own gloo context (connected through the group's store scope) over
- * one TCP device per process. gloo has every collective but reduce-scatter, which the
- * generic layer composes. Reductions always run our kernels (fg_reduce_local3), so half
+ * one TCP device per process. gloo has every collective but reduce-scatter, which is an
+ * allreduce here. Reductions always run our kernels (fg_reduce_local3), so half
  * types and integer wrap-around match the other backends. A peer that dies fails every
  * operation of the groups it was in within milliseconds, naming it (gloo_shim.cc keeps
  * that watch); every wait is bounded by the communicator's timeout. */
@@ -20,6 +20,8 @@
 typedef struct gloo_comm {
   fg_gloo_device *dev; /* the world's; groups borrow it */
   fg_gloo *ctx;
+  void *scratch;       /* reduce's output away from the root, kept for the next call */
+  size_t scratch_len;
 } gloo_comm;
 
 typedef struct p2p_state {
@@ -45,11 +47,12 @@ static int failed(fg_comm *c, int rc, const char *what, const fg_gloo_error *e) 
 }
 
 /* Where this process listens: GLOO_SOCKET_IFNAME as torch reads it, loopback when every
- * rank is on this host, else the host's name. */
+ * rank is on this host, else the address other hosts reach this one at (never a host name
+ * that Debian maps to 127.0.1.1). */
 static void listen_address(const fg_comm *w, char *host, size_t len, const char **iface) {
   *iface = getenv("GLOO_SOCKET_IFNAME");
-  if (w->local_size == w->size || gethostname(host, len) != 0)
-    snprintf(host, len, "127.0.0.1");
+  snprintf(host, len, "127.0.0.1");
+  if (w->local_size != w->size) fg_comm_advertised_host(host, len);
 }
 
 static int connect_group(fg_comm *c, fg_gloo_device *dev, gloo_comm *g) {
@@ -67,6 +70,7 @@ static void gloo_destroy(fg_comm *c) {
   if (!g) return;
   fg_gloo_close(g->ctx);
   fg_gloo_device_close(g->dev);
+  free(g->scratch);
   free(g);
   c->impl = NULL;
 }
@@ -141,11 +145,28 @@ static int gloo_broadcast(fg_comm *c, void *buf, size_t count, fg_dtype dt, int 
   return rc ? failed(c, rc, "broadcast", &e) : 0;
 }
 
+/* Room for reduce's output away from the root. It is kept: a fresh allocation of a large
+ * buffer on every call costs a page fault per page, a good part of the call. */
+#define SCRATCH_KEPT_MAX ((size_t)256 << 20)
+
+static void *scratch_of(fg_comm *c, size_t bytes) {
+  gloo_comm *g = c->impl;
+  if (bytes <= g->scratch_len) return g->scratch;
+  void *p = malloc(bytes);
+  if (p && bytes <= SCRATCH_KEPT_MAX) {
+    free(g->scratch);
+    g->scratch = p;
+    g->scratch_len = bytes;
+  }
+  return p;
+}
+
 static int gloo_reduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt,
                        fg_redop rop, int root) {
   /* gloo's ring leaves partial sums in every rank's output: only root's is the caller's. */
+  size_t bytes = count * fg_dtype_size(dt);
   void *scratch = NULL;
-  if (c->rank != root && count > 0 && !(scratch = malloc(count * fg_dtype_size(dt))))
+  if (c->rank != root && count > 0 && !(scratch = scratch_of(c, bytes)))
     return fg_comm_fail(c, -ENOMEM, "reduce", "out of memory");
   reduction r = {dt, rop};
   fg_gloo_op op = op_of(c, send == recv && !scratch ? NULL : send, scratch ? scratch : recv,
@@ -154,7 +175,7 @@ static int gloo_reduce(fg_comm *c, const void *send, void *recv, size_t count, f
   op.reduce_arg = &r;
   fg_gloo_error e;
   int rc = fg_gloo_reduce(ctx_of(c), &op, &e);
-  free(scratch);
+  if (scratch && scratch != ((gloo_comm *)c->impl)->scratch) free(scratch);
   return rc ? failed(c, rc, "reduce", &e) : 0;
 }
 
@@ -167,6 +188,24 @@ static int gloo_allreduce(fg_comm *c, const void *send, void *recv, size_t count
   fg_gloo_error e;
   int rc = fg_gloo_allreduce(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "allreduce", &e) : 0;
+}
+
+/* gloo has no reduce-scatter: allreduce the whole of send (a ring moves twice what a
+ * reduce-scatter would) into the kept scratch, and keep this rank's block. */
+static int gloo_reduce_scatter(fg_comm *c, const void *send, void *recv, size_t count,
+                               fg_dtype dt, fg_redop rop) {
+  size_t block = count * fg_dtype_size(dt), bytes = block * (size_t)c->size;
+  void *all = count ? scratch_of(c, bytes) : NULL;
+  if (count && !all) return fg_comm_fail(c, -ENOMEM, "reduce_scatter", "out of memory");
+  reduction r = {dt, rop};
+  fg_gloo_op op = op_of(c, send, all, count * (size_t)c->size, dt, -1);
+  op.reduce = reduce_kernel;
+  op.reduce_arg = &r;
+  fg_gloo_error e;
+  int rc = fg_gloo_allreduce(ctx_of(c), &op, &e);
+  if (rc == 0 && count) memcpy(recv, (char *)all + (size_t)c->rank * block, block);
+  if (all && all != ((gloo_comm *)c->impl)->scratch) free(all);
+  return rc ? failed(c, rc, "reduce_scatter", &e) : 0;
 }
 
 static int gloo_allgather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt) {
@@ -272,7 +311,7 @@ static const fg_backend gloo_backend = {
     .allgatherv = gloo_allgatherv,
     .gather = gloo_gather,
     .scatter = gloo_scatter,
-    .reduce_scatter = NULL,
+    .reduce_scatter = gloo_reduce_scatter,
     .alltoall = gloo_alltoall,
     .p2p_start = gloo_p2p_start,
     .p2p_wait = gloo_p2p_wait,

@@ -4,10 +4,15 @@
  * and our keys go under the attempt's prefix, as torch's do. Without an agent,
  * rank 0 serves one from a thread of its own: on MASTER_PORT when given (as
  * torch's env:// does), or on a free port it announces over MPI under mpirun. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -95,6 +100,50 @@ static int connect_scoped(fg_comm *w, const char *host, int port, const char *pr
   return rc ? fg_fail(err, errlen, rc, "out of memory") : 0;
 }
 
+/* A host name other hosts may reach this one by: it resolves to an address of this host that
+ * is not loopback (Debian maps the name to 127.0.1.1; hosts in network namespaces share a
+ * name that resolves to some other host's address). Binding it tells it is ours. */
+static int name_is_reachable_here(const char *name) {
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+  if (getaddrinfo(name, NULL, &hints, &ai) != 0) return 0;
+  char text[INET6_ADDRSTRLEN] = "";
+  const struct sockaddr *sa = ai->ai_addr;
+  inet_ntop(sa->sa_family, sa->sa_family == AF_INET6
+                ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                : (const void *)&((const struct sockaddr_in *)sa)->sin_addr,
+            text, sizeof text);
+  int ok = !is_loopback(text);
+  if (ok) {
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ok = fd >= 0 && bind(fd, sa, ai->ai_addrlen) == 0;
+    if (fd >= 0) close(fd);
+  }
+  freeaddrinfo(ai);
+  return ok;
+}
+
+/* The address rank 0 gives ranks on other hosts, and gloo listens on: GLOO_SOCKET_IFNAME's, as
+ * the ranks talk there; else the host name, when it names this host; else the first other IPv4
+ * address. */
+void fg_comm_advertised_host(char *host, size_t len) {
+  const char *iface = getenv("GLOO_SOCKET_IFNAME");
+  char name[256];
+  if (!(iface && *iface) && gethostname(name, sizeof name) == 0 && name_is_reachable_here(name)) {
+    snprintf(host, len, "%s", name);
+    return;
+  }
+  struct ifaddrs *ifs = NULL;
+  if (getifaddrs(&ifs) != 0) return;
+  for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK) ||
+        (iface && *iface && strcmp(i->ifa_name, iface) != 0))
+      continue;
+    inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, host, (socklen_t)len);
+    break;
+  }
+  freeifaddrs(ifs);
+}
+
 /* Under mpirun without MASTER_ADDR: rank 0 serves, and tells the others over MPI. */
 static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
   int rc = fg_mpi_ensure_init(w, err, errlen);
@@ -107,7 +156,7 @@ static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
                     errlen);
     if (rc == 0) {
       char host[256] = "127.0.0.1";
-      if (!single_host && gethostname(host, sizeof host) != 0) strcpy(host, "localhost");
+      if (!single_host) fg_comm_advertised_host(host, sizeof host);
       snprintf(where, sizeof where, "%s:%d", host, port);
     } else {
       snprintf(where, sizeof where, "!%s", err);

@@ -90,6 +90,10 @@ int fg_comm_env_resolve(const fg_comm_options *opts, fg_comm_env *env, char *err
 /* Connects the world to its store (bootstrap.c): the agent's, one this rank hosts, or one
  * rank 0 hosts and announces over MPI. Sets world->store, store_conn and store_host. */
 int fg_comm_bootstrap_store(fg_comm *world, const fg_comm_env *env, char *err, size_t errlen);
+/* The address other hosts reach this one at (bootstrap.c): GLOO_SOCKET_IFNAME's, else the host
+ * name when it resolves to one of this host's other-than-loopback addresses, else the first
+ * other IPv4 address; host keeps what it held when there is none. */
+void fg_comm_advertised_host(char *host, size_t len);
 /* Waits for every rank, then stops a store this process hosts. */
 void fg_comm_release_store(fg_comm *world);
 

@@ -259,7 +259,8 @@ void start_watch(fg_gloo *g) {
   g->watcher = std::thread(watch, g);
 }
 
-/* Completes this rank's canary and alarm receives on every peer before it goes. */
+/* Completes this rank's canary and alarm receives on every peer, and waits for theirs, before
+ * it goes. */
 void say_goodbye(fg_gloo *g) {
   char byte = 0;
   auto bye = g->ctx->createUnboundBuffer(&byte, 1);
@@ -280,6 +281,19 @@ void say_goodbye(fg_gloo *g) {
     auto left = std::chrono::duration_cast<milliseconds>(deadline -
                                                          std::chrono::steady_clock::now());
     bye->waitSend(std::max(left, milliseconds(1)));
+  }
+  /* Stay until every peer's goodbye has come too: a rank that closes its sockets first would
+   * leave a slower peer's goodbye unwritten, and that peer waiting for it until the deadline. */
+  std::lock_guard<std::mutex> lock(g->mu);
+  for (auto &canary : g->canaries) {
+    if (!canary) continue;
+    auto left = std::chrono::duration_cast<milliseconds>(deadline -
+                                                         std::chrono::steady_clock::now());
+    try {
+      canary->waitRecv(std::max(left, milliseconds(1)));
+    } catch (...) {
+      /* Gone or late: its sockets close with ours. */
+    }
   }
 }
 
