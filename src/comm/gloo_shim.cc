@@ -33,6 +33,7 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -68,6 +69,8 @@ struct fg_gloo {
   std::vector<char> canary_bytes, alarm_bytes;
   std::vector<std::unique_ptr<Buffer>> canaries; /* [peer]; none for this rank */
   std::unique_ptr<Buffer> alarm;
+  int goodbyes = 0; /* peers that said goodbye, counted by the watcher */
+  std::condition_variable goodbye_cv;
   std::thread watcher;
 
   ~fg_gloo() {
@@ -98,6 +101,10 @@ constexpr uint64_t kAlarmSlot = 0x42ull << 56;
 constexpr milliseconds kForever = milliseconds(1000LL * 3600 * 24 * 365);
 /* How long a leaving rank waits for its goodbyes to be written. */
 constexpr milliseconds kGoodbyeWait = milliseconds(2000);
+/* How long it then waits for its peers' goodbyes: ranks that close together do so within a
+ * few milliseconds; a peer still at work (this rank leaves early) sends none, and waiting
+ * longer would only hold back the news that this rank is gone. */
+constexpr milliseconds kGoodbyeLinger = milliseconds(300);
 /* gloo's words for connections it closed after a timeout elsewhere in the context. */
 constexpr const char *kTimeoutFallout = "Application timeout caused pair closure";
 
@@ -221,17 +228,25 @@ void poison(fg_gloo *g) {
 }
 
 void record_failure(fg_gloo *g, int code, const fg_gloo_error *e) {
-  std::lock_guard<std::mutex> lock(g->mu);
-  if (g->failed) return;
-  g->failed = code;
-  g->first_error = *e;
+  {
+    std::lock_guard<std::mutex> lock(g->mu);
+    if (g->failed) return;
+    g->failed = code;
+    g->first_error = *e;
+  }
+  g->goodbye_cv.notify_all(); /* a leaving rank waits no longer */
 }
 
 void watch(fg_gloo *g) {
   for (;;) {
     try {
       if (!g->alarm->waitRecv(nullptr, kForever)) return; /* aborted: closing */
-      continue;                                           /* a peer said goodbye */
+      {
+        std::lock_guard<std::mutex> lock(g->mu);          /* a peer said goodbye */
+        g->goodbyes++;
+      }
+      g->goodbye_cv.notify_all();
+      continue;
     } catch (...) {
     }
     int peer = find_blame(g);
@@ -282,19 +297,13 @@ void say_goodbye(fg_gloo *g) {
                                                          std::chrono::steady_clock::now());
     bye->waitSend(std::max(left, milliseconds(1)));
   }
-  /* Stay until every peer's goodbye has come too: a rank that closes its sockets first would
-   * leave a slower peer's goodbye unwritten, and that peer waiting for it until the deadline. */
-  std::lock_guard<std::mutex> lock(g->mu);
-  for (auto &canary : g->canaries) {
-    if (!canary) continue;
-    auto left = std::chrono::duration_cast<milliseconds>(deadline -
-                                                         std::chrono::steady_clock::now());
-    try {
-      canary->waitRecv(std::max(left, milliseconds(1)));
-    } catch (...) {
-      /* Gone or late: its sockets close with ours. */
-    }
-  }
+  /* Stay until every peer's goodbye has come too (the watcher counts them): a rank that closes
+   * its sockets first would leave a slower peer's goodbye unwritten, and that peer waiting for
+   * it until the deadline. No gloo wait here: one that timed out would fail the context. */
+  auto linger = std::min(deadline, std::chrono::steady_clock::now() + kGoodbyeLinger);
+  std::unique_lock<std::mutex> lock(g->mu);
+  g->goodbye_cv.wait_until(lock, linger,
+                           [&] { return g->goodbyes >= g->ctx->size - 1 || g->failed; });
 }
 
 /* --- failures as codes ------------------------------------------------------------------ */

@@ -129,7 +129,7 @@ def test_a_rank_sigkilled_mid_operation_ends_the_job_at_once(tmp_path, op):
     workers, _ = job_pids(tmp_path)
     assert job.rc == 137, job
     assert f"rank 2 (local_rank 2, pid {workers[2]}) killed by SIGKILL" in job.err, job
-    assert took < 1.0, f"fgrun exited {took:.2f}s after the kill"
+    assert took < 3.0, f"fgrun exited {took:.2f}s after the kill"
     assert_nothing_left(tmp_path)
     for r in range(4):  # the others may be behind: rings let ranks drift an iteration or two
         assert_logs_are_whole(logs, r, op, at_least=0 if r != 2 else 3,
@@ -159,8 +159,9 @@ def test_a_rank_sigkilled_mid_allreduce_under_mpirun(tmp_path):
 def test_a_rank_that_exits_0_early_fails_its_peers_and_is_named(tmp_path, how, n):
     """The last rank exits 0 at iteration 3 - without a word (exit0), or after destroying
     its communicator (leave) - while the others enter the allreduce it never joins.
-    Expected: they fail within a second instead of waiting for the library timeout, fgrun
-    exits 1 and names the rank that left early, and nothing is left. With two ranks the
+    Expected: they fail within seconds (tens of milliseconds here; a leaving rank waits at
+    most 0.3 s for goodbyes) instead of waiting for the library timeout, fgrun exits 1 and
+    names the rank that left early, and nothing is left. With two ranks the
     survivor's own error names it too (with more, gloo blames the neighbour that passed the
     failure on, and fgrun stops the others before they say more)."""
     v = n - 1
@@ -168,7 +169,7 @@ def test_a_rank_that_exits_0_early_fails_its_peers_and_is_named(tmp_path, how, n
                     "--iters", "1000", "allreduce", env={"FG_TIMEOUT": "60"})
     took = job.ended - fault_time(tmp_path)
     assert job.rc == 1, job
-    assert took < 1.0, f"fgrun exited {took:.2f}s after rank {v} left"
+    assert took < 3.0, f"fgrun exited {took:.2f}s after rank {v} left"
     note = re.search(rf"fgrun: rank {v} exited with code 0 [\d.]+ s before rank \d failed, "
                      r"while its peers still needed it \(its last operation: "
                      r"(allreduce #3|destroy) on world; "
