@@ -4,11 +4,12 @@
 #
 #   machine.txt        the machine and the versions of everything compared
 #   memcpy.csv         the collectives' floor: one core's memcpy bandwidth, 8 B to 64 MiB
+#   tcp-rtt.csv        the store's floor: a 1-byte loopback TCP round trip (median, p10, p90)
 #   launch.csv         scripts/bench-launch.sh: N workers running `true` under the bare
 #   launch-failure.csv   fork/exec floor, fgrun and mpirun; a rank's failure to the exit
 #   store.csv          scripts/bench-store.sh: fgstore vs torch 1.13's TCPStore server
-#   coll.csv           scripts/bench-coll.sh (when present): fgbench's collectives vs the
-#                        raw libraries and torch
+#   coll.csv           scripts/bench-coll.sh (when present): fgbench's allreduce vs the
+#                        raw libraries and torch; coll-all/ every collective, shorter
 #   matrix.csv         fgmatrix configs/*.yaml, MATRIX_RUNS rounds of fgrun+gloo,
 #   matrix-summary.csv   mpirun+gloo and mpirun+mpi in turn; per case seconds and medians
 #   *.txt              each benchmark's own report;  *.png  the plots
@@ -19,7 +20,7 @@
 # stop the others; the script exits 1 if any failed.
 #
 #   BENCH_QUICK=1   a smoke run: few repetitions, small sizes (the numbers mean little)
-#   BENCH_ONLY=".." only these steps, of: memcpy launch store coll matrix plots
+#   BENCH_ONLY=".." only these steps, of: memcpy tcp_rtt launch store coll matrix plots
 #   MATRIX_RUNS=N   rounds of the scenario matrix (default 3)
 set -uo pipefail
 
@@ -132,6 +133,77 @@ memcpy_floor() {
 }
 step memcpy memcpy_floor
 
+# --- the store's floor: a loopback TCP round trip -------------------------------------------
+cat >"$WORK/tcp_rtt_floor.c" <<'EOF'
+/* tcp_rtt_floor SECONDS: one client and one echo thread over loopback TCP (TCP_NODELAY),
+ * 1-byte ping-pong: the median round trip, what any request-reply store pays at least. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void *echo(void *arg) {
+  int fd = accept(*(int *)arg, NULL, NULL), one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  char c;
+  while (read(fd, &c, 1) == 1 && write(fd, &c, 1) == 1) {
+  }
+  close(fd);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  double seconds = argc > 1 ? atof(argv[1]) : 2;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+  if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) ||
+      getsockname(l, (struct sockaddr *)&a, &len))
+    return 1;
+  pthread_t t;
+  pthread_create(&t, NULL, echo, &l);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, (struct sockaddr *)&a, sizeof a)) return 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  size_t cap = 1 << 22, n = 0;
+  double *rtt = malloc(cap * sizeof *rtt), end = now() + seconds;
+  char c = 'x';
+  while (n < cap && now() < end) {
+    double t0 = now();
+    if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1) return 1;
+    rtt[n++] = now() - t0;
+  }
+  close(fd);
+  pthread_join(t, NULL);
+  qsort(rtt, n, sizeof *rtt, by_value);
+  printf("round_trips,median_us,p10_us,p90_us,per_second_one_connection\n");
+  printf("%zu,%.2f,%.2f,%.2f,%.0f\n", n, rtt[n / 2] * 1e6, rtt[n / 10] * 1e6,
+         rtt[n * 9 / 10] * 1e6, 1 / rtt[n / 2]);
+  return 0;
+}
+EOF
+tcp_rtt_floor() {
+  ${CC:-cc} -O2 -pthread -o "$WORK/tcp_rtt_floor" "$WORK/tcp_rtt_floor.c" &&
+    "$WORK/tcp_rtt_floor" "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 0.3 || echo 3)" \
+      >"$OUT/tcp-rtt.csv" && cat "$OUT/tcp-rtt.csv"
+}
+step tcp_rtt tcp_rtt_floor
+
 # --- launch ---------------------------------------------------------------------------------
 step launch scripts/bench-launch.sh --csv "$OUT" "$BUILD"
 
@@ -196,7 +268,13 @@ step store store
 # --- collectives ----------------------------------------------------------------------------
 coll() {
   rm -f "$OUT/coll.csv" # fgbench --csv appends
-  scripts/bench-coll.sh "$BUILD"
+  local rc=0
+  scripts/bench-coll.sh "$BUILD" || rc=$?
+  # Every other collective too, shorter (4 ranks, 3 repeats, up to 16 MiB), in coll-all/.
+  [ "${BENCH_QUICK:-0}" = 1 ] ||
+    OUT="$OUT/coll-all" COLLS=all RANKS=4 REPEAT=3 MAXBYTES=16M scripts/bench-coll.sh "$BUILD" ||
+    rc=$?
+  return $rc
 }
 if [ -x scripts/bench-coll.sh ]; then
   step coll coll
@@ -342,7 +420,7 @@ step plots plots
 echo
 echo "=========== summary (results in $OUT)"
 failed=0
-for name in memcpy launch store coll matrix plots; do
+for name in memcpy tcp_rtt launch store coll matrix plots; do
   printf '  %-8s %s\n' "$name" "${STATUS[$name]:-not run}"
   case "${STATUS[$name]:-}" in FAILED*) failed=1 ;; esac
 done

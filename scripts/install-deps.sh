@@ -4,10 +4,10 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential pkg-config clang
+  build-essential pkg-config clang libclang-rt-14-dev
   libuv1-dev libyaml-dev libcmocka-dev
   libgloo-dev libopenmpi-dev openmpi-bin
-  python3 python3-pytest python3-torch
+  python3 python3-pytest python3-pytest-xdist python3-torch
   gnuplot-nox hyperfine valgrind iproute2 procps psmisc
 )
 

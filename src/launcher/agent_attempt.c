@@ -324,6 +324,7 @@ void fg_agent_start_attempt(fg_agent *a) {
   }
   a->nworkers = o->nproc;
   fg_hang_reset(&a->hang); /* no slot may show the last attempt's operations */
+  a->timeline.node = a->env.node_rank; /* the round's, which c10d may have changed */
   for (int i = 0; i < a->nworkers; i++) {
     fg_worker *w = &a->workers[i];
     w->local_rank = i;

@@ -215,6 +215,11 @@ int fg_store_connect(fg_store **out, const char *host, int port, const fg_store_
       port > 65535 || opts->connect_timeout_ms < 0 || opts->timeout_ms < 0)
     return fg_fail(connect_err, sizeof connect_err, -EINVAL, "connect: invalid argument");
   *out = NULL;
+  const char *token = getenv("FG_STORE_TOKEN");
+  if (token && strlen(token) > FG_TOKEN_MAX)
+    return fg_fail(connect_err, sizeof connect_err, -EINVAL,
+                   "connect: FG_STORE_TOKEN is %zu bytes; a store token has at most %d",
+                   strlen(token), FG_TOKEN_MAX);
   fg_conn *c = new_conn(host, port, opts);
   fg_store *s = c ? new_handle(c, opts->timeout_ms, strdup("/")) : NULL;
   if (!s) {

@@ -23,6 +23,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
+#include "comm/comm_internal.h"
 #include "common/util.h"
 #include "tools/bench_coll.h"
 #include "tools/bench_raw.h"
@@ -56,8 +57,8 @@ static int named(const char *(*coll_at)(int), const char *coll) {
 
 /* Where a peer listens: loopback when every rank is on this host. */
 static void listen_host(fg_comm *w, char *host, size_t len) {
-  if (fg_comm_local_size(w) == fg_comm_size(w) || gethostname(host, len) != 0)
-    snprintf(host, len, "127.0.0.1");
+  snprintf(host, len, "127.0.0.1");
+  if (fg_comm_local_size(w) != fg_comm_size(w)) fg_comm_advertised_host(host, len);
 }
 
 /* Rank 0's s, on every rank. */

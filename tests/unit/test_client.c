@@ -206,6 +206,21 @@ static void a_missing_token_is_refused_not_taken_for_torch_1_13(void **state) {
   peer_finish(&p);
 }
 
+/* A token too long for the handshake is an error of its own, not a silent no-token. */
+static void a_token_too_long_is_named(void **state) {
+  (void)state;
+  char token[FG_TOKEN_MAX + 2];
+  memset(token, 'x', sizeof token - 1);
+  token[sizeof token - 1] = '\0';
+  setenv("FG_STORE_TOKEN", token, 1);
+  fg_store *s = NULL;
+  int rc = fg_store_connect(&s, "127.0.0.1", 1, NULL);
+  unsetenv("FG_STORE_TOKEN");
+  assert_int_equal(rc, -EINVAL);
+  assert_null(s);
+  assert_non_null(strstr(fg_store_errmsg(NULL), "FG_STORE_TOKEN is 1025 bytes"));
+}
+
 /* ---- dialects ----------------------------------------------------------------------------- */
 
 /* A torch 1.13 server takes the hello for a SET and hangs up; AUTO then speaks 1.13. */
@@ -487,6 +502,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(the_token_goes_first),
       cmocka_unit_test(a_missing_token_is_refused_not_taken_for_torch_1_13),
+      cmocka_unit_test(a_token_too_long_is_named),
       cmocka_unit_test(auto_falls_back_to_legacy_when_the_hello_is_dropped),
       cmocka_unit_test(auto_speaks_v2_when_the_ping_is_echoed),
       cmocka_unit_test(wrong_ping_echo_is_a_protocol_error),
