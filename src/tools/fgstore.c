@@ -167,13 +167,14 @@ int main(int argc, char **argv) {
   }
   /* The server keeps its own copy: blank the flag's, which ps shows to every user. */
   if (token_arg) memset(token_arg, 'x', strlen(token_arg));
-  fg_info("listening on %s:%d%s", cfg.host, fg_server_port(server),
-          cfg.token && *cfg.token ? " (clients must present the store token)" : "");
+  /* Before saying it listens: whoever reads that line may stop it at once. */
   int signums[2] = {SIGINT, SIGTERM};
   for (int i = 0; i < 2; i++) {
     uv_signal_init(loop, &sigs[i]);
     uv_signal_start(&sigs[i], on_first_signal, signums[i]);
   }
+  fg_info("listening on %s:%d%s", cfg.host, fg_server_port(server),
+          cfg.token && *cfg.token ? " (clients must present the store token)" : "");
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   return 0;
