@@ -78,128 +78,18 @@ if [ -z "${BENCH_ONLY:-}" ]; then # a partial run keeps the full run's machine.t
 fi
 cat "$OUT/machine.txt" 2>/dev/null
 
-# --- the collectives' floor: memcpy bandwidth of one core -----------------------------------
-cat >"$WORK/memcpy_floor.c" <<'EOF'
-/* memcpy_floor LO HI REPEAT: median time of one memcpy of each power-of-two size. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double per_copy(char *dst, const char *src, size_t bytes, long iters) {
-  double t0 = now();
-  for (long i = 0; i < iters; i++) {
-    memcpy(dst, src, bytes);
-    __asm__ volatile("" : : "r"(dst) : "memory"); /* the copy must happen */
-  }
-  return (now() - t0) / (double)iters;
-}
-
-int main(int argc, char **argv) {
-  size_t lo = strtoull(argv[1], NULL, 10), hi = strtoull(argv[2], NULL, 10);
-  int repeat = atoi(argv[3]);
-  char *src = aligned_alloc(4096, hi), *dst = aligned_alloc(4096, hi);
-  double *t = calloc((size_t)repeat, sizeof *t);
-  if (!src || !dst || !t) return 1;
-  memset(src, 1, hi);
-  memset(dst, 2, hi);
-  printf("bytes,time_us,GBps\n");
-  for (size_t b = lo; b <= hi; b *= 2) {
-    long iters = 1;
-    while (per_copy(dst, src, b, iters) * (double)iters < 0.005) iters *= 2; /* >= 5 ms */
-    for (int r = 0; r < repeat; r++) t[r] = per_copy(dst, src, b, iters);
-    qsort(t, (size_t)repeat, sizeof *t, by_value);
-    double med = t[repeat / 2];
-    printf("%zu,%.4f,%.3f\n", b, med * 1e6, (double)b / med / 1e9);
-  }
-  return 0;
-}
-EOF
+# --- the floors (scripts/bench/floors.c): memcpy bandwidth of one core, a loopback round trip
+# (built here with the system's compiler)
+${CC:-cc} -O2 -pthread -o "$WORK/floors" scripts/bench/floors.c || echo "bench: floors.c did not build"
 memcpy_floor() {
-  ${CC:-cc} -O2 -o "$WORK/memcpy_floor" "$WORK/memcpy_floor.c" &&
-    "$WORK/memcpy_floor" 8 $((64 << 20)) "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 3 || echo 11)" \
+  "$WORK/floors" memcpy 8 $((64 << 20)) "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 3 || echo 11)" \
       >"$OUT/memcpy.csv" && cat "$OUT/memcpy.csv"
 }
 step memcpy memcpy_floor
 
 # --- the store's floor: a loopback TCP round trip -------------------------------------------
-cat >"$WORK/tcp_rtt_floor.c" <<'EOF'
-/* tcp_rtt_floor SECONDS: one client and one echo thread over loopback TCP (TCP_NODELAY),
- * 1-byte ping-pong: the median round trip, what any request-reply store pays at least. */
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int by_value(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static void *echo(void *arg) {
-  int fd = accept(*(int *)arg, NULL, NULL), one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  char c;
-  while (read(fd, &c, 1) == 1 && write(fd, &c, 1) == 1) {
-  }
-  close(fd);
-  return NULL;
-}
-
-int main(int argc, char **argv) {
-  double seconds = argc > 1 ? atof(argv[1]) : 2;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-  if (bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 1) ||
-      getsockname(l, (struct sockaddr *)&a, &len))
-    return 1;
-  pthread_t t;
-  pthread_create(&t, NULL, echo, &l);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a)) return 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  size_t cap = 1 << 22, n = 0;
-  double *rtt = malloc(cap * sizeof *rtt), end = now() + seconds;
-  char c = 'x';
-  while (n < cap && now() < end) {
-    double t0 = now();
-    if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1) return 1;
-    rtt[n++] = now() - t0;
-  }
-  close(fd);
-  pthread_join(t, NULL);
-  qsort(rtt, n, sizeof *rtt, by_value);
-  printf("round_trips,median_us,p10_us,p90_us,per_second_one_connection\n");
-  printf("%zu,%.2f,%.2f,%.2f,%.0f\n", n, rtt[n / 2] * 1e6, rtt[n / 10] * 1e6,
-         rtt[n * 9 / 10] * 1e6, 1 / rtt[n / 2]);
-  return 0;
-}
-EOF
 tcp_rtt_floor() {
-  ${CC:-cc} -O2 -pthread -o "$WORK/tcp_rtt_floor" "$WORK/tcp_rtt_floor.c" &&
-    "$WORK/tcp_rtt_floor" "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 0.3 || echo 3)" \
+  "$WORK/floors" tcp-rtt "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 0.3 || echo 3)" \
       >"$OUT/tcp-rtt.csv" && cat "$OUT/tcp-rtt.csv"
 }
 step tcp_rtt tcp_rtt_floor
