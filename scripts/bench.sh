@@ -136,6 +136,8 @@ for line in open(sys.argv[1]):
             words = text.split()[1 if g == 0 else 0:]
             cells = []  # a value and, in older output, its unit
             for w in words:
+                if w.startswith("+"):  # "2.6 +0.7": peak RSS, then its growth
+                    continue
                 if w in UNITS and cells:
                     cells[-1] = (cells[-1][0], w)
                 else:
