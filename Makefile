@@ -79,10 +79,12 @@ LIB := $(BUILD)/lib
 COMMON_SRCS   := $(wildcard src/common/*.c)
 STORE_SRCS    := $(wildcard src/store/*.c)
 LAUNCHER_SRCS := $(wildcard src/launcher/*.c)
-# Backends are one file each; those whose library is missing are left out.
+# A backend's files are left out when its library is missing.
 COMM_SRCS     := $(filter-out src/comm/backend_%.c,$(wildcard src/comm/*.c))
-COMM_SRCS     += $(if $(HAVE_GLOO),$(wildcard src/comm/backend_gloo.c src/comm/gloo_shim.cc))
-COMM_SRCS     += $(if $(HAVE_MPI),$(wildcard src/comm/backend_mpi.c src/comm/backend_mpi_sched.c))
+COMM_SRCS     += $(if $(HAVE_GLOO),$(wildcard src/comm/backend_gloo.c src/comm/gloo_shim.cc \
+                                            src/comm/gloo_watch.cc))
+COMM_SRCS     += $(if $(HAVE_MPI),$(wildcard src/comm/backend_mpi.c src/comm/backend_mpi_sched.c \
+                                           src/comm/backend_mpi_wait.c src/comm/backend_mpi_p2p.c))
 COMM_SRCS     += $(if $(HAVE_NCCL),$(wildcard src/comm/backend_nccl.c))
 LIBFG_SRCS    := $(COMMON_SRCS) $(STORE_SRCS) $(COMM_SRCS)
 
@@ -113,7 +115,8 @@ $(OBJ)/%.o: src/%.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(OBJ)/comm/backend_mpi.o $(OBJ)/comm/backend_mpi_sched.o: CPPFLAGS += $(MPI_CFLAGS)
+$(OBJ)/comm/backend_mpi.o $(OBJ)/comm/backend_mpi_sched.o $(OBJ)/comm/backend_mpi_wait.o \
+$(OBJ)/comm/backend_mpi_p2p.o: CPPFLAGS += $(MPI_CFLAGS)
 # The reduction kernels: -O3 vectorises their loops (GCC's -O2 leaves loops of unknown length
 # scalar).
 $(OBJ)/comm/dtype.o: CFLAGS += -O3

@@ -18,14 +18,9 @@
 #include <errno.h>
 #include <limits.h>
 #include <mpi.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#if defined(OPEN_MPI) && __has_include(<mpi-ext.h>)
-#include <mpi-ext.h> /* MPIX_ERR_PROC_FAILED, in Open MPI builds with ULFM */
-#endif
 
 #include "comm/backend_mpi.h"
 #include "common/util.h"
@@ -98,120 +93,6 @@ MPI_Op fg_mpi_op(fg_dtype dt, fg_redop op) {
     case FG_MAX: return MPI_MAX;
     default: return MPI_SUM;
   }
-}
-
-/* --- errors and waiting ---------------------------------------------------------------- */
-
-static const char *mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]) {
-  int n = 0;
-  if (MPI_Error_string(err, msg, &n) != MPI_SUCCESS || n <= 0) return "unknown MPI error";
-  msg[FG_MIN(n, MPI_MAX_ERROR_STRING - 1)] = '\0';
-  return msg;
-}
-
-int fg_mpi_code(int err) {
-  int cls = MPI_ERR_OTHER;
-  MPI_Error_class(err, &cls);
-#ifdef MPIX_ERR_PROC_FAILED
-  if (cls == MPIX_ERR_PROC_FAILED) return FG_EPEER;
-#endif
-  return cls == MPI_ERR_TRUNCATE ? FG_EMISMATCH : FG_EBACKEND;
-}
-
-int fg_mpi_fail(fg_comm *c, const char *what, int err) {
-  char buf[MPI_MAX_ERROR_STRING];
-  const char *msg = mpi_text(err, buf);
-  int code = fg_mpi_code(err);
-  if (code == FG_EMISMATCH)
-    return fg_comm_fail(c, code, what,
-                        "ranks passed different counts (MPI: %s); FG_DEBUG=detail names them",
-                        msg);
-  if (code == FG_EPEER)
-    return fg_comm_fail(c, code, what, "a rank of the group died (MPI: %s)", msg);
-  return fg_comm_fail(c, FG_EBACKEND, what, "MPI: %s (ranks that pass different arguments "
-                      "cause this too: FG_DEBUG=detail compares them)", msg);
-}
-
-/* The operation stays in flight inside MPI: nothing but destroy may follow. */
-int fg_mpi_abandon(fg_comm *c, int code) {
-  ((mpi_state *)c->impl)->broken = code;
-  g.abandoned = 1;
-  return code;
-}
-
-static int usable(fg_comm *c, const char *what) {
-  int code = ((mpi_state *)c->impl)->broken;
-  if (!code) return 0;
-  return fg_comm_fail(c, code, what,
-                      "an earlier operation on this communicator failed or timed out and MPI "
-                      "cannot cancel it; only fg_comm_destroy is allowed now");
-}
-
-uint64_t fg_mpi_deadline_after(int timeout_ms) {
-  return timeout_ms > 0 ? fg_now_ns() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX;
-}
-
-/* MPI progresses only inside MPI calls, so waiting means testing: busily for the first
- * SPIN_NS, which covers most short operations; then yielding the CPU between tests until
- * YIELD_NS, as MPI's own blocking calls do when ranks share cores, so a long operation
- * still takes each step as soon as its data is there (napping here cost large messages
- * ~10% on 4 ranks over 2 cores); then with naps of a sixteenth of the time waited so far,
- * up to MAX_NAP_NS, so a rank waiting seconds for a late peer tests about once a
- * millisecond instead of burning a core.
- * Returns 0, -ETIMEDOUT, or FG_EBACKEND with the MPI error in *mpi_err; *pending is the
- * first request not known to be done. */
-enum { SPIN_NS = 1000000, YIELD_NS = 100000000, MAX_NAP_NS = 1000000 };
-/* Reading the clock costs about what a test does (a VM's clock can cost more): short
- * operations, which need no clock at all, should not pay for it on every test. */
-enum { TESTS_PER_CLOCK = 32 };
-
-static void nap(uint64_t waited_ns) {
-  struct timespec ts = {0, (long)FG_MIN(FG_MAX(waited_ns / 16, 1000u), (uint64_t)MAX_NAP_NS)};
-  nanosleep(&ts, NULL);
-}
-
-int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
-                    int *pending) {
-  uint64_t start = 0;
-  int next = 0;
-  for (unsigned tests = 1;; tests++) {
-    while (next < n) {
-      int done = 0;
-      int rc = MPI_Test(&reqs[next], &done, st ? &st[next] : MPI_STATUS_IGNORE);
-      *pending = next;
-      if (rc != MPI_SUCCESS) {
-        *mpi_err = rc;
-        return FG_EBACKEND;
-      }
-      if (!done) break;
-      next++;
-    }
-    if (next == n) return 0;
-    if (tests % TESTS_PER_CLOCK) continue;
-    uint64_t now = fg_now_ns();
-    if (!start) start = now;
-    if (now >= deadline) return -ETIMEDOUT;
-    if (now - start >= YIELD_NS)
-      nap(now - start);
-    else if (now - start >= SPIN_NS)
-      sched_yield();
-  }
-}
-
-int fg_mpi_timed_out(fg_comm *c, const char *what, const char *waiting_for) {
-  return fg_comm_fail(c, -ETIMEDOUT, what,
-                      "timed out after %.1f s waiting for %s (operation #%llu); a rank did not "
-                      "call it, called another operation, or is stuck",
-                      c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
-}
-
-static int wait_one(fg_comm *c, const char *what, MPI_Request *req) {
-  int mpi_err = 0, pending = 0;
-  int rc = fg_mpi_poll_all(req, NULL, 1, fg_mpi_deadline_after(c->timeout_ms), &mpi_err, &pending);
-  if (rc == 0) return 0;
-  fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
-  return rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, "the other ranks of the group")
-                          : fg_mpi_fail(c, what, mpi_err);
 }
 
 /* --- collectives: one description, one switch ------------------------------------------ */
@@ -296,7 +177,7 @@ static size_t chunk_elements(void) {
 }
 
 static int run(fg_comm *c, call k) {
-  int rc = usable(c, k.what);
+  int rc = fg_mpi_usable(c, k.what);
   if (rc) return rc;
   size_t esz = fg_dtype_size(k.dt), chunk = elementwise(k.kind) ? chunk_elements() : INT_MAX;
   if (k.count > INT_MAX && !elementwise(k.kind))
@@ -316,7 +197,7 @@ static int run(fg_comm *c, call k) {
     } else {
       MPI_Request req;
       int err = start(c, &part, &req);
-      rc = err != MPI_SUCCESS ? fg_mpi_fail(c, k.what, err) : wait_one(c, k.what, &req);
+      rc = err != MPI_SUCCESS ? fg_mpi_fail(c, k.what, err) : fg_mpi_wait_one(c, k.what, &req);
     }
     done += part.count;
   } while (rc == 0 && done < k.count);
@@ -367,7 +248,7 @@ static int be_alltoall(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt
 /* Counts and offsets are ints here too, in elements. */
 static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts,
                          fg_dtype dt) {
-  int rc = usable(c, "allgatherv");
+  int rc = fg_mpi_usable(c, "allgatherv");
   if (rc) return rc;
   int *nums = calloc(2 * (size_t)c->size, sizeof *nums), *offs = nums + c->size;
   if (!nums) return fg_comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
@@ -389,108 +270,21 @@ static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t 
   MPI_Datatype t = fg_mpi_type(dt);
   MPI_Request req;
   int err = MPI_Iallgatherv(MPI_IN_PLACE, 0, t, recv, nums, offs, t, comm_of(c), &req);
-  rc = err != MPI_SUCCESS ? fg_mpi_fail(c, "allgatherv", err) : wait_one(c, "allgatherv", &req);
+  rc = err != MPI_SUCCESS ? fg_mpi_fail(c, "allgatherv", err)
+                          : fg_mpi_wait_one(c, "allgatherv", &req);
   /* A request left in flight still reads the counts. */
   if (!((mpi_state *)c->impl)->broken) free(nums);
   return rc;
 }
 
-/* --- point-to-point -------------------------------------------------------------------- */
-
-enum { P2P_TAG = 0x6667 };
-
-typedef struct p2p {
-  int n;
-  fg_p2p_op *ops;
-  MPI_Request *reqs;
-  MPI_Status *st;
-} p2p;
-
-static void p2p_free(p2p *p) {
-  free(p->ops);
-  free(p->reqs);
-  free(p->st);
-  free(p);
-}
-
-/* Receives can be cancelled, so a timed-out one does not write into the buffer later. */
-static void p2p_cancel(p2p *p, int from) {
-  for (int i = from; i < p->n; i++)
-    if (p->reqs[i] != MPI_REQUEST_NULL) {
-      MPI_Cancel(&p->reqs[i]);
-      MPI_Request_free(&p->reqs[i]);
-    }
-}
-
-static int be_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state) {
-  const char *what = n == 1 ? (ops[0].is_send ? "send" : "recv") : "batch";
-  int rc = usable(c, what);
-  if (rc) return rc;
-  for (size_t i = 0; i < n; i++)
-    if (ops[i].count > INT_MAX)
-      return fg_comm_fail(c, FG_ELIMIT, what, "MPI counts are ints: %zu elements is over %d",
-                          ops[i].count, INT_MAX);
-  if (n > INT_MAX / 2) return fg_comm_fail(c, FG_ELIMIT, what, "%zu operations", n);
-  size_t k = n ? n : 1;
-  p2p *p = calloc(1, sizeof *p);
-  if (p) *p = (p2p){(int)n, calloc(k, sizeof *ops), calloc(k, sizeof(MPI_Request)),
-                    calloc(k, sizeof(MPI_Status))};
-  if (!p || !p->ops || !p->reqs || !p->st) {
-    if (p) p2p_free(p);
-    return fg_comm_fail(c, -ENOMEM, what, "out of memory");
-  }
-  if (n) memcpy(p->ops, ops, n * sizeof *ops);
-  for (int i = 0; i < p->n; i++) {
-    const fg_p2p_op *o = &ops[i];
-    int err = o->is_send ? MPI_Isend(o->buf, (int)o->count, fg_mpi_type(o->dtype), o->peer,
-                                     P2P_TAG, comm_of(c), &p->reqs[i])
-                         : MPI_Irecv(o->buf, (int)o->count, fg_mpi_type(o->dtype), o->peer,
-                                     P2P_TAG, comm_of(c), &p->reqs[i]);
-    if (err != MPI_SUCCESS) {
-      p2p_cancel(p, 0);
-      p2p_free(p);
-      return fg_mpi_abandon(c, fg_mpi_fail(c, what, err));
-    }
-  }
-  *state = p;
-  return 0;
-}
-
-/* A receive that got fewer elements than asked is a mismatch MPI does not report. */
-static int check_received(fg_comm *c, const p2p *p) {
-  for (int i = 0; i < p->n; i++) {
-    const fg_p2p_op *o = &p->ops[i];
-    int got = 0;
-    if (o->is_send || MPI_Get_count(&p->st[i], fg_mpi_type(o->dtype), &got) != MPI_SUCCESS ||
-        (size_t)got == o->count)
-      continue;
-    return fg_comm_fail(c, FG_EMISMATCH, "recv", "rank %d sent %d elements, rank %d expected %zu",
-                        o->peer, got, c->rank, o->count);
-  }
-  return 0;
-}
-
-static int be_p2p_wait(fg_comm *c, void *state) {
-  p2p *p = state;
-  int mpi_err = 0, pending = 0;
-  int rc = fg_mpi_poll_all(p->reqs, p->st, p->n, fg_mpi_deadline_after(c->timeout_ms),
-                           &mpi_err, &pending);
-  if (rc == 0) {
-    rc = check_received(c, p);
-  } else {
-    const fg_p2p_op *o = &p->ops[pending];
-    const char *what = o->is_send ? "send" : "recv";
-    char peer[64];
-    snprintf(peer, sizeof peer, "rank %d to %s", o->peer, o->is_send ? "receive" : "send");
-    p2p_cancel(p, pending);
-    fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
-    rc = rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, peer) : fg_mpi_fail(c, what, mpi_err);
-  }
-  p2p_free(p);
-  return rc;
-}
-
 /* --- lifecycle ------------------------------------------------------------------------- */
+
+/* The operation stays in flight inside MPI: nothing but destroy may follow. */
+int fg_mpi_abandon(fg_comm *c, int code) {
+  ((mpi_state *)c->impl)->broken = code;
+  g.abandoned = 1;
+  return code;
+}
 
 /* MPI_Init outside an MPI launcher hangs or makes a world of one: refuse first. */
 static int check_launcher(char *err, size_t errlen) {
@@ -520,7 +314,7 @@ int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
     rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
     char buf[MPI_MAX_ERROR_STRING];
     if (rc != MPI_SUCCESS)
-      return fg_fail(err, errlen, FG_EBACKEND, "MPI_Init_thread failed: %s", mpi_text(rc, buf));
+      return fg_fail(err, errlen, FG_EBACKEND, "MPI_Init_thread failed: %s", fg_mpi_text(rc, buf));
     g.initialized_here = 1;
     /* Open MPI raises errors of nonblocking collectives on MPI_COMM_WORLD, whatever their
      * communicator; an application that initialised MPI keeps its own choice. */
@@ -593,7 +387,7 @@ static int be_init(fg_comm *w) {
   mpi_state *s = w->impl;
   MPI_Request req;
   mpi_err = MPI_Comm_idup(MPI_COMM_WORLD, &s->comm, &req);
-  rc = mpi_err != MPI_SUCCESS ? fg_mpi_fail(w, "init", mpi_err) : wait_one(w, "init", &req);
+  rc = mpi_err != MPI_SUCCESS ? fg_mpi_fail(w, "init", mpi_err) : fg_mpi_wait_one(w, "init", &req);
   if (rc == 0) {
     MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
   } else if (!s->broken) { /* a broken one's idup may still write into s */
@@ -616,7 +410,7 @@ static void be_destroy(fg_comm *c) {
 }
 
 static int be_split(fg_comm *parent, fg_comm *child, int colour, int key) {
-  int rc = usable(parent, "split");
+  int rc = fg_mpi_usable(parent, "split");
   if (rc) return rc;
   /* MPI has no nonblocking split. Every rank of parent has just finished the generic
    * layer's allgather under the timeout, so every one of them is on its way here. */
@@ -659,8 +453,8 @@ static const fg_backend mpi_backend = {
     .scatter = be_scatter,
     .reduce_scatter = be_reduce_scatter,
     .alltoall = be_alltoall,
-    .p2p_start = be_p2p_start,
-    .p2p_wait = be_p2p_wait,
+    .p2p_start = fg_mpi_p2p_start,
+    .p2p_wait = fg_mpi_p2p_wait,
 };
 
 const fg_backend *const fg_backend_mpi = &mpi_backend;

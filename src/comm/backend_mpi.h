@@ -1,6 +1,6 @@
-/* backend_mpi.h - what the mpi backend's two files share: backend_mpi.c (types, waiting,
- * the operations, lifecycle) and backend_mpi_sched.c (the schedules of allreduce and
- * reduce). */
+/* backend_mpi.h - what the mpi backend's files share: backend_mpi.c (types, the
+ * collectives, lifecycle), backend_mpi_wait.c (errors and waiting), backend_mpi_p2p.c
+ * (point-to-point) and backend_mpi_sched.c (the schedules of allreduce and reduce). */
 #ifndef FG_COMM_BACKEND_MPI_H
 #define FG_COMM_BACKEND_MPI_H
 
@@ -19,17 +19,30 @@ static inline MPI_Comm comm_of(const fg_comm *c) { return ((const mpi_state *)c-
 /* --- backend_mpi.c ------------------------------------------------------------------------ */
 MPI_Datatype fg_mpi_type(fg_dtype dt);
 MPI_Op fg_mpi_op(fg_dtype dt, fg_redop op);
+/* Marks c as having an operation in flight that MPI cannot cancel; returns code. */
+int fg_mpi_abandon(fg_comm *c, int code);
+
+/* --- backend_mpi_wait.c ------------------------------------------------------------------- */
+/* MPI's text for err, in msg. */
+const char *fg_mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]);
 /* An MPI error as our code (FG_EPEER, FG_EMISMATCH, FG_EBACKEND), and as c's error. */
 int fg_mpi_code(int err);
 int fg_mpi_fail(fg_comm *c, const char *what, int err);
-/* Marks c as having an operation in flight that MPI cannot cancel; returns code. */
-int fg_mpi_abandon(fg_comm *c, int code);
+/* 0, or c's error if an abandoned operation broke c. */
+int fg_mpi_usable(fg_comm *c, const char *what);
 uint64_t fg_mpi_deadline_after(int timeout_ms);
 /* Tests every request until all are done or the deadline passes: 0, -ETIMEDOUT, or
  * FG_EBACKEND with the MPI error in *mpi_err; *pending is the first request not done. */
 int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
                     int *pending);
 int fg_mpi_timed_out(fg_comm *c, const char *what, const char *waiting_for);
+/* Waits for one collective's request under c's timeout; abandons it on failure. */
+int fg_mpi_wait_one(fg_comm *c, const char *what, MPI_Request *req);
+
+/* --- backend_mpi_p2p.c -------------------------------------------------------------------- */
+/* The table's p2p_start and p2p_wait. */
+int fg_mpi_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state);
+int fg_mpi_p2p_wait(fg_comm *c, void *state);
 
 /* --- backend_mpi_sched.c ------------------------------------------------------------------- */
 /* Takes hold of (releases) libnbc's algorithm variables, where there are any. */
