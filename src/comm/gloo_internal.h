@@ -63,7 +63,8 @@ struct fg_gloo_batch {
   std::vector<std::unique_ptr<Buffer>> bufs;
 };
 
-namespace fg_gloo_detail {
+/* Shared by gloo_shim.cc and gloo_watch.cc only: hidden from libfg.so's users. */
+namespace __attribute__((visibility("hidden"))) fg_gloo_detail {
 
 /* Above the prefixes gloo's collectives use (0x01..0x08), so these never meet them. */
 constexpr uint64_t kP2pSlot = 0x40ull << 56;
