@@ -87,6 +87,10 @@ static void decide_and_act(fg_agent *a, const char *refused) {
   if (d->action == FG_RDZV_DONE && a->restarts > 0)
     fg_info("all %d workers succeeded after %d restart%s", a->nworkers, a->restarts,
             a->restarts == 1 ? "" : "s");
+  if (a->news.kind == FG_RDZV_STORE_LOST) { /* nowhere to publish the end: do not retry */
+    on_end_published(a, -ECANCELED, "");
+    return;
+  }
   fg_rdzv_loop_end(a->rdzv, d->state, d->exit_code, d->reason, d->close_job, d->wait_s,
                    on_end_published);
 }

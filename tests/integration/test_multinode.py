@@ -168,6 +168,35 @@ def test_static_failure_without_restarts_fails_every_node(cluster):
                         r"with code 3" % re.escape(c.addrs[1]), line), line
 
 
+def test_the_store_hosts_agent_killed_ends_the_other_node_cleanly(cluster, tmp_path):
+    """Node 0's agent, which hosts the store, is SIGKILLed while both nodes' workers sleep.
+    Expected: its worker dies with it (parent-death signal); node 1 loses the store, stops its
+    worker and exits non-zero with an error naming the store's address (0.2 s here); nothing
+    of the job is left."""
+    c = cluster(2)
+    script = 'echo $$ > "$FG_TEST_DIR/w.rank$RANK"; exec sleep 60'
+    agents = [start_agent(c, i, *static_args(c, i, 2, 29500, "--rdzv_conf", FAST),
+                          "--no_python", "sh", "-c", script, env=agent_env(tmp_path))
+              for i in range(2)]
+    marks = [tmp_path / f"w.rank{r}" for r in range(2)]
+    wait_for(marks)
+    workers = [int(open(m).read()) for m in marks]
+    killed_at = time.monotonic()
+    os.kill(agents[0].pid, signal.SIGKILL)
+    rc1, _, err1 = finish(agents[1])
+    took = time.monotonic() - killed_at
+    agents[0].wait(timeout=TIMEOUT)
+    assert rc1 != 0, err1
+    assert c.addrs[0] in err1 and "fgrun: error:" in err1, err1
+    # It knows at once (the connection closes): no retrying a store that is gone for the
+    # read timeout (10 s here, 60 s by default) to record how it ended.
+    assert took < 5, f"node 1 took {took:.1f}s to give up"
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "a worker outlived its agent"
+
+
 def test_static_nodes_present_the_store_token(cluster):
     c = cluster(2)
     node0 = start_agent(c, 0, *static_args(c, 0, 2, 29500, "--store_token", "s3cret",
