@@ -23,6 +23,9 @@ SAN_ENV = {"ASAN_OPTIONS": "fast_unwind_on_malloc=0",
 # seconds, not torchrun's default 15.
 FAST = ("keep_alive_interval=0.2,keep_alive_max_attempt=5,last_call_timeout=0.5,"
         "join_timeout=30,read_timeout=10")
+# For cases that need all three of 2:3 nodes in round 0: a last call long enough for the
+# slowest agent to start on a loaded machine (a round with MAX nodes closes at once anyway).
+ALL3 = FAST.replace("last_call_timeout=0.5", "last_call_timeout=5")
 
 
 def agent_env(tmp_path=None, **extra):
@@ -247,8 +250,8 @@ def test_c10d_three_nodes_get_ranks_by_address(cluster, tmp_path):
     port = free_port()
     env = agent_env(tmp_path, FGCONFORM=bin_path("fgconform"))
     # Started in reverse: arrival order must not matter.
-    agents = {i: start_agent(c, i, *c10d_args(c, "2:3", port, "elastic3"), "--no_python",
-                             "sh", "-c", CONFORM, env=env)
+    agents = {i: start_agent(c, i, *c10d_args(c, "2:3", port, "elastic3", conf=ALL3),
+                             "--no_python", "sh", "-c", CONFORM, env=env)
               for i in reversed(range(3))}
     results = {i: finish(p) for i, p in agents.items()}
     for i, (rc, out, err) in results.items():
@@ -265,7 +268,7 @@ def kill_one_agent(c, tmp_path, max_restarts):
     port = free_port()
     env = agent_env(tmp_path, FGCONFORM=bin_path("fgconform"))
     agents = [start_agent(c, i, *c10d_args(c, "2:3", port, "kill", "--max_restarts",
-                                           str(max_restarts)),
+                                           str(max_restarts), conf=ALL3),
                           "--no_python", "sh", "-c", ROUNDS, env=env) for i in range(3)]
     marks = [tmp_path / f"r0.n{i}.rank{i}" for i in range(3)]
     wait_for(marks)
@@ -353,7 +356,8 @@ def test_c10d_a_node_stopped_by_a_signal_leaves_and_the_others_reform(cluster, t
     c = cluster(3)
     port = free_port()
     env = agent_env(tmp_path, FGCONFORM=bin_path("fgconform"))
-    agents = [start_agent(c, i, *c10d_args(c, "2:3", port, "sig", "--max_restarts", "1"),
+    agents = [start_agent(c, i, *c10d_args(c, "2:3", port, "sig", "--max_restarts", "1",
+                                           conf=ALL3),
                           "--no_python", "sh", "-c", ROUNDS, env=env) for i in range(3)]
     wait_for([tmp_path / f"r0.n{i}.rank{i}" for i in range(3)])
     agents[2].send_signal(signal.SIGTERM)
