@@ -3,6 +3,7 @@
 Every job runs in its own session, and a timeout kills the whole session, so a hang is a
 failed test, never a stuck run (or a rank left behind for the next test)."""
 import os
+import re
 import signal
 import subprocess
 
@@ -76,3 +77,10 @@ def processes_with(marker):
         if marker in cmdline and state != "Z":
             found.append(int(entry))
     return found
+
+
+def listed_faults(scenario):
+    """The faults SCENARIO --help lists (the line "faults (--fault NAME): a b c")."""
+    rc, out = process_job(scenario, "--help")
+    assert rc == 0, out
+    return re.search(r"faults \(--fault NAME\): (.*)", out).group(1).split()

@@ -4,15 +4,14 @@ Global and --local mode at 4 ranks under fgrun, --local on two nodes of two (eac
 the environment torchrun gives it on its node), a subset under mpirun, the single-process
 file-lock mode, and every fault (each must fail its own check, by its text)."""
 import os
-import re
 import signal
 import subprocess
 
 import pytest
 
 from conftest import bin_path, free_port
-from scenario_util import (TIMEOUT, assert_check_failed, assert_passed, fgrun_job, mpirun_job,
-                           process_job)
+from scenario_util import (TIMEOUT, assert_check_failed, assert_passed, fgrun_job,
+                           listed_faults, mpirun_job, process_job)
 
 GROUP_CHECKS = ["exactly one builder per {unit}: {builders} builder(s) for {builders} {units}",
                 "the target exists and holds the builder's text ('built by rank 0')",
@@ -113,10 +112,7 @@ FAULTS = {
 
 
 def test_every_fault_has_a_test():
-    rc, out = process_job("build_sync", "--help")
-    assert rc == 0
-    listed = re.search(r"faults \(--fault NAME\): (.*)", out).group(1).split()
-    assert sorted(listed) == sorted(FAULTS), out
+    assert sorted(listed_faults("build_sync")) == sorted(FAULTS)
 
 
 @pytest.mark.fault

@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from scenario_util import (assert_check_failed, assert_passed, fgrun_job, mpirun_job,
-                           process_job, processes_with)
+from scenario_util import (assert_check_failed, assert_passed, fgrun_job, listed_faults,
+                           mpirun_job, process_job, processes_with)
 
 # [PASS] lines rank 0 prints for each run.
 CHECKS = {"basic": 8, "spike": 11}
@@ -199,10 +199,7 @@ FAULTS = {
 
 
 def test_every_fault_has_a_test():
-    rc, out = process_job("checkpoint-integration", "--help")
-    assert rc == 0
-    listed = re.search(r"faults \(--fault NAME\): (.*)", out).group(1).split()
-    assert sorted(listed) == sorted(FAULTS), out
+    assert sorted(listed_faults("checkpoint-integration")) == sorted(FAULTS)
 
 
 @pytest.mark.fault

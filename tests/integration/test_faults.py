@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from conftest import BUILD, bin_path, have_mpi
-from launcher_util import alive, fgrun_env, kill_all, processes_in_groups, wait_until_gone
+from conftest import BUILD, bin_path
+from launcher_util import (fgrun_env, kill_all, processes_in_groups, wait_for_files,
+                           wait_until_gone)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 DEADLINE = 60  # seconds any job may take before it counts as hung
@@ -83,15 +84,6 @@ def assert_nothing_left(d, timeout=1.0):
     left += [p for p in processes_in_groups(set(workers)) if p not in left]
     kill_all(left)
     assert left == [], f"processes of the job left {timeout}s after it ended: {left}"
-
-
-def wait_for(paths, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(os.path.exists(p) for p in paths):
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"not written within {timeout}s: {[p for p in paths if not os.path.exists(p)]}")
 
 
 def assert_logs_are_whole(log_dir, rank, op, at_least, exactly=None):
@@ -213,8 +205,8 @@ def test_fgrun_killed_takes_every_worker_and_child_down(tmp_path, sig, handle, r
             "allreduce"]
     p = start_job(argv, fgrun_env())
     try:
-        wait_for([tmp_path / f"ready.{r}" for r in range(3)] +
-                 [tmp_path / f"child.{r}" for r in range(3)])
+        wait_for_files([tmp_path / f"ready.{r}" for r in range(3)] +
+                       [tmp_path / f"child.{r}" for r in range(3)])
         p.send_signal(sig)
         job = finish(p)
     finally:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import bin_path, free_port, have_mpi
-from launcher_util import alive, error_lines, fgrun_env, run, worker
+from launcher_util import alive, error_lines, fgrun_env, run, wait_for_files, worker
 from netns import cluster  # noqa: F401  (the fixture)
 
 TIMEOUT = 60  # per agent; every case here takes a few seconds
@@ -54,15 +54,6 @@ def finish(p, timeout=TIMEOUT):
 def read_env(path):
     data = open(path, "rb").read().decode()
     return dict(item.split("=", 1) for item in data.split("\0") if "=" in item)
-
-
-def wait_for(paths, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(os.path.exists(p) for p in paths):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"{[p for p in paths if not os.path.exists(p)]} never appeared")
 
 
 def static_args(c, node_rank, nnodes, port, *more):
@@ -183,7 +174,7 @@ def test_the_store_hosts_agent_killed_ends_the_other_node_cleanly(cluster, tmp_p
                           "--no_python", "sh", "-c", script, env=agent_env(tmp_path))
               for i in range(2)]
     marks = [tmp_path / f"w.rank{r}" for r in range(2)]
-    wait_for(marks)
+    wait_for_files(marks)
     workers = [int(open(m).read()) for m in marks]
     killed_at = time.monotonic()
     os.kill(agents[0].pid, signal.SIGKILL)
@@ -272,7 +263,7 @@ def kill_one_agent(c, tmp_path, max_restarts):
                                            str(max_restarts), conf=ALL3),
                           "--no_python", "sh", "-c", ROUNDS, env=env) for i in range(3)]
     marks = [tmp_path / f"r0.n{i}.rank{i}" for i in range(3)]
-    wait_for(marks)
+    wait_for_files(marks)
     victim_worker = int(open(marks[2]).read())
     os.kill(agents[2].pid, signal.SIGKILL)
     results = [finish(p) for p in agents[:2]]
@@ -325,7 +316,7 @@ def test_c10d_fewer_than_min_after_a_death_fail_with_the_count(cluster, tmp_path
     agents = [start_agent(c, i, *c10d_args(c, "2", port, "min", "--max_restarts", "1",
                                            conf=conf),
                           "--no_python", "sh", "-c", ROUNDS, env=env) for i in range(2)]
-    wait_for([tmp_path / "r0.n0.rank0", tmp_path / "r0.n1.rank1"])
+    wait_for_files([tmp_path / "r0.n0.rank0", tmp_path / "r0.n1.rank1"])
     os.kill(agents[1].pid, signal.SIGKILL)
     rc, _, err = finish(agents[0])
     assert rc == 1, err
@@ -340,7 +331,7 @@ def test_c10d_a_new_node_is_let_in_without_using_a_restart(cluster, tmp_path):
     env = agent_env(tmp_path, FGCONFORM=bin_path("fgconform"))
     first = [start_agent(c, i, *c10d_args(c, "2:3", port, "grow"), "--no_python", "sh", "-c",
                          ROUNDS, env=env) for i in range(2)]
-    wait_for([tmp_path / "r0.n0.rank0", tmp_path / "r0.n1.rank1"])
+    wait_for_files([tmp_path / "r0.n0.rank0", tmp_path / "r0.n1.rank1"])
     late = start_agent(c, 2, *c10d_args(c, "2:3", port, "grow"), "--no_python", "sh", "-c",
                        ROUNDS, env=env)
     results = [finish(p) for p in first + [late]]
@@ -360,7 +351,7 @@ def test_c10d_a_node_stopped_by_a_signal_leaves_and_the_others_reform(cluster, t
     agents = [start_agent(c, i, *c10d_args(c, "2:3", port, "sig", "--max_restarts", "1",
                                            conf=ALL3),
                           "--no_python", "sh", "-c", ROUNDS, env=env) for i in range(3)]
-    wait_for([tmp_path / f"r0.n{i}.rank{i}" for i in range(3)])
+    wait_for_files([tmp_path / f"r0.n{i}.rank{i}" for i in range(3)])
     agents[2].send_signal(signal.SIGTERM)
     rc2, _, err2 = finish(agents[2])
     assert rc2 == 128 + signal.SIGTERM and "stopped by SIGTERM" in err2
