@@ -1,4 +1,6 @@
-/* hang.c - the progress file and the reports made from it (see hang.h). */
+/* hang.c - the progress file, watching the ranks, and the first half of a report: the
+ * verdict from the slots (see hang.h). The second half, the stacks, is hang_tick.c; what a
+ * failure's summary adds, hang_notes.c. */
 #include "launcher/hang.h"
 
 #include <errno.h>
@@ -9,22 +11,18 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "comm/progress.h"
+#include "comm/progress_slot.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "launcher/hang_classify.h"
+#include "launcher/hang_internal.h"
+#include "launcher/hang_python.h"
+#include "launcher/hang_report.h"
+#include "launcher/hang_stacks.h"
 #include "launcher/output.h"
+#include "launcher/procinfo.h"
+#include "launcher/rundir.h"
 #include "launcher/summary.h"
-
-enum { SAME_PASS_NS = 2000000 }; /* exits reaped this close together came in one pass */
-
-/* One rank as a report sees it. */
-typedef struct where {
-  const fg_worker *w;
-  fg_progress_slot s; /* state NONE when there is nothing to read */
-  int cluster;        /* index of the first rank reported with it; -1: not yet */
-} where;
-
-enum kind { IN_OP, NOT_ARRIVED, EXITED };
 
 /* --- the file ---------------------------------------------------------------------------- */
 
@@ -49,22 +47,33 @@ static int make_file(fg_hang *h, char *err, size_t errlen) {
   return fd;
 }
 
+void fg__hang_clear_cause(fg_hang *h) {
+  h->hang_local_rank = -1;
+  h->cause[0] = '\0';
+}
+
 int fg_hang_open(fg_hang *h, int nslots, double timeout, char *err, size_t errlen) {
   memset(h, 0, sizeof *h);
   h->fd = -1;
   h->timeout = timeout;
+  fg__hang_clear_cause(h);
   int fd = make_file(h, err, errlen);
   if (fd < 0) {
     fg_hang_close(h);
     return fd;
   }
   h->fd = fd;
-  size_t size = (size_t)(nslots + 1) * FG_PROGRESS_SLOT_SIZE;
+  size_t size = fg_progress_file_size(nslots);
   /* Allocated now, so that a full /dev/shm fails here and not as SIGBUS in a worker. */
   int rc = -posix_fallocate(fd, 0, (off_t)size);
   void *map = rc ? MAP_FAILED : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (!rc && map == MAP_FAILED) rc = -errno;
+  if (!rc && (!(h->watch = calloc((size_t)nslots, sizeof *h->watch)) ||
+              !(h->quiet_prev = calloc((size_t)nslots, sizeof *h->quiet_prev)) ||
+              !(h->quiet_prev_cpu = calloc((size_t)nslots * 2, sizeof *h->quiet_prev_cpu))))
+    rc = -ENOMEM;
   if (rc) {
+    if (map != MAP_FAILED) munmap(map, size);
     fg_fail(err, errlen, rc, "cannot size %s: %s", h->path, strerror(-rc));
     fg_hang_close(h);
     return rc;
@@ -74,13 +83,34 @@ int fg_hang_open(fg_hang *h, int nslots, double timeout, char *err, size_t errle
   h->map = map;
   h->size = size;
   h->nslots = nslots;
+  h->attempt_start_ns = h->last_activity_ns = fg_now_ns();
   return 0;
+}
+
+void fg_hang_set_report(fg_hang *h, uv_loop_t *loop, const char *helper,
+                        enum fg_hang_stacks stacks, int py_signal, fg_hang_cb on_reported,
+                        void *data) {
+  h->loop = loop;
+  h->stack_helper = helper;
+  h->stacks = stacks;
+  h->py_signal = py_signal;
+  h->on_reported = on_reported;
+  h->cb_data = data;
 }
 
 void fg_hang_reset(fg_hang *h) {
   if (!h->map) return;
-  memset((char *)h->map + FG_PROGRESS_SLOT_SIZE, 0, h->size - FG_PROGRESS_SLOT_SIZE);
+  memset(fg_progress_slot_at(h->map, 0), 0, h->size - fg_progress_slot_offset(0));
+  memset(h->watch, 0, (size_t)h->nslots * sizeof *h->watch);
   h->reported = 0;
+  h->quiet_reported = h->quiet_prev_ok = 0;
+  h->quiet_next_ns = 0;
+  h->attempt_start_ns = h->last_activity_ns = fg_now_ns();
+  fg__hang_clear_cause(h);
+}
+
+void fg_hang_stop(fg_hang *h) {
+  if (h->reading) fg_stacks_cancel(h->reading);
 }
 
 void fg_hang_close(fg_hang *h) {
@@ -88,7 +118,11 @@ void fg_hang_close(fg_hang *h) {
   if (h->fd > 0) close(h->fd); /* a zeroed fg_hang has fd 0, which is not ours */
   if (h->path && h->remove) unlink(h->path);
   free(h->path);
+  free(h->watch);
+  free(h->quiet_prev);
+  free(h->quiet_prev_cpu);
   memset(h, 0, sizeof *h);
+  fg__hang_clear_cause(h);
 }
 
 uint64_t fg_hang_period_ms(const fg_hang *h) {
@@ -96,244 +130,195 @@ uint64_t fg_hang_period_ms(const fg_hang *h) {
   return (uint64_t)(ms < 10 ? 10 : ms > 100 ? 100 : ms);
 }
 
-/* --- reading ----------------------------------------------------------------------------- */
+/* --- watching ---------------------------------------------------------------------------- */
 
-static void read_where(const fg_hang *h, const fg_worker *w, where *out) {
+uint64_t fg__hang_since(uint64_t now, uint64_t then) { return now > then ? now - then : 0; }
+
+int fg__hang_read_slot(const fg_hang *h, const fg_worker *w, fg_progress_slot *out) {
   memset(out, 0, sizeof *out);
-  out->w = w;
-  out->cluster = -1;
-  if (!h->map || w->local_rank < 0 || w->local_rank >= h->nslots) return;
-  const volatile fg_progress_slot *slot = (const volatile fg_progress_slot *)(
-      (const char *)h->map + (size_t)(w->local_rank + 1) * FG_PROGRESS_SLOT_SIZE);
-  if (fg_progress_read(slot, &out->s) != 0) out->s.state = FG_PROGRESS_NONE;
+  if (!h->map || w->local_rank < 0 || w->local_rank >= h->nslots) return -1;
+  const volatile fg_progress_slot *slot = fg_progress_slot_at(h->map, w->local_rank);
+  if (fg_progress_read(slot, out) == 0) return 0;
+  memset(out, 0, sizeof *out);
+  return -1;
 }
 
-static enum kind kind_of(const where *x) {
-  if (x->w->state != FG_WORKER_RUNNING) return EXITED;
-  return x->s.state == FG_PROGRESS_IN ? IN_OP : NOT_ARRIVED;
+fg_hang_watch *fg__hang_watch_of(const fg_hang *h, const fg_worker *w) {
+  return w->local_rank >= 0 && w->local_rank < h->nslots ? &h->watch[w->local_rank] : NULL;
 }
 
-/* Ranks are reported together when they are in (or last left) the same operation. */
-static int same_place(const where *a, const where *b) {
-  if (kind_of(a) != kind_of(b) || a->s.state != b->s.state) return 0;
-  if (kind_of(a) == EXITED) {
-    char ea[128], eb[128];
-    fg_describe_end(a->w, ea, sizeof ea);
-    fg_describe_end(b->w, eb, sizeof eb);
-    if (strcmp(ea, eb) != 0) return 0;
-  }
-  return a->s.state == FG_PROGRESS_NONE ||
-         (a->s.seq == b->s.seq && !strcmp(a->s.op, b->s.op) && !strcmp(a->s.group, b->s.group));
-}
-
-/* --- formatting -------------------------------------------------------------------------- */
-
-
-void fg_hang_format_ranks(const int *ranks, int n, char *out, size_t len) {
-  size_t used = 0;
-  out[0] = '\0';
-  for (int i = 0; i < n && used < len; i++) {
-    int j = i;
-    while (j + 1 < n && ranks[j + 1] == ranks[j] + 1) j++;
-    const char *sep = i ? "," : "";
-    if (j - i >= 2) {
-      used += (size_t)snprintf(out + used, len - used, "%s%d-%d", sep, ranks[i], ranks[j]);
-      i = j;
-    } else {
-      used += (size_t)snprintf(out + used, len - used, "%s%d", sep, ranks[i]);
-    }
-  }
-}
-
-static void put_seconds(fg_buf *b, uint64_t ns) {
-  double s = (double)ns / 1e9;
-  fg_buf_printf(b, s < 10 ? "%.1f s" : "%.0f s", s);
-}
-
-static uint64_t since(uint64_t now, uint64_t then) { return now > then ? now - then : 0; }
-
-/* "allreduce #42 on world", "store_barrier on exit", "init on world" */
-static void put_op(fg_buf *b, const fg_progress_slot *s) {
-  fg_buf_printf(b, "%s", s->op);
-  if (s->seq) fg_buf_printf(b, " #%llu", (unsigned long long)s->seq);
-  if (s->group[0]) fg_buf_printf(b, " on %s", s->group);
-}
-
-static void put_last(fg_buf *b, const fg_progress_slot *s, uint64_t now) {
-  if (s->state == FG_PROGRESS_NONE) {
-    fg_buf_printf(b, "no operation yet");
-    return;
-  }
-  fg_buf_printf(b, "last: ");
-  put_op(b, s);
-  fg_buf_printf(b, s->state == FG_PROGRESS_IN ? ", entered " : ", left ");
-  put_seconds(b, since(now, s->t_ns));
-  fg_buf_printf(b, " ago");
-}
-
-/* One group of ranks in the same place: its ranks and how long the oldest has been there. */
-static void put_cluster(fg_buf *b, where *all, int n, int first, uint64_t now) {
-  int *ranks = calloc((size_t)n, sizeof *ranks);
-  if (!ranks) return;
-  int count = 0;
-  uint64_t oldest = all[first].s.t_ns;
-  for (int i = first; i < n; i++) {
-    if (all[i].cluster != first) continue;
-    ranks[count++] = all[i].w->rank;
-    if (all[i].s.t_ns < oldest) oldest = all[i].s.t_ns;
-  }
-  char list[512];
-  fg_hang_format_ranks(ranks, count, list, sizeof list);
-  free(ranks);
-  const where *x = &all[first];
-  fg_progress_slot s = x->s;
-  s.t_ns = oldest;
-  fg_buf_printf(b, "rank%s %s ", count == 1 ? "" : "s", list);
-  if (kind_of(x) == IN_OP) {
-    fg_buf_printf(b, "%s been in ", count == 1 ? "has" : "have");
-    put_op(b, &s);
-    fg_buf_printf(b, " for ");
-    put_seconds(b, since(now, oldest));
-    return;
-  }
-  if (kind_of(x) == EXITED) {
-    char end[128];
-    fg_describe_end(x->w, end, sizeof end);
-    fg_buf_printf(b, "%s (", end);
-  } else {
-    fg_buf_printf(b, "%s not arrived (", count == 1 ? "has" : "have");
-  }
-  put_last(b, &s, now);
-  fg_buf_printf(b, ")");
-}
-
-/* Assigns every rank to the first rank in the same place, then writes the groups of those
- * in an operation first, the others after, each in rank order, separated by "; ". */
-static void put_clusters(fg_buf *b, where *all, int n, uint64_t now) {
+/* Notes every slot change and every byte of output: a rank's CPU time is sampled when it
+ * shows such a sign of life (one read of /proc/<pid>/stat), so at a report "CPU used
+ * since" is the difference. Returns 1 when anything changed. */
+int fg__hang_observe(fg_hang *h, const fg_worker *ws, int n, uint64_t now) {
+  int changed = 0, progressed = 0;
   for (int i = 0; i < n; i++) {
-    if (all[i].cluster >= 0) continue;
-    for (int j = i; j < n; j++)
-      if (all[j].cluster < 0 && same_place(&all[i], &all[j])) all[j].cluster = i;
-  }
-  int written = 0;
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < n; i++) {
-      if (all[i].cluster != i || (kind_of(&all[i]) == IN_OP) != (pass == 0)) continue;
-      if (written++) fg_buf_printf(b, "; ");
-      put_cluster(b, all, n, i, now);
+    const fg_worker *w = &ws[i];
+    fg_hang_watch *wt = fg__hang_watch_of(h, w);
+    if (!wt || w->state != FG_WORKER_RUNNING) continue;
+    fg_progress_slot s;
+    fg__hang_read_slot(h, w, &s);
+    int fresh = wt->pid != w->pid;
+    int slot_moved = !fresh && s.gen != wt->gen;
+    int wrote = !fresh && (w->out.bytes != wt->out_bytes || w->err.bytes != wt->err_bytes);
+    if (fresh || slot_moved || wrote) {
+      int failed_out = s.state == FG_PROGRESS_OUT && (s.flags & FG_PROGRESS_FAILED);
+      progressed |= (slot_moved && !failed_out) ||
+                    (wrote && w->out.bytes != wt->out_bytes);
+      wt->pid = w->pid;
+      wt->gen = s.gen;
+      wt->out_bytes = w->out.bytes;
+      wt->err_bytes = w->err.bytes;
+      wt->changed_ns = fresh ? w->start_ns : now;
+      wt->cpu_ns = wt->runq_ns = 0;
+      if (!fresh) /* fresh: it has used all since its start */
+        fg_proc_cpu_ns(w->pid, &wt->cpu_ns, &wt->runq_ns);
+      changed = 1;
     }
+  }
+  if (changed) {
+    h->last_activity_ns = now;
+    h->quiet_reported = h->quiet_prev_ok = 0;
+    h->quiet_next_ns = 0;
+  }
+  /* a cause found by stacks alone holds until a rank makes progress again */
+  if (progressed && h->hang_local_rank < 0) fg__hang_clear_cause(h);
+  return changed;
 }
 
-/* --- checks ------------------------------------------------------------------------------ */
+/* The ranks the report named are no longer held up once the longest waiter left the hang's
+ * operation without an error; one that failed there (a library timeout) keeps the cause. */
+static void check_resolved(fg_hang *h, const fg_worker *ws, int n) {
+  if (h->hang_local_rank < 0) return;
+  for (int i = 0; i < n; i++) {
+    if (ws[i].local_rank != h->hang_local_rank) continue;
+    fg_progress_slot s;
+    if (fg__hang_read_slot(h, &ws[i], &s) != 0 || s.state == FG_PROGRESS_NONE) return;
+    int same = s.seq == h->hang_seq && !strcmp(s.group, h->hang_group);
+    if (same && (s.state == FG_PROGRESS_IN || (s.flags & FG_PROGRESS_FAILED))) return;
+    if (!same && s.state == FG_PROGRESS_OUT && (s.flags & FG_PROGRESS_FAILED)) return;
+    fg__hang_clear_cause(h);
+    return;
+  }
+}
 
-static uint64_t fingerprint(const where *x) {
+/* Every worker as the classifier sees it; with_proc: with its /proc state (a report), else
+ * slots only. ends holds n strings of END_LEN for the ranks' ends. */
+void fg__hang_gather(const fg_hang *h, const fg_worker *ws, int n, uint64_t now, int with_proc,
+                   fg_hang_rank *r, char *ends) {
+  for (int i = 0; i < n; i++) {
+    const fg_worker *w = &ws[i];
+    fg_hang_rank *x = &r[i];
+    memset(x, 0, sizeof *x);
+    x->rank = w->rank;
+    x->pid = w->pid;
+    x->running = w->state == FG_WORKER_RUNNING;
+    fg_describe_end(w, ends + (size_t)i * END_LEN, END_LEN);
+    x->end = ends + (size_t)i * END_LEN;
+    fg__hang_read_slot(h, w, &x->s);
+    if (!with_proc || !x->running) continue;
+    fg_proc_read(w->pid, &x->p);
+    const fg_hang_watch *wt = fg__hang_watch_of(h, w);
+    uint64_t from = wt && wt->pid == w->pid ? wt->changed_ns : w->start_ns;
+    uint64_t cpu0 = wt && wt->pid == w->pid ? wt->cpu_ns : 0;
+    uint64_t runq0 = wt && wt->pid == w->pid ? wt->runq_ns : 0;
+    x->still_ns = fg__hang_since(now, from);
+    x->cpu_still_ns = x->p.cpu_ns > cpu0 ? x->p.cpu_ns - cpu0 : 0;
+    x->runq_still_ns = x->p.runq_ns > runq0 ? x->p.runq_ns - runq0 : 0;
+  }
+}
+
+int fg__hang_hooked(const fg_hang *h, const fg_hang_rank *x) {
+  return h->py_signal > 0 && x->running && x->p.ok && (x->p.sig_caught >> (h->py_signal - 1) & 1);
+}
+
+/* --- reports ---------------------------------------------------------------------------- */
+
+void fg__hang_print(fg_buf *b) {
+  if (b->len && !b->failed) fg_console_write(2, b->data, b->len); /* one write: whole lines */
+  fg_buf_free(b);
+}
+
+/* A hang is its operation: another longest waiter (the first gave up) is the same hang. */
+static uint64_t fingerprint(const fg_progress_slot *s) {
   uint64_t h = 1469598103934665603ULL;
-  const unsigned char *parts[] = {(const unsigned char *)x->s.op,
-                                  (const unsigned char *)x->s.group};
+  const unsigned char *parts[] = {(const unsigned char *)s->op, (const unsigned char *)s->group};
   for (size_t p = 0; p < FG_ARRAY_LEN(parts); p++)
     for (const unsigned char *c = parts[p]; *c; c++) h = (h ^ *c) * 1099511628211ULL;
-  h = (h ^ x->s.seq) * 1099511628211ULL;
-  return ((h ^ (uint64_t)x->w->rank) * 1099511628211ULL) | 1; /* never 0: "none reported" */
+  return ((h ^ s->seq) * 1099511628211ULL) | 1; /* never 0: "none reported" */
+}
+
+/* The first report's culprit stays the cause until the ranks it held up move on: a later
+ * report of what followed (ranks that gave up) does not replace it. */
+void fg__hang_keep_cause(fg_hang *h, const fg_worker *ws, const fg_hang_rank *r,
+                       const fg_hang_verdict *v) {
+  for (int i = 0; i < h->nslots; i++) h->watch[i].culprit = 0; /* whose stacks to read */
+  for (int c = 0; c < v->nculprits; c++) {
+    fg_hang_watch *wt = fg__hang_watch_of(h, &ws[v->culprits[c]]);
+    if (wt) wt->culprit = 1;
+  }
+  if (h->cause[0]) return;
+  fg__hang_clear_cause(h);
+  if (v->hang >= 0) {
+    h->hang_local_rank = ws[v->hang].local_rank;
+    h->hang_seq = r[v->hang].s.seq;
+    snprintf(h->hang_group, sizeof h->hang_group, "%s", r[v->hang].s.group);
+  }
+  if (!v->nculprits) return;
+  const fg_worker *c = &ws[v->culprits[0]];
+  fg_hang_format_cause(r, v, v->culprits[0], h->cause, sizeof h->cause);
+  if (!h->cause[0]) return;
+  h->cause_rank = c->rank;
+  h->cause_pid = c->pid;
 }
 
 int fg_hang_check(fg_hang *h, const fg_worker *ws, int n, uint64_t now_ns, fg_buf *out,
                   double *late_s) {
   if (!h->map || h->timeout <= 0 || n <= 0) return 0;
-  where *all = calloc((size_t)n, sizeof *all);
-  if (!all) return 0;
+  fg__hang_observe(h, ws, n, now_ns);
+  check_resolved(h, ws, n);
   int oldest = -1;
-  for (int i = 0; i < n; i++) {
-    read_where(h, &ws[i], &all[i]);
-    if (kind_of(&all[i]) == IN_OP && (oldest < 0 || all[i].s.t_ns < all[oldest].s.t_ns))
+  fg_progress_slot s, old = {0};
+  for (int i = 0; i < n; i++)
+    if (ws[i].state == FG_WORKER_RUNNING && fg__hang_read_slot(h, &ws[i], &s) == 0 &&
+        s.state == FG_PROGRESS_IN && (oldest < 0 || s.t_ns < old.t_ns)) {
       oldest = i;
-  }
-  uint64_t limit = (uint64_t)(h->timeout * 1e9);
-  int found = 0;
-  if (oldest >= 0 && since(now_ns, all[oldest].s.t_ns) >= limit &&
-      fingerprint(&all[oldest]) != h->reported) {
-    h->reported = fingerprint(&all[oldest]);
-    *late_s = (double)(since(now_ns, all[oldest].s.t_ns) - limit) / 1e9;
-    fg_buf_printf(out, "fgrun: hang: ");
-    put_clusters(out, all, n, now_ns);
-    fg_buf_printf(out, "\n");
-    found = 1;
-  }
-  free(all);
-  return found;
-}
-
-/* "; ranks 0,1,3 were last in allreduce #4 on world" for every rank but skip. */
-static void put_last_ops(fg_buf *b, where *all, int n, int skip) {
-  int *ranks = calloc((size_t)n, sizeof *ranks);
-  if (!ranks) return;
-  for (int i = 0; i < n; i++) all[i].cluster = -1;
-  for (int i = 0; i < n; i++) {
-    if (i == skip || all[i].cluster >= 0 || all[i].s.state == FG_PROGRESS_NONE) continue;
-    int count = 0;
-    for (int j = i; j < n; j++)
-      if (j != skip && all[j].cluster < 0 && all[j].s.state != FG_PROGRESS_NONE &&
-          all[j].s.seq == all[i].s.seq && !strcmp(all[j].s.op, all[i].s.op) &&
-          !strcmp(all[j].s.group, all[i].s.group)) {
-        all[j].cluster = i;
-        ranks[count++] = all[j].w->rank;
-      }
-    char list[512];
-    fg_hang_format_ranks(ranks, count, list, sizeof list);
-    fg_buf_printf(b, "; rank%s %s %s last in ", count == 1 ? "" : "s", list, count == 1 ? "was" : "were");
-    put_op(b, &all[i].s);
-  }
-  free(ranks);
-}
-
-void fg_hang_note_early_exits(const fg_hang *h, const fg_worker *ws, int n,
-                              const fg_worker *failed, fg_buf *out) {
-  if (!h->map || !failed || n <= 0) return;
-  where *all = calloc((size_t)n, sizeof *all);
-  if (!all) return;
-  for (int i = 0; i < n; i++) read_where(h, &ws[i], &all[i]);
-  for (int i = 0; i < n; i++) {
-    const fg_worker *w = &ws[i];
-    /* Reaped in the same pass as the failure counts as before it: that pass goes in
-     * libuv's order, not the order of death. */
-    if (w->state != FG_WORKER_EXITED || w->exit_code != 0 || w->term_signal != 0 ||
-        w->end_ns > failed->end_ns + SAME_PASS_NS)
-      continue;
-    fg_buf_printf(out, "fgrun: rank %d exited with code 0 ", w->rank);
-    put_seconds(out, since(failed->end_ns, w->end_ns));
-    fg_buf_printf(out, " before rank %d failed, while its peers still needed it (", failed->rank);
-    if (all[i].s.state == FG_PROGRESS_NONE) {
-      fg_buf_printf(out, "it entered no operation");
-    } else {
-      fg_buf_printf(out, "its last operation: ");
-      put_op(out, &all[i].s);
+      old = s;
     }
-    put_last_ops(out, all, n, i);
-    fg_buf_printf(out, ")\n");
-  }
-  free(all);
+  uint64_t limit = (uint64_t)(h->timeout * 1e9);
+  if (oldest < 0 || fg__hang_since(now_ns, old.t_ns) < limit ||
+      fingerprint(&old) == h->reported)
+    return 0;
+  fg_hang_rank *r = calloc((size_t)n, sizeof *r);
+  char *ends = calloc((size_t)n, END_LEN);
+  fg_hang_verdict v;
+  memset(&v, 0, sizeof v);
+  if (!r || !ends) goto out;
+  fg__hang_gather(h, ws, n, now_ns, 1, r, ends);
+  if (fg_hang_classify(r, n, h->world_size, now_ns, limit, &v) == FG_HANG_NONE) goto out;
+  h->reported = fingerprint(&r[v.hang].s);
+  *late_s = (double)(fg__hang_since(now_ns, r[v.hang].s.t_ns) - limit) / 1e9;
+  fg_buf_printf(out, "fgrun: hang: ");
+  fg_hang_format_verdict(r, n, &v, now_ns, out);
+  fg_buf_printf(out, "\nfgrun:   where: ");
+  fg_hang_put_where(out, r, n, now_ns);
+  fg_buf_printf(out, "\n");
+  fg_hang_put_details(out, r, n, now_ns);
+  fg__hang_keep_cause(h, ws, r, &v);
+  fg_hang_verdict_free(&v);
+  free(r);
+  free(ends);
+  return 1;
+out:
+  fg_hang_verdict_free(&v);
+  free(r);
+  free(ends);
+  return 0;
 }
 
-/* --- on the console ------------------------------------------------------------------------ */
-
-static void print(fg_buf *b) {
-  if (b->len && !b->failed) fg_console_write(2, b->data, b->len); /* one write: whole lines */
-  fg_buf_free(b);
-}
-
-int fg_hang_tick(fg_hang *h, const fg_worker *ws, int n) {
-  fg_buf report;
-  fg_buf_init(&report);
-  double late = 0;
-  int found = fg_hang_check(h, ws, n, fg_now_ns(), &report, &late);
-  print(&report);
-  if (found) fg_debug("hang reported %.1f ms after --hang_timeout passed", late * 1000);
-  return found;
-}
-
-void fg_hang_print_early_exits(const fg_hang *h, const fg_worker *ws, int n,
-                               const fg_worker *failed) {
-  fg_buf notes;
-  fg_buf_init(&notes);
-  fg_hang_note_early_exits(h, ws, n, failed, &notes);
-  print(&notes);
+const fg_worker *fg_hang_cause(const fg_hang *h, const fg_worker *ws, int n) {
+  if (!h->cause[0]) return NULL;
+  for (int i = 0; i < n; i++)
+    if (ws[i].rank == h->cause_rank && ws[i].pid == h->cause_pid) return &ws[i];
+  return NULL;
 }

@@ -7,44 +7,63 @@ import mmap
 import os
 import re
 import signal
-import struct
+import sys
 import time
 
 import pytest
 
 from test_faults import (SAN_ENV, assert_nothing_left, fault_time, fault_worker, fgrun_job,
-                         finish, start_job)
+                         finish, job_pids, start_job)
 
 pytestmark = pytest.mark.fault
 
 NOT_ARRIVED = r"rank 2 has not arrived \(last: {last}, left [\d.]+ s ago\)"
 
 
-@pytest.mark.parametrize("op,waiting,last", [
-    ("allreduce", r"ranks 0,1,3 have been in allreduce #4 on world", "allreduce #3 on world"),
-    ("barrier", r"ranks 0,1,3 have been in barrier #4 on world", "barrier #3 on world"),
-    # in the ring, rank 2's neighbours wait for it; rank 0 may be a step further on
-    ("p2p", r"ranks? [\d,]+ ha(s|ve) been in batch #4 on world", "batch #3 on world"),
-    ("store-barrier", r"ranks 0,1,3 have been in store_barrier on fault-3",
-     "store_barrier on fault-2"),
+def where_line(err):
+    lines = [l for l in err.splitlines() if l.startswith("fgrun:   where: ")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("op,culprit,waiting,last", [
+    ("allreduce", r"is sleeping and has not arrived at allreduce #4 on world \(last: allreduce "
+     r"#3 on world, left [\d.]+ s ago\); ranks 0,1,3 wait for it there",
+     r"ranks 0,1,3 have been in allreduce #4 on world", "allreduce #3 on world"),
+    ("barrier", r"is sleeping and has not arrived at barrier #4 on world \(last: barrier #3 on "
+     r"world, left [\d.]+ s ago\); ranks 0,1,3 wait for it there",
+     r"ranks 0,1,3 have been in barrier #4 on world", "barrier #3 on world"),
+    # in the ring, rank 3 receives from rank 2; rank 0 may be a step further on
+    ("p2p", r"is sleeping outside any operation \(last: batch #3 on world, left [\d.]+ s ago\); "
+     r"rank 3 waits for a message from it in batch #4 on world",
+     r"ranks? [\d,]+ ha(s|ve) been in batch #4 on world", "batch #3 on world"),
+    ("store-barrier", r"is sleeping and has not arrived at store_barrier on fault-3 \(last: "
+     r"store_barrier on fault-2, left [\d.]+ s ago\); ranks 0,1,3 wait for it there",
+     r"ranks 0,1,3 have been in store_barrier on fault-3", "store_barrier on fault-2"),
 ])
-def test_a_hang_is_reported_and_with_kill_ends_the_job(tmp_path, op, waiting, last):
+def test_a_hang_is_reported_and_with_kill_ends_the_job(tmp_path, op, culprit, waiting, last):
     """Rank 2 of 4 never enters operation #4. Expected, 2 s after (FG_HANG_TIMEOUT here):
-    one report line naming the waiting ranks, the operation, its number and group, and rank
-    2 as not arrived with where it was last; then --hang_action kill stops the job: exit
-    124 soon after the timeout, nothing left. The library's timeout (60 s) is far. (2 s, not
-    less: on a loaded machine a healthy operation may take a moment.)"""
+    one report whose first line names rank 2 (its pid, its state, where it was last) and the
+    ranks waiting for it, then where every rank is; then --hang_action kill stops the job,
+    after reading rank 2's stack: exit 124 soon after the timeout, nothing left. The
+    library's timeout (60 s) is far. (2 s, not less: on a loaded machine a healthy operation
+    may take a moment.)"""
     job = fgrun_job(tmp_path, 4, "--victim", "2", "--at", "3", "--fault", "hang",
                     "--iters", "1000", op, fgrun_args=["--hang_action=kill", "--term_grace=2"],
                     env={"FG_HANG_TIMEOUT": "2", "FG_TIMEOUT": "60"})
     took = job.ended - fault_time(tmp_path)
+    workers, _ = job_pids(tmp_path)
     assert job.rc == 124, job
     reports = [l for l in job.err.splitlines() if l.startswith("fgrun: hang:")]
     assert len(reports) == 1, job
-    assert re.search(waiting + r" for [\d.]+ s", reports[0]), reports[0]
-    assert re.search(NOT_ARRIVED.format(last=last), reports[0]), reports[0]
+    assert re.match(rf"fgrun: hang: rank 2 \(pid {workers[2]}\) {culprit} for [\d.]+ s$",
+                    reports[0]), reports[0]
+    assert re.search(waiting + r" for [\d.]+ s", where_line(job.err)), job
+    assert re.search(NOT_ARRIVED.format(last=last), where_line(job.err)), job
+    assert f"fgrun:   stack of rank 2 (pid {workers[2]}):" in job.err, job
     assert "stopping attempt 0: hang (--hang_timeout 2 s, --hang_action kill)" in job.err
-    assert 2 <= took < 5, f"fgrun exited {took:.2f}s after rank 2 stopped"
+    assert f"rank 2 (local_rank 2, pid {workers[2]}) held the others up" in job.err, job
+    assert 2 <= took < 6, f"fgrun exited {took:.2f}s after rank 2 stopped"
     assert_nothing_left(tmp_path)
 
 
@@ -56,9 +75,20 @@ def test_by_default_a_hang_is_reported_and_the_library_timeout_ends_it(tmp_path)
                     "1000", "barrier", fgrun_args=["--hang_timeout=2", "--log_level=debug"],
                     env={"FG_TIMEOUT": "5"})
     took = job.ended - fault_time(tmp_path)
+    workers, _ = job_pids(tmp_path)
     assert job.rc == 1, job
-    assert re.search(r"fgrun: hang: ranks 0,2 have been in barrier #3 on world for [\d.]+ s; "
+    assert re.search(rf"fgrun: hang: rank 1 \(pid {workers[1]}\) is sleeping and has not "
+                     r"arrived at barrier #3 on world \(last: barrier #2 on world, left [\d.]+ s "
+                     r"ago\); ranks 0,2 wait for it there for [\d.]+ s", job.err), job
+    assert re.search(r"fgrun:   where: ranks 0,2 have been in barrier #3 on world for [\d.]+ s; "
                      r"rank 1 has not arrived \(last: barrier #2 on world, left", job.err), job
+    # the library's timeout fails ranks 0 and 2; the summary blames the rank that held them up
+    assert re.search(rf"fgrun: error: job failed: rank 1 \(local_rank 1, pid {workers[1]}\) held "
+                     r"the others up: it never arrived at barrier #3 on world; it was sleeping",
+                     job.err), job
+    assert re.search(r"fgrun: what followed: ranks? [02,]+ failed", job.err), job
+    assert re.search(r"rank 1 \(local_rank 1, pid \d+\): killed by SIGTERM .*<- root cause$",
+                     job.err, re.M), job
     assert "stopping attempt" not in job.err, job
     assert took >= 5, f"the job ended {took:.2f}s after the hang: fgrun should not end it"
     late = re.search(r"hang reported ([\d.]+) ms after --hang_timeout passed", job.err)
@@ -70,7 +100,9 @@ def test_a_rank_that_never_reaches_the_rendezvous_is_named(tmp_path):
     job = fgrun_job(tmp_path, 3, "--victim", "2", "--at", "-1", "--fault", "hang",
                     "allreduce", fgrun_args=["--hang_timeout=2", "--hang_action=kill"])
     assert job.rc == 124, job
-    assert re.search(r"fgrun: hang: ranks 0,1 have been in init on world for [\d.]+ s; "
+    assert re.search(r"fgrun: hang: rank 2 \(pid \d+\) is sleeping and has not arrived at init "
+                     r"on world \(no operation yet\); ranks 0,1 wait for it there", job.err), job
+    assert re.search(r"fgrun:   where: ranks 0,1 have been in init on world for [\d.]+ s; "
                      r"rank 2 has not arrived \(no operation yet\)", job.err), job
     assert_nothing_left(tmp_path)
 
@@ -108,9 +140,11 @@ def test_bad_hang_options_are_usage_errors(tmp_path, args, error):
     assert job.rc == 2 and f"fgrun: error: {error}" in job.err, job
 
 
-# The progress file's layout (src/comm/progress.h): a header, then 128-byte slots.
-HEADER = struct.Struct("<4I")
-SLOT = struct.Struct("<IIQQii24s72s")
+# The progress file's layout (src/comm/progress_slot.h), as fgrun's Python hook writes it.
+HOOK = os.path.join(os.path.dirname(__file__), "..", "..", "src", "launcher", "pyhook")
+sys.path.insert(0, HOOK)
+import _fgrun_hook as layout  # noqa: E402
+sys.path.remove(HOOK)
 
 
 @pytest.mark.mpi
@@ -120,7 +154,8 @@ def test_the_mpi_backend_marks_its_operations_too(tmp_path):
     mpirun with rank 2 stopping before allreduce #4, and reads the slots."""
     path = tmp_path / "progress"
     with open(path, "wb") as f:
-        f.write(HEADER.pack(0x47504746, 1, 128, 3).ljust(4 * 128, b"\0"))
+        f.write(layout.HEADER.pack(layout.MAGIC, layout.VERSION, layout.SLOT_SIZE, 3)
+                .ljust(4 * layout.SLOT_SIZE, b"\0"))
     argv = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-x", "FG_PROGRESS_FILE",
             "-x", "FG_TIMEOUT", "-x", "ASAN_OPTIONS", "-x", "LSAN_OPTIONS", "-np", "3",
             fault_worker(), "--backend", "mpi", "--dir", str(tmp_path), "--victim", "2",
@@ -135,12 +170,14 @@ def test_the_mpi_backend_marks_its_operations_too(tmp_path):
         time.sleep(0.3)
         with open(path, "rb") as f:
             data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            slots = [SLOT.unpack_from(data, 128 * (r + 1)) for r in range(3)]
+            slots = [layout.SLOT.unpack_from(data, layout.SLOT_SIZE * (r + 1)) for r in range(3)]
     finally:
         os.killpg(p.pid, signal.SIGKILL)
         finish(p)
-    where = {s[5]: (s[1], s[6].rstrip(b"\0").decode(), s[2], s[7].rstrip(b"\0").decode())
-             for s in slots}
-    assert where == {0: (1, "allreduce", 4, "world"), 1: (1, "allreduce", 4, "world"),
-                     2: (2, "allreduce", 3, "world")}, where
+    # gen state seq t_ns pid rank count root peer flags dtype op group
+    text = lambda b: b.rstrip(b"\0").decode()
+    where = {s[5]: (s[1], text(s[11]), s[2], text(s[12]), s[6], text(s[10])) for s in slots}
+    assert where == {0: (1, "allreduce", 4, "world", 1024, "float32"),
+                     1: (1, "allreduce", 4, "world", 1024, "float32"),
+                     2: (2, "allreduce", 3, "world", 1024, "float32")}, where
     assert_nothing_left(tmp_path, timeout=5)
