@@ -3,6 +3,8 @@
 # runs (fgbench COLL --side-by-side: our batches and theirs take turns, medians of repeats):
 #
 #   gloo, 2 and 4 ranks under fgrun   vs gloo's own loop (raw-gloo) and torch 1.13's gloo
+#   gloo, 2 and 4 ranks under fgrun   vs torch 2.6's gloo (impl torch-2.6), where the Debian
+#                                     trixie root of scripts/torch2-root.sh is (TORCH2_PYTHON)
 #   mpi,  2 and 4 ranks under mpirun  vs MPI's own loop (raw-mpi)
 #
 # Prints each run's nccl-tests table, then a summary of busbw ratios (fgcomm / theirs) per size
@@ -13,7 +15,8 @@
 # Environment: OUT (default $BENCH_CSV_DIR, else docs/perf), BENCH_QUICK=1 (a smoke run),
 # COLLS (default allreduce; "all" runs every collective in one job), RANKS (default "2 4"),
 # BACKENDS (default "gloo mpi"), MINBYTES (4K), MAXBYTES (64M), ITERS (10), WARMUP (2),
-# REPEAT (11), TARGET (0.95). Needs Debian's python3-torch for the torch rows.
+# REPEAT (11), TARGET (0.95), TORCH2_PYTHON (default /var/lib/fgrun/torch2-python; "" for no
+# torch 2.6 rows). Needs Debian's python3-torch for the torch rows.
 set -euo pipefail
 
 BUILD=${1:-build}
@@ -29,8 +32,9 @@ TARGET=${TARGET:-0.95}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then # a smoke run: the numbers mean little
   : "${MAXBYTES:=256K}" "${ITERS:=3}" "${REPEAT:=3}"
 fi
-SWEEP=(-b "${MINBYTES:-4K}" -e "${MAXBYTES:-64M}" -f 2 -i "${ITERS:-10}" -w "${WARMUP:-2}"
-       -R "${REPEAT:-11}")
+# nccl-tests' options (-n iterations, -w warm-up), then fgbench's --repeat.
+SWEEP=(-b "${MINBYTES:-4K}" -e "${MAXBYTES:-64M}" -f 2 -n "${ITERS:-10}" -w "${WARMUP:-2}"
+       --repeat "${REPEAT:-11}")
 mkdir -p "$OUT"
 export OMPI_MCA_odls_base_num_threads=0 # Open MPI can hang at exit without it
 export FG_TIMEOUT=${FG_TIMEOUT:-600}
@@ -57,6 +61,30 @@ for backend in $BACKENDS; do
   done
 done
 
+# torch 2.6's gloo beside fgcomm: the same sweep, its own run (fgbench has one torch peer),
+# the rows relabelled torch-2.6 so they sit beside torch 1.13's in coll.csv and the plot.
+TORCH2_PYTHON=${TORCH2_PYTHON-/var/lib/fgrun/torch2-python}
+if [[ " $BACKENDS " == *" gloo "* ]] && [ -n "$TORCH2_PYTHON" ]; then
+  if [ -x "$TORCH2_PYTHON" ]; then
+    for n in $RANKS; do
+      for coll in $COLLS; do
+        name="coll-$coll-gloo-torch2-np$n"
+        csv="$OUT/$name.csv"
+        rm -f "$csv" "$csv.tmp"
+        echo "== $name (torch 2.6: $TORCH2_PYTHON)"
+        timeout 3600 "$BIN/fgrun" --standalone --nproc_per_node="$n" --no_python "$BIN/fgbench" \
+          "$coll" --backend gloo --side-by-side --peers torch --python "$TORCH2_PYTHON" \
+          --csv "$csv.tmp" "${SWEEP[@]}" | sed 's/^\[rank0\]://' | tee "$OUT/$name.txt"
+        awk -F, -v OFS=, 'NR > 1 && $8 == "torch" { $8 = "torch-2.6" } 1' "$csv.tmp" >"$csv"
+        rm -f "$csv.tmp"
+        csvs+=("$csv")
+      done
+    done
+  else
+    echo "== torch 2.6 rows skipped: $TORCH2_PYTHON is missing (scripts/torch2-root.sh makes it)"
+  fi
+fi
+
 [ ${#csvs[@]} -gt 0 ] || exit 0
 exec python3 - "$TARGET" "$OUT/coll-summary-${COLLS// /-}.csv" "$OUT/coll.csv" "${csvs[@]}" <<'EOF'
 """The summary: fgcomm / peer busbw per size, and the verdict against the target; and every
@@ -77,7 +105,9 @@ with open(summary_path, "w", newline="") as out:
                 "peer_busbw_gbs", "ratio", "verdict"])
     runs = []
     for path in paths:
-        rows = list(csv.DictReader(open(path)))
+        # The peers run out of place only: the ratios compare those rows.
+        rows = [r for r in csv.DictReader(open(path))
+                if r.get("placement", "out-of-place") == "out-of-place"]
         for coll in dict.fromkeys(r["collective"] for r in rows):  # `fgbench all`: several
             runs.append([r for r in rows if r["collective"] == coll])
     for rows in runs:

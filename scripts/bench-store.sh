@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench-store.sh [BUILD_DIR] [fgbench store options...] - our store server (fgstore) next to
-# torch 1.13's TCPStore server, under the same client load, the servers taking turns run by
-# run (fgstore, torch, fgstore, torch, ...):
+# torch's TCPStore servers, 1.13's (python3-torch) and 2.6's (the root of scripts/torch2-root.sh,
+# where it is), under the same client load, the servers taking turns run by run. With two CPUs
+# or more the servers run on one and the load driver on another (--no-pin: neither pinned).
 #
 #   1. throughput: 1, 16 and 64 clients doing SET+GET pairs (GET = WAIT then GET, as torch's
-#      get) for 2 s per run; pairs/s, the ratio ours/torch, each server's CPU time per pair
-#      and the load driver's. Target: >= 2x at 16 and 64 clients. The default load is lean:
+#      get) for 2 s per run; pairs/s, the ratio ours / the better torch server's, each
+#      server's CPU time per pair (from /proc) and the load driver's. Target: >= 2x at 16 and 64 clients. The default load is lean:
 #      the clients are connections on one epoll thread, one request in flight each, so the
 #      driver takes little of a 2-core machine; --client library runs a thread per client
 #      on libfg's blocking fg_store client instead.
@@ -15,7 +16,8 @@
 #      Target: >= 3x faster at 4,096.
 #
 # Medians of repeated runs; `fgbench store --help` lists the options (--server HOST:PORT
-# measures one running server instead). Needs Debian's python3-torch for the torch side.
+# measures one running server instead, --server-pid its CPU). Needs Debian's python3-torch
+# for torch 1.13 (--python none leaves it out).
 # Run it on an otherwise idle machine: the figures are wall-clock rates on shared CPUs.
 set -euo pipefail
 

@@ -6,10 +6,14 @@
 #   memcpy.csv         the collectives' floor: one core's memcpy bandwidth, 8 B to 64 MiB
 #   tcp-rtt.csv        the store's floor: a 1-byte loopback TCP round trip (median, p10, p90)
 #   launch.csv         scripts/bench-launch.sh: N workers running `true` under the bare
-#   launch-failure.csv   fork/exec floor, fgrun and mpirun; a rank's failure to the exit
+#   launch-failure.csv   fork/exec floor, fgrun, mpirun and torchrun (2.6's where
+#                        /var/lib/fgrun/torch2-torchrun is; TORCHRUN overrides); a rank's
+#                        failure to the exit
 #   store.csv          scripts/bench-store.sh: fgstore vs torch 1.13's TCPStore server
+#   mpi.csv            scripts/bench-mpi.sh: fgrun as an MPI launcher next to mpirun (launch
+#                        of MPI_Init/MPI_Finalize ranks, allreduce 4 KB and 16 MB)
 #   coll.csv           scripts/bench-coll.sh (when present): fgbench's allreduce vs the
-#                        raw libraries and torch; coll-all/ every collective, shorter
+#                        raw libraries, torch 1.13 and torch 2.6; coll-all/ every collective
 #   matrix.csv         fgmatrix configs/*.yaml, MATRIX_RUNS rounds of fgrun+gloo,
 #   matrix-summary.csv   mpirun+gloo and mpirun+mpi in turn; per case seconds and medians
 #   *.txt              each benchmark's own report;  *.png  the plots
@@ -20,7 +24,7 @@
 # stop the others; the script exits 1 if any failed.
 #
 #   BENCH_QUICK=1   a smoke run: few repetitions, small sizes (the numbers mean little)
-#   BENCH_ONLY=".." only these steps, of: memcpy tcp_rtt launch store coll matrix plots
+#   BENCH_ONLY=".." only these steps, of: memcpy tcp_rtt launch store coll mpi matrix plots
 #   MATRIX_RUNS=N   rounds of the scenario matrix (default 3)
 set -uo pipefail
 
@@ -80,7 +84,7 @@ cat "$OUT/machine.txt" 2>/dev/null
 
 # --- the floors (scripts/bench/floors.c): memcpy bandwidth of one core, a loopback round trip
 # (built here with the system's compiler)
-${CC:-cc} -O2 -pthread -o "$WORK/floors" scripts/bench/floors.c || echo "bench: floors.c did not build"
+${CC:-cc} -O2 -pthread -o "$WORK/floors" scripts/bench/floors.c -lm || echo "bench: floors.c did not build"
 memcpy_floor() {
   "$WORK/floors" memcpy 8 $((64 << 20)) "$([ "${BENCH_QUICK:-0}" = 1 ] && echo 3 || echo 11)" \
       >"$OUT/memcpy.csv" && cat "$OUT/memcpy.csv"
@@ -95,6 +99,9 @@ tcp_rtt_floor() {
 step tcp_rtt tcp_rtt_floor
 
 # --- launch ---------------------------------------------------------------------------------
+# torchrun 2.6 (the trixie root of scripts/torch2-root.sh) where it is, else torchrun on PATH
+TORCH2_TORCHRUN=/var/lib/fgrun/torch2-torchrun
+if [ -z "${TORCHRUN:-}" ] && [ -x "$TORCH2_TORCHRUN" ]; then export TORCHRUN=$TORCH2_TORCHRUN; fi
 step launch scripts/bench-launch.sh --csv "$OUT" "$BUILD"
 
 # --- store ----------------------------------------------------------------------------------
@@ -164,7 +171,8 @@ coll() {
   scripts/bench-coll.sh "$BUILD" || rc=$?
   # Every other collective too, shorter (4 ranks, 3 repeats, up to 16 MiB), in coll-all/.
   [ "${BENCH_QUICK:-0}" = 1 ] ||
-    OUT="$OUT/coll-all" COLLS=all RANKS=4 REPEAT=3 MAXBYTES=16M scripts/bench-coll.sh "$BUILD" ||
+    TORCH2_PYTHON= OUT="$OUT/coll-all" COLLS=all RANKS=4 REPEAT=3 MAXBYTES=16M \
+      scripts/bench-coll.sh "$BUILD" ||
     rc=$?
   return $rc
 }
@@ -173,6 +181,9 @@ if [ -x scripts/bench-coll.sh ]; then
 else
   STATUS[coll]="skipped: scripts/bench-coll.sh is not there"
 fi
+
+# --- fgrun as an MPI launcher: launch and allreduce next to mpirun (mpi.csv, mpi.txt) -------
+step mpi scripts/bench-mpi.sh "$BUILD"
 
 # --- the scenario matrix --------------------------------------------------------------------
 matrix() {
@@ -274,6 +285,7 @@ for section, png in (("throughput", "store-throughput.png"),
                  if r["metric"] == metric and r["server"] == s]) for s in servers])
 
 coll, memcpy = rows("coll.csv"), rows("memcpy.csv")
+coll = [r for r in coll if r.get("placement", "out-of-place") == "out-of-place"]
 for c in sorted({r["collective"] for r in coll}) if coll and "collective" in coll[0] else []:
     impls = []
     for r in coll:
@@ -312,7 +324,7 @@ step plots plots
 echo
 echo "=========== summary (results in $OUT)"
 failed=0
-for name in memcpy tcp_rtt launch store coll matrix plots; do
+for name in memcpy tcp_rtt launch store coll mpi matrix plots; do
   printf '  %-8s %s\n' "$name" "${STATUS[$name]:-not run}"
   case "${STATUS[$name]:-}" in FAILED*) failed=1 ;; esac
 done

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""torch_allreduce.py - torch 1.13's ProcessGroupGloo, timed as fgbench times fgcomm: nccl-tests'
+"""torch_allreduce.py - torch's ProcessGroupGloo (1.13's, or 2.6's with fgbench --python
+/var/lib/fgrun/torch2-python), timed as fgbench times fgcomm: nccl-tests'
 sizes, a barrier before each batch, the slowest rank's time, nccl-tests' bus bandwidth.
 
 On its own, every rank runs it under a launcher:

@@ -34,24 +34,30 @@ typedef struct bc_call {
   int root;
   size_t count;      /* the count argument of the fg_* call */
   void *send, *recv; /* backend memory; the same buffer for broadcast */
+  size_t shift;      /* element offset into the value tables: a check's own data */
   const bc_values *v;
 } bc_call;
 
 enum {
-  BC_REDUCES = 1,   /* takes a reduction (-o) */
-  BC_ROOTED = 2,    /* takes a root (-r) */
-  BC_IN_PLACE = 4,  /* one buffer (broadcast): the root's holds the data */
-  BC_PER_RANK = 8,  /* count is a ranks-th of the swept size */
-  BC_FROM_ROOT = 16 /* only the root's data reaches anyone (what --corrupt must touch) */
+  BC_REDUCES = 1,    /* takes a reduction (-o) */
+  BC_ROOTED = 2,     /* takes a root (-r) */
+  BC_ONE_BUFFER = 4, /* one buffer (broadcast): the root's holds the data */
+  BC_PER_RANK = 8,   /* count is a ranks-th of the swept size */
+  BC_FROM_ROOT = 16, /* only the root's data reaches anyone (what --corrupt must touch) */
+  BC_NO_IN_PLACE_CHECK = 32 /* in place, results are not promised (nccl-tests: N/A) */
 };
 
-/* One collective, as nccl-tests describes one: how big its buffers are, what it must
- * produce, how to call it once, and its bus-bandwidth factor. */
+/* One collective, as nccl-tests describes one: how big its buffers are, where its in-place
+ * call reads and writes, what it must produce, how to call it once, and its bus-bandwidth
+ * factor. */
 typedef struct bc_coll {
   const char *name;
   unsigned flags;
   /* Buffers in blocks of count elements: 1, or 0 for one block per rank. */
   int send_blocks, recv_blocks;
+  /* In place, both buffers lie in one: send at rank * send_in_place blocks, recv at
+   * rank * recv_in_place blocks (nccl-tests' in-place offsets). */
+  int send_in_place, recv_in_place;
   int (*run)(const bc_call *k);
   /* What element j of the receive buffer must hold afterwards; NAN where nothing is
    * promised (reduce and gather away from the root). */
@@ -93,29 +99,68 @@ enum { BC_MAX_PEERS = 3 };
 int bc_peers_open(fg_comm *world, const bc_options *o, bc_peer *peers);
 void bc_peers_close(bc_peer *peers, int n);
 
-/* --- options (bench_coll_opts.c) ---------------------------------------------------------- */
+/* --- the report (bench_coll_report.c): rank 0's nccl-tests text, JSON and our CSV -------- */
+
+typedef struct bc_report bc_report;
+
+/* Collective over world: every rank's device line reaches rank 0. 0 or a failure code;
+ * on ranks other than 0 every other call below does nothing. */
+int bc_report_open(bc_report **out, fg_comm *w, const bc_options *o, const char *launcher);
+void bc_report_close(bc_report *r);
+/* One test (one collective): nccl-tests' header, device lines and table header; its JSON
+ * file when -J is given. */
+void bc_report_begin(bc_report *r, const bc_coll *coll, const bc_peer *peers, int npeers);
+/* A row: its first columns, then out-of-place and in-place results, then the peers'
+ * out-of-place figures (comment lines under the row), then its end. */
+void bc_report_row(bc_report *r, size_t bytes, size_t count, fg_dtype dt, const char *redop,
+                   int root);
+/* checked 0: #wrong says N/A. */
+void bc_report_result(bc_report *r, int in_place, double us, double algbw, double busbw,
+                      int checked, long long wrong);
+void bc_report_peer(bc_report *r, int p, double us, double algbw, double busbw, double ratio);
+void bc_report_row_end(bc_report *r);
+/* nccl-tests' footer, with errors (the checks that found a wrong value, over every rank).
+ * Returns 1 if the average bus bandwidth is below 0.9 of $NCCL_TESTS_MIN_BW, else 0. */
+int bc_report_end(bc_report *r, long long errors);
+
+/* --- options (bench_coll_opts.c): nccl-tests' letters, names, meanings and defaults ---- */
 
 enum { BC_MAX_REPEAT = 99 };
 
 struct bc_options {
   const char *coll; /* a name, or "all" */
   const char *backend;
-  uint64_t min_bytes, max_bytes;
-  double step_factor;
-  int iters, warmup, repeat;
-  fg_dtype dt;
-  fg_redop op;
-  int root;
-  int check;
-  int corrupt;      /* one rank corrupts its contribution: every check must fail */
+  uint64_t min_bytes, max_bytes, step_bytes; /* -b -e -i */
+  uint64_t step_factor;                      /* -f: above 1 multiplies, else -i adds */
+  int iters, agg_iters, warmup, run_cycles;  /* -n -m -w -N (0: forever) */
+  int check;                                 /* -c: checks per size and placement, 0 off */
+  int ntypes, nops;                          /* -d and -o: one, or every one ("all") */
+  fg_dtype types[FG_DTYPE_COUNT];
+  fg_redop ops[FG_REDOP_COUNT];
+  int root;          /* -r: -1 for every root */
+  int average;       /* -a: 0 rank 0's time, 1 the mean, 2 the minimum, 3 the maximum */
+  int blocking;      /* -z 0..3 */
+  int cputime;       /* -C: the column says cputime */
+  int timestamps;    /* -S */
+  int parallel_init; /* -p */
+  int unalign;       /* -u: elements the buffers are shifted by */
+  int timeout_ms;    /* -T */
+  const char *json;  /* -J */
+  int argc;          /* the command line, for the JSON file */
+  char **argv;
+  /* fgbench's own */
+  int repeat;
+  int corrupt; /* one rank corrupts its contribution: every check must fail */
   int side_by_side;
   const char *peers; /* comma list limiting the peers; NULL: every one that fits */
   const char *csv;
   const char *python, *torch_script;
-  int timeout_ms;
 };
 
 /* argv[0] is the collective. 0, -1 after --help (exit 0), or 2 with one line on stderr. */
 int bc_parse_options(int argc, char **argv, bc_options *o);
+
+/* nccl-tests' name of a type ("float", "half", ...). */
+const char *bc_type_name(fg_dtype dt);
 
 #endif

@@ -17,20 +17,20 @@ static double pattern(fg_dtype dt, fg_redop op, int reduces, int rank, size_t j)
   size_t r = (size_t)rank;
   if (!reduces) return (double)((r * 31 + j * 7) % 100) - 50 * neg;
   switch (op) {
-    case FG_PROD:
+    case FG_REDOP_PROD:
       if ((r + j) % 4 == 0 && r < 16) return 2;
       return neg && (r + 2 * j) % 5 == 1 ? -1 : 1;
-    case FG_MIN:
-    case FG_MAX: return (double)((r * 5 + j * 3) % 11) - 5 * neg;
+    case FG_REDOP_MIN:
+    case FG_REDOP_MAX: return (double)((r * 5 + j * 3) % 11) - 5 * neg;
     default: return (double)((r * 3 + j * 7) % 5) - 2 * neg;
   }
 }
 
 static double combine(fg_redop op, double acc, double v) {
   switch (op) {
-    case FG_PROD: return acc * v;
-    case FG_MIN: return v < acc ? v : acc;
-    case FG_MAX: return v > acc ? v : acc;
+    case FG_REDOP_PROD: return acc * v;
+    case FG_REDOP_MIN: return v < acc ? v : acc;
+    case FG_REDOP_MAX: return v > acc ? v : acc;
     default: return acc + v;
   }
 }
@@ -56,7 +56,7 @@ int bc_values_make(bc_values *v, int size, fg_dtype dt, fg_redop op, int reduces
       v->input[(size_t)r * BC_PERIOD + j] = x;
       acc = r == 0 ? x : combine(op, acc, x);
     }
-    v->folded[j] = op == FG_AVG ? average(dt, acc, size) : acc;
+    v->folded[j] = op == FG_REDOP_AVG ? average(dt, acc, size) : acc;
   }
   return 0;
 }
@@ -68,10 +68,12 @@ void bc_values_free(bc_values *v) {
 }
 
 double bc_input(const bc_call *k, int r, size_t j) {
-  return k->v->input[(size_t)r * BC_PERIOD + j % BC_PERIOD];
+  return k->v->input[(size_t)r * BC_PERIOD + (j + k->shift) % BC_PERIOD];
 }
 
-static double folded(const bc_call *k, size_t j) { return k->v->folded[j % BC_PERIOD]; }
+static double folded(const bc_call *k, size_t j) {
+  return k->v->folded[(j + k->shift) % BC_PERIOD];
+}
 
 /* Block j / count of a buffer with a block per rank, and the index within it. */
 static int block_of(const bc_call *k, size_t j) { return (int)(j / k->count); }
@@ -154,18 +156,22 @@ static double expect_sendrecv(const bc_call *k, size_t j) {
   return k->size == 1 ? NAN : bc_input(k, (k->rank + k->size - 1) % k->size, j);
 }
 
-#define COLL(name, flags, sb, rb, factor) \
-  static const bc_coll coll_##name = {#name, flags, sb, rb, run_##name, expect_##name, factor}
+/* nccl-tests' buffers (blocks of count: 1, or 0 for one per rank) and in-place offsets (in
+ * blocks, times the rank): in place, allgather and gather send from their own block of the
+ * receive buffer, reduce_scatter and scatter receive into their block of the send buffer. */
+#define COLL(name, flags, sb, rb, send_in_place, recv_in_place, factor)                        \
+  static const bc_coll coll_##name = {#name,         flags,          sb, rb, send_in_place, \
+                                      recv_in_place, run_##name, expect_##name, factor}
 
-COLL(allreduce, BC_REDUCES, 1, 1, factor_allreduce);
-COLL(allgather, BC_PER_RANK, 1, 0, factor_ring);
-COLL(reduce_scatter, BC_REDUCES | BC_PER_RANK, 0, 1, factor_ring);
-COLL(alltoall, BC_PER_RANK, 0, 0, factor_ring);
-COLL(broadcast, BC_ROOTED | BC_IN_PLACE | BC_FROM_ROOT, 1, 1, factor_one);
-COLL(reduce, BC_REDUCES | BC_ROOTED, 1, 1, factor_one);
-COLL(gather, BC_ROOTED | BC_PER_RANK, 1, 0, factor_ring);
-COLL(scatter, BC_ROOTED | BC_PER_RANK | BC_FROM_ROOT, 0, 1, factor_ring);
-COLL(sendrecv, 0, 1, 1, factor_one);
+COLL(allreduce, BC_REDUCES, 1, 1, 0, 0, factor_allreduce);
+COLL(allgather, BC_PER_RANK, 1, 0, 1, 0, factor_ring);
+COLL(reduce_scatter, BC_REDUCES | BC_PER_RANK, 0, 1, 0, 1, factor_ring);
+COLL(alltoall, BC_PER_RANK | BC_NO_IN_PLACE_CHECK, 0, 0, 0, 0, factor_ring);
+COLL(broadcast, BC_ROOTED | BC_ONE_BUFFER | BC_FROM_ROOT, 1, 1, 0, 0, factor_one);
+COLL(reduce, BC_REDUCES | BC_ROOTED, 1, 1, 0, 0, factor_one);
+COLL(gather, BC_ROOTED | BC_PER_RANK, 1, 0, 1, 0, factor_ring);
+COLL(scatter, BC_ROOTED | BC_PER_RANK | BC_FROM_ROOT, 0, 1, 0, 1, factor_ring);
+COLL(sendrecv, BC_NO_IN_PLACE_CHECK, 1, 1, 0, 0, factor_one);
 
 const bc_coll *const bc_colls[] = {&coll_allreduce, &coll_allgather, &coll_reduce_scatter,
                                    &coll_alltoall,  &coll_broadcast, &coll_reduce,

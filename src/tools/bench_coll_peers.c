@@ -23,7 +23,7 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "comm/comm_internal.h"
+#include "common/host.h"
 #include "common/util.h"
 #include "tools/bench_coll.h"
 #include "tools/bench_raw.h"
@@ -34,7 +34,7 @@
 /* Peers only run beside host-memory backends, so plain host buffers do here. */
 static int all_ok(fg_comm *w, int ok) {
   int64_t v = ok;
-  return fg_allreduce(w, &v, &v, 1, FG_INT64, FG_MIN) == 0 && v;
+  return fg_allreduce(w, &v, &v, 1, FG_INT64, FG_REDOP_MIN) == 0 && v;
 }
 
 static int in_list(const char *list, const char *name) {
@@ -46,7 +46,7 @@ static int in_list(const char *list, const char *name) {
 
 static int plain_float_sum(const char *coll, fg_dtype dt, fg_redop op, int root) {
   const bc_coll *c = bc_find(coll);
-  return c && dt == FG_FLOAT32 && root == 0 && (op == FG_SUM || !(c->flags & BC_REDUCES));
+  return c && dt == FG_FLOAT32 && root == 0 && (op == FG_REDOP_SUM || !(c->flags & BC_REDUCES));
 }
 
 static int named(const char *(*coll_at)(int), const char *coll) {
@@ -58,7 +58,7 @@ static int named(const char *(*coll_at)(int), const char *coll) {
 /* Where a peer listens: loopback when every rank is on this host. */
 static void listen_host(fg_comm *w, char *host, size_t len) {
   snprintf(host, len, "127.0.0.1");
-  if (fg_comm_local_size(w) != fg_comm_size(w)) fg_comm_advertised_host(host, len);
+  if (fg_comm_local_size(w) != fg_comm_size(w)) fg_advertised_host(host, len);
 }
 
 /* Rank 0's s, on every rank. */

@@ -1,5 +1,5 @@
 /* bench_store.c - `fgbench store`: the same client load against our store server (fgstore)
- * and torch 1.13's TCPStore server, side by side.
+ * and torch's TCPStore servers (1.13's and 2.6's), side by side.
  *
  *   throughput  K clients, one connection each, doing SET + GET (torch's get: WAIT then GET)
  *               pairs for a fixed time: pairs per second. The load is the lean epoll driver
@@ -8,15 +8,16 @@
  *   rendezvous  K connections each ADD to a counter, then WAIT for a key the last arrival
  *               sets: seconds until every one is released, and the server's peak memory.
  *
- * Each server is spoken to in its own dialect (1.13's for torch, V2 for ours). Every figure
- * is the median of repeated runs, and the servers take turns run by run (ours, torch, ours,
- * torch, ...) so that drift on the machine hits both alike. Next to each rate: the server's
+ * Each server is spoken to in its own dialect (1.13's for torch 1.13, V2 for 2.6 and ours).
+ * Every figure is the median of repeated runs, and the servers take turns run by run (ours,
+ * torch 1.13, torch 2.6, ours, ...) so that drift on the machine hits all alike. Next to each rate: the server's
  * CPU time per operation (from /proc), and the driver's own, which says how much of a
  * 2-core machine the load generator took from the server. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,18 +32,27 @@
 #include "tools/bench_store.h"
 
 #define MAX_POINTS 8
-#define MAX_REPEAT 51
+#define MAX_REPEAT BENCH_MAX_REPEAT
+#define MAX_SERVERS BENCH_MAX_SERVERS
+#define TORCH2_PYTHON "/var/lib/fgrun/torch2-python" /* scripts/torch2-root.sh's wrapper */
+
+typedef bench_sample sample;
 
 static const char usage[] =
     "usage: fgbench store [--spawn-both | --server HOST:PORT] [options]\n"
     "\n"
-    "Drives the same client load against fgstore and torch 1.13's TCPStore server (both\n"
-    "started on 127.0.0.1 by default) and prints medians and ratios side by side.\n"
+    "Drives the same client load against fgstore and torch's TCPStore servers, 1.13's and\n"
+    "2.6's (all started on 127.0.0.1 by default), and prints medians side by side, with how\n"
+    "many times better fgstore is than the better torch server.\n"
     "\n"
-    "  --spawn-both           start fgstore and torch's server and compare them (default)\n"
+    "  --spawn-both           start fgstore and torch's servers and compare them (default)\n"
     "  --server HOST:PORT     measure one running server instead (dialect detected)\n"
     "  --fgstore PATH         fgstore to start (default: the one next to fgbench)\n"
-    "  --python PATH          python with torch 1.13 (default /usr/bin/python3)\n"
+    "  --python PATH          python with torch 1.13 (default /usr/bin/python3; none: leave\n"
+    "                         torch 1.13 out)\n"
+    "  --torch2-python PATH   python with torch 2.x (default $FG_TORCH2_ROOT-python, else\n"
+    "                         " TORCH2_PYTHON ", left out with a note\n"
+    "                         when missing; none: leave it out)\n"
     "  --client lean|library  throughput load: epoll driver (default) or a thread per\n"
     "                         client on libfg's fg_store client\n"
     "  --driver-threads N     epoll threads of the lean load and the rendezvous (default 1)\n"
@@ -52,26 +62,31 @@ static const char usage[] =
     "  --value-size BYTES     value size of the SETs (default 32)\n"
     "  --conns LIST           rendezvous connections (default 1024,4096)\n"
     "  --rounds N             rendezvous rounds per point and server (default 9)\n"
-    "  --only WHICH           throughput or rendezvous\n";
+    "  --only WHICH           throughput or rendezvous\n"
+    "  --pin[=S,D]            run the servers on CPU S and this load driver on CPU D, so that\n"
+    "                         neither takes the other's core (default with 2 CPUs or more: the\n"
+    "                         first two this process may use)\n"
+    "  --no-pin               leave both to the scheduler\n"
+    "  --server-pid PID       with --server: the server's pid, for its CPU time and memory\n";
+
+/* A torch server to measure ours against. */
+typedef struct peer {
+  const char *label, *python;
+  fg_store_dialect dialect;
+} peer;
 
 typedef struct options {
-  const char *server, *fgstore, *python;
+  const char *server, *fgstore, *python, *torch2_python;
+  peer peers[MAX_SERVERS - 1];
+  int npeers;
   int threads[MAX_POINTS], nthreads;
   int conns[MAX_POINTS], nconns;
   double duration;
   int repeat, rounds, value_size, driver_threads, library;
   int throughput, rendezvous;
+  int pin_server, pin_driver; /* CPUs, or -1: not pinned */
+  pid_t server_pid;
 } options;
-
-/* What one run (or the medians of several) measured on one server. */
-typedef struct sample {
-  double value;   /* pairs per second, or seconds until everyone was released */
-  double release; /* rendezvous: seconds from the last arrival to the last release */
-  double cpu;     /* the server's CPU time per pair (us) or per round (ms); < 0 if unknown */
-  double driver;  /* the load driver's CPU time, in the same unit */
-  long rss_kib;   /* the server's peak RSS; < 0 if unknown */
-  long base_kib;  /* its RSS before the connections were opened */
-} sample;
 
 static double self_cpu_s(void) {
   struct rusage ru;
@@ -189,110 +204,24 @@ static int throughput_run(const bench_server *srv, int clients, const options *o
                                         errlen);
   if (rc < 0) return rc;
   uint64_t pairs = 0, t0 = fg_now_ns();
-  double cpu0 = bench_server_cpu_s(srv), self0 = self_cpu_s();
+  double cpu0 = bench_server_cpu_s(srv), self0 = self_cpu_s(), user0, sys0, user1, sys1;
+  int split = bench_server_cpu_split(srv, &user0, &sys0) == 0;
   rc = o->library ? library_run(srv, clients, o, &pairs, err, errlen)
                   : bench_load_run(l, o->duration, &pairs, err, errlen);
   double elapsed = (double)(fg_now_ns() - t0) / 1e9;
   double cpu = bench_server_cpu_s(srv) - cpu0, self = self_cpu_s() - self0;
+  split = split && bench_server_cpu_split(srv, &user1, &sys1) == 0 && user1 + sys1 > user0 + sys0;
   bench_load_close(l);
   double per = pairs ? 1e6 / (double)pairs : -1;
   *out = (sample){.value = (double)pairs / elapsed, .cpu = cpu0 < 0 || !pairs ? -1 : cpu * per,
-                  .driver = pairs ? self * per : -1, .rss_kib = -1};
+                  .driver = pairs ? self * per : -1, .rss_kib = -1,
+                  /* /proc's ticks give the split, schedstat the total: the kernel's share */
+                  .sys = split && pairs ? cpu * per * (sys1 - sys0) / (user1 + sys1 - user0 - sys0)
+                                        : -1};
   return rc;
 }
 
 /* ---- report ------------------------------------------------------------------------------ */
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
-
-/* The medians of each field over n runs. */
-static sample median_sample(const sample *runs, int n) {
-  double f[4][MAX_REPEAT];
-  for (int i = 0; i < n; i++) {
-    f[0][i] = runs[i].value;
-    f[1][i] = runs[i].release;
-    f[2][i] = runs[i].cpu;
-    f[3][i] = runs[i].driver;
-  }
-  return (sample){median(f[0], n), median(f[1], n), median(f[2], n), median(f[3], n),
-                  runs[n - 1].rss_kib, runs[n - 1].base_kib};
-}
-
-static const char *dialect_name(fg_store_dialect d) {
-  return d == FG_STORE_DIALECT_V2 ? "v2" : d == FG_STORE_DIALECT_LEGACY ? "1.13" : "?";
-}
-
-static const char *with_commas(double v, char *buf, size_t len) {
-  char digits[32];
-  int n = snprintf(digits, sizeof digits, "%.0f", v), out = 0;
-  for (int i = 0; i < n && out < (int)len - 2; i++) {
-    if (i > 0 && (n - i) % 3 == 0) buf[out++] = ',';
-    buf[out++] = digits[i];
-  }
-  buf[out] = '\0';
-  return buf;
-}
-
-/* One group of columns: a cell per server, then how many times better ours is (ratio > 0),
- * nothing (ratio == 0: not a comparison) or "-" (unknown). */
-static void print_group(const char *const *cells, int nsrv, double ratio) {
-  for (int i = 0; i < nsrv; i++) printf(" %10s", cells[i]);
-  if (nsrv == 2 && ratio > 0) printf(" %6.2fx", ratio);
-  if (nsrv == 2 && ratio < 0) printf(" %7s", "-");
-}
-
-static void print_header(const char *first, const char *const *groups, const int *compare,
-                         int ngroups, const bench_server *srv, int nsrv) {
-  const char *labels[2] = {srv[0].label, nsrv == 2 ? srv[1].label : ""};
-  printf("  %-7s", "");
-  for (int g = 0; g < ngroups; g++) {
-    int width = nsrv * 11 + (nsrv == 2 && compare[g] ? 8 : 0);
-    printf("%s %-*s", g ? " |" : "", width - 1, groups[g]);
-  }
-  printf("\n  %-7s", first);
-  for (int g = 0; g < ngroups; g++) {
-    printf(g ? " |" : "");
-    for (int i = 0; i < nsrv; i++) printf(" %10.10s", labels[i]);
-    if (nsrv == 2 && compare[g]) printf(" %7s", "better");
-  }
-  printf("\n");
-}
-
-static double better(double ours, double theirs, int higher_is_better) {
-  if (ours <= 0 || theirs <= 0) return -1;
-  return higher_is_better ? ours / theirs : theirs / ours;
-}
-
-/* A cell per server of field values formatted with fmt ("-" when unknown). */
-static void cells(const sample *med, int nsrv, int field, const char *fmt, char (*buf)[32],
-                  const char **out) {
-  for (int i = 0; i < nsrv; i++) {
-    double v = field == 0 ? med[i].value : field == 1 ? med[i].release
-             : field == 2 ? med[i].cpu : med[i].driver;
-    snprintf(buf[i], sizeof buf[i], fmt, v);
-    out[i] = v < 0 ? "-" : buf[i];
-  }
-}
-
-static void print_rss(const bench_server *srv, int nsrv, const char *when) {
-  printf("  peak RSS (VmHWM) %s:", when);
-  for (int i = 0; i < nsrv; i++) {
-    long kib = bench_server_rss_kib(&srv[i], "VmHWM");
-    if (kib < 0)
-      printf(" %s -", srv[i].label);
-    else
-      printf("%s %s %.1f MiB", i ? "," : "", srv[i].label, (double)kib / 1024);
-  }
-  printf("\n");
-}
 
 static void describe_load(const options *o) {
   if (o->library)
@@ -308,50 +237,76 @@ static void describe_load(const options *o) {
            o->driver_threads, o->driver_threads == 1 ? "" : "s");
 }
 
+/* The server CPU per pair as user + system: the system part is the kernel's socket work,
+ * which every server pays for the same reads and writes. */
+static void print_split(const sample *med, const bench_server *srv, int nsrv) {
+  printf("  %-7s server CPU/pair = user + system (us):", "");
+  for (int i = 0; i < nsrv; i++)
+    if (med[i].sys < 0)
+      printf("%s %s -", i ? "," : "", srv[i].label);
+    else
+      printf("%s %s %.2f + %.2f", i ? "," : "", srv[i].label, med[i].cpu - med[i].sys,
+             med[i].sys);
+  printf("\n");
+}
+
 static int run_throughput(bench_server *srv, int nsrv, const options *o) {
-  char err[512], buf[6][32];
+  char err[512], buf[3 * MAX_SERVERS][32];
   printf("\nthroughput: SET+GET pairs per second (GET = WAIT then GET, as torch's get), "
          "%d-byte values;\nmedian of %d runs of %.1f s per server, the servers taking turns\n",
          o->value_size, o->repeat, o->duration);
   describe_load(o);
+  if (nsrv > 2) printf("better: fgstore against the better of the torch servers\n");
   static const char *const groups[] = {"pairs/s", "server CPU/pair (us)",
                                        "driver CPU/pair (us)"};
   static const int compare[] = {1, 1, 0};
-  print_header("clients", groups, compare, 3, srv, nsrv);
+  bench_print_header("clients", groups, compare, 3, srv, nsrv);
   for (int p = 0; p < o->nthreads; p++) {
-    sample runs[2][MAX_REPEAT], med[2];
+    sample runs[MAX_SERVERS][MAX_REPEAT], med[MAX_SERVERS];
     for (int r = 0; r < o->repeat; r++)
       for (int i = 0; i < nsrv; i++)
         if (throughput_run(&srv[i], o->threads[p], o, &runs[i][r], err, sizeof err) < 0) {
           fprintf(stderr, "fgbench store: %s\n", err);
           return 1;
         }
-    const char *rate[2], *cpu[2], *drv[2];
+    const char *rate[MAX_SERVERS], *cpu[MAX_SERVERS], *drv[MAX_SERVERS];
     for (int i = 0; i < nsrv; i++) {
-      med[i] = median_sample(runs[i], o->repeat);
-      rate[i] = with_commas(med[i].value, buf[i], sizeof buf[i]);
+      med[i] = bench_median_sample(runs[i], o->repeat);
+      rate[i] = bench_with_commas(med[i].value, buf[i], sizeof buf[i]);
     }
-    cells(med, nsrv, 2, "%.2f", buf + 2, cpu);
-    cells(med, nsrv, 3, "%.2f", buf + 4, drv);
+    bench_cells(med, nsrv, BENCH_CPU, "%.2f", buf + MAX_SERVERS, cpu);
+    bench_cells(med, nsrv, BENCH_DRIVER, "%.2f", buf + 2 * MAX_SERVERS, drv);
     printf("  %-7d", o->threads[p]);
-    print_group(rate, nsrv, nsrv == 2 ? better(med[0].value, med[1].value, 1) : 0);
+    bench_print_group(rate, nsrv, bench_better(med, nsrv, BENCH_VALUE, 1));
     printf(" |");
-    print_group(cpu, nsrv, nsrv == 2 ? better(med[0].cpu, med[1].cpu, 0) : 0);
+    bench_print_group(cpu, nsrv, bench_better(med, nsrv, BENCH_CPU, 0));
     printf(" |");
-    print_group(drv, nsrv, 0);
+    bench_print_group(drv, nsrv, 0);
     printf("\n");
+    print_split(med, srv, nsrv);
     fflush(stdout);
   }
-  print_rss(srv, nsrv, "after the throughput runs");
+  bench_print_rss(srv, nsrv, "after the throughput runs");
   return 0;
 }
 
 /* ---- rendezvous -------------------------------------------------------------------------- */
 
-/* Slot 0 is ours, slot 1 torch's. */
+/* A server runs on its own CPU, every thread of it. */
+static int pin_server(const bench_server *s, const options *o, char *err, size_t errlen) {
+  if (o->pin_server < 0 || s->pid <= 0) return 0;
+  int rc = bench_pin(s->pid, o->pin_server);
+  return rc ? fg_fail(err, errlen, rc, "cannot pin %s (pid %d) to CPU %d: %s", s->label,
+                      (int)s->pid, o->pin_server, strerror(-rc))
+            : 0;
+}
+
+/* Slot 0 is ours, the others torch's (o->peers). */
 static int start_server(bench_server *s, int slot, const options *o, char *err, size_t errlen) {
-  return slot == 0 ? bench_server_start_fgstore(s, o->fgstore, err, errlen)
-                   : bench_server_start_torch(s, o->python, err, errlen);
+  const peer *p = slot > 0 ? &o->peers[slot - 1] : NULL;
+  int rc = !p ? bench_server_start_fgstore(s, o->fgstore, err, errlen)
+              : bench_server_start_torch(s, p->label, p->python, p->dialect, err, errlen);
+  return rc ? rc : pin_server(s, o, err, errlen);
 }
 
 /* One round on server i: its times, and the CPU the server and the driver spent in it. */
@@ -362,6 +317,7 @@ static int rendezvous_round(bench_server *s, bench_rdzv *r, sample *out, char *e
   int rc = bench_rdzv_round(r, round_id++, &out->value, &out->release, err, errlen);
   out->cpu = cpu0 < 0 ? -1 : (bench_server_cpu_s(s) - cpu0) * 1e3;
   out->driver = (self_cpu_s() - self0) * 1e3;
+  out->sys = -1;
   return rc;
 }
 
@@ -370,9 +326,9 @@ static int rendezvous_round(bench_server *s, bench_rdzv *r, sample *out, char *e
  * lifetime peak. */
 static int rendezvous_point(bench_server *srv, int nsrv, int conns, const options *o,
                             sample *med, char *err, size_t errlen) {
-  bench_rdzv *r[2] = {NULL, NULL};
-  sample runs[2][MAX_REPEAT];
-  long base[2] = {-1, -1};
+  bench_rdzv *r[MAX_SERVERS] = {NULL};
+  sample runs[MAX_SERVERS][MAX_REPEAT];
+  long base[MAX_SERVERS] = {-1, -1, -1};
   int rc = 0;
   for (int i = 0; rc == 0 && i < nsrv; i++) {
     if (!o->server) rc = start_server(&srv[i], i, o, err, errlen);
@@ -389,7 +345,7 @@ static int rendezvous_point(bench_server *srv, int nsrv, int conns, const option
       cpu += runs[i][k].cpu;
       drv += runs[i][k].driver;
     }
-    med[i] = median_sample(runs[i], o->rounds);
+    med[i] = bench_median_sample(runs[i], o->rounds);
     med[i].cpu = runs[i][0].cpu < 0 ? -1 : cpu / o->rounds;
     med[i].driver = drv / o->rounds;
     med[i].rss_kib = bench_server_rss_kib(&srv[i], "VmHWM");
@@ -403,7 +359,7 @@ static int rendezvous_point(bench_server *srv, int nsrv, int conns, const option
 }
 
 static int run_rendezvous(bench_server *srv, int nsrv, const options *o) {
-  char err[512], buf[10][32];
+  char err[512], buf[5 * MAX_SERVERS][32];
   printf("\nrendezvous: N connections each ADD to a counter, then WAIT for the key the last "
          "one sets\n(all N ADDs are sent at once, by %d epoll thread%s; the connections are "
          "opened beforehand).\nround: from the first ADD sent to the last release received. "
@@ -415,35 +371,34 @@ static int run_rendezvous(bench_server *srv, int nsrv, const options *o) {
   static const char *const groups[] = {"round (s)", "release (s)", "server CPU/round (ms)",
                                        "peak RSS, +growth (MiB)", "driver CPU/round"};
   static const int compare[] = {1, 1, 1, 1, 0};
-  print_header("conns", groups, compare, 5, srv, nsrv);
+  bench_print_header("conns", groups, compare, 5, srv, nsrv);
   for (int p = 0; p < o->nconns; p++) {
-    sample med[2];
+    sample med[MAX_SERVERS];
     if (rendezvous_point(srv, nsrv, o->conns[p], o, med, err, sizeof err) < 0) {
       fprintf(stderr, "fgbench store: %d connections: %s\n", o->conns[p], err);
       return 1;
     }
-    const char *c[5][2];
-    cells(med, nsrv, 0, "%.4f", buf, c[0]);
-    cells(med, nsrv, 1, "%.4f", buf + 2, c[1]);
-    cells(med, nsrv, 2, "%.1f", buf + 4, c[2]);
+    const char *c[5][MAX_SERVERS];
+    char (*rss)[32] = buf + 3 * MAX_SERVERS;
+    bench_cells(med, nsrv, BENCH_VALUE, "%.4f", buf, c[0]);
+    bench_cells(med, nsrv, BENCH_RELEASE, "%.4f", buf + MAX_SERVERS, c[1]);
+    bench_cells(med, nsrv, BENCH_CPU, "%.1f", buf + 2 * MAX_SERVERS, c[2]);
     for (int i = 0; i < nsrv; i++) {
       double peak = (double)med[i].rss_kib / 1024, grew = peak - (double)med[i].base_kib / 1024;
-      snprintf(buf[6 + i], sizeof buf[6 + i], med[i].base_kib < 0 ? "%.1f" : "%.1f +%.1f", peak,
-               grew);
-      c[3][i] = med[i].rss_kib < 0 ? "-" : buf[6 + i];
+      snprintf(rss[i], sizeof rss[i], med[i].base_kib < 0 ? "%.1f" : "%.1f +%.1f", peak, grew);
+      c[3][i] = med[i].rss_kib < 0 ? "-" : rss[i];
     }
-    cells(med, nsrv, 3, "%.1f ms", buf + 8, c[4]);
-    int two = nsrv == 2;
+    bench_cells(med, nsrv, BENCH_DRIVER, "%.1f ms", buf + 4 * MAX_SERVERS, c[4]);
     printf("  %-7d", o->conns[p]);
-    print_group(c[0], nsrv, two ? better(med[0].value, med[1].value, 0) : 0);
+    bench_print_group(c[0], nsrv, bench_better(med, nsrv, BENCH_VALUE, 0));
     printf(" |");
-    print_group(c[1], nsrv, two ? better(med[0].release, med[1].release, 0) : 0);
+    bench_print_group(c[1], nsrv, bench_better(med, nsrv, BENCH_RELEASE, 0));
     printf(" |");
-    print_group(c[2], nsrv, two ? better(med[0].cpu, med[1].cpu, 0) : 0);
+    bench_print_group(c[2], nsrv, bench_better(med, nsrv, BENCH_CPU, 0));
     printf(" |");
-    print_group(c[3], nsrv, two ? better(med[0].rss_kib, med[1].rss_kib, 0) : 0);
+    bench_print_group(c[3], nsrv, bench_better(med, nsrv, BENCH_RSS, 0));
     printf(" |");
-    print_group(c[4], nsrv, 0);
+    bench_print_group(c[4], nsrv, 0);
     printf("\n");
     fflush(stdout);
   }
@@ -484,12 +439,15 @@ static int parse(int argc, char **argv, options *o) {
       {"conns", required_argument, 0, 'c'},      {"rounds", required_argument, 0, 'n'},
       {"only", required_argument, 0, 'o'},       {"client", required_argument, 0, 'l'},
       {"driver-threads", required_argument, 0, 'D'}, {"help", no_argument, 0, 'h'},
+      {"pin", optional_argument, 0, 'P'},        {"no-pin", no_argument, 0, 'N'},
+      {"server-pid", required_argument, 0, 'S'}, {"torch2-python", required_argument, 0, 'T'},
       {0, 0, 0, 0},
   };
   *o = (options){.fgstore = sibling_fgstore(), .python = "/usr/bin/python3",
                  .threads = {1, 16, 64}, .nthreads = 3, .conns = {1024, 4096}, .nconns = 2,
                  .duration = 2, .repeat = 5, .rounds = 9, .value_size = 32,
-                 .driver_threads = 1, .throughput = 1, .rendezvous = 1};
+                 .driver_threads = 1, .throughput = 1, .rendezvous = 1, .pin_server = -2,
+                 .pin_driver = -1};
   int c;
   while ((c = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
     switch (c) {
@@ -497,6 +455,7 @@ static int parse(int argc, char **argv, options *o) {
       case 's': o->server = optarg; break;
       case 'f': o->fgstore = optarg; break;
       case 'p': o->python = optarg; break;
+      case 'T': o->torch2_python = optarg; break;
       case 't':
         if (parse_list(optarg, o->threads, &o->nthreads, 1024)) return bad("--threads", optarg);
         break;
@@ -529,19 +488,79 @@ static int parse(int argc, char **argv, options *o) {
         o->rendezvous = !strcmp(optarg, "rendezvous");
         if (!o->throughput && !o->rendezvous) return bad("--only", optarg);
         break;
+      case 'P':
+        if (!optarg) {
+          o->pin_server = -2; /* the default CPUs, below */
+        } else {
+          char server[16], driver[16];
+          if (sscanf(optarg, "%15[0-9],%15[0-9]", server, driver) != 2 ||
+              fg_parse_int(server, 0, CPU_SETSIZE - 1, &o->pin_server) ||
+              fg_parse_int(driver, 0, CPU_SETSIZE - 1, &o->pin_driver) ||
+              o->pin_server == o->pin_driver)
+            return bad("--pin", optarg);
+        }
+        break;
+      case 'N': o->pin_server = o->pin_driver = -1; break;
+      case 'S': {
+        int pid;
+        if (fg_parse_int(optarg, 1, 1 << 30, &pid)) return bad("--server-pid", optarg);
+        o->server_pid = pid;
+        break;
+      }
       case 'h': fputs(usage, stdout); return -1;
       default: fprintf(stderr, "(see fgbench store --help)\n"); return 2;
     }
   }
-  return optind < argc ? bad("argument", argv[optind]) : 0;
+  if (optind < argc) return bad("argument", argv[optind]);
+  if (o->server_pid && !o->server) return bad("--server-pid without --server", "");
+  return 0;
 }
 
-static int start_both(bench_server *srv, const options *o, char *err, size_t errlen) {
-  if (o->server) return bench_server_attach(&srv[0], o->server, err, errlen);
-  int rc = bench_server_start_fgstore(&srv[0], o->fgstore, err, errlen);
-  if (rc == 0 && (rc = bench_server_start_torch(&srv[1], o->python, err, errlen)) < 0)
-    bench_server_stop(&srv[0]);
-  return rc;
+/* --pin's default: the first two CPUs this process may run on, when it may run on two. */
+static void default_pins(options *o) {
+  if (o->pin_server != -2) return;
+  o->pin_server = o->pin_driver = -1;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) < 2) return;
+  for (int cpu = 0; cpu < CPU_SETSIZE && o->pin_driver < 0; cpu++)
+    if (CPU_ISSET(cpu, &set)) {
+      if (o->pin_server < 0)
+        o->pin_server = cpu;
+      else
+        o->pin_driver = cpu;
+    }
+}
+
+/* The torch servers to compare with: 1.13's and 2.6's unless "none"; the 2.6 root's wrapper
+ * by default only where it is (it takes scripts/torch2-root.sh to make). */
+static void choose_peers(options *o) {
+  const char *root = getenv("FG_TORCH2_ROOT");
+  static char wrapper[PATH_MAX];
+  if (root && *root) snprintf(wrapper, sizeof wrapper, "%s-python", root);
+  if (strcmp(o->python, "none"))
+    o->peers[o->npeers++] = (peer){"torch-1.13", o->python, FG_STORE_DIALECT_LEGACY};
+  const char *t2 = o->torch2_python ? o->torch2_python : root && *root ? wrapper : TORCH2_PYTHON;
+  if (!o->torch2_python && access(t2, X_OK) != 0)
+    fprintf(stderr, "fgbench store: torch 2.6 left out: %s is missing (scripts/torch2-root.sh "
+                    "makes it)\n", t2);
+  else if (strcmp(t2, "none"))
+    o->peers[o->npeers++] = (peer){"torch-2.6", t2, FG_STORE_DIALECT_V2};
+}
+
+static int start_all(bench_server *srv, int nsrv, const options *o, char *err, size_t errlen) {
+  if (o->server) {
+    int rc = bench_server_attach(&srv[0], o->server, err, errlen);
+    srv[0].pid = o->server_pid; /* read from /proc, never signalled */
+    return rc ? rc : pin_server(&srv[0], o, err, errlen);
+  }
+  for (int i = 0; i < nsrv; i++) {
+    int rc = start_server(&srv[i], i, o, err, errlen);
+    if (rc < 0) {
+      while (i-- > 0) bench_server_stop(&srv[i]);
+      return rc;
+    }
+  }
+  return 0;
 }
 
 int fg_bench_store(int argc, char **argv) {
@@ -549,23 +568,36 @@ int fg_bench_store(int argc, char **argv) {
   int rc = parse(argc, argv, &o);
   if (rc) return rc < 0 ? 0 : rc;
   signal(SIGPIPE, SIG_IGN);
+  default_pins(&o);
+  /* The driver's threads inherit this; the servers are pinned once they run. */
+  if (o.pin_driver >= 0 && (rc = bench_pin(0, o.pin_driver)) < 0) {
+    fprintf(stderr, "fgbench store: cannot pin the driver to CPU %d: %s\n", o.pin_driver,
+            strerror(-rc));
+    return 1;
+  }
   long nofile = fg_raise_nofile(); /* before the servers start: they inherit it */
-  int most = 0, nsrv = o.server ? 1 : 2;
+  if (!o.server) choose_peers(&o);
+  int most = 0, nsrv = o.server ? 1 : 1 + o.npeers;
   for (int i = 0; i < o.nconns; i++) most = FG_MAX(most, o.conns[i]);
   if (o.rendezvous && nofile < (long)most * nsrv + 64L)
     fprintf(stderr, "fgbench store: open-file limit %ld is too low for %d connections\n", nofile,
             most * nsrv);
-  bench_server srv[2];
+  bench_server srv[MAX_SERVERS];
   char err[512];
-  if (start_both(srv, &o, err, sizeof err) < 0) {
+  if (start_all(srv, nsrv, &o, err, sizeof err) < 0) {
     fprintf(stderr, "fgbench store: %s\n", err);
     return 1;
   }
   printf("fgbench store: ");
   for (int i = 0; i < nsrv; i++)
     printf("%s%s (%s dialect) on %s:%d", i ? " vs " : "", srv[i].label,
-           dialect_name(srv[i].dialect), srv[i].host, srv[i].port);
-  printf("; %ld CPUs\n", sysconf(_SC_NPROCESSORS_ONLN));
+           bench_dialect_name(srv[i].dialect), srv[i].host, srv[i].port);
+  printf("; %ld CPUs", sysconf(_SC_NPROCESSORS_ONLN));
+  if (o.pin_server >= 0)
+    printf("; servers pinned to CPU %d, the load driver to CPU %d", o.pin_server, o.pin_driver);
+  else
+    printf("; not pinned");
+  printf("\n");
   rc = o.throughput ? run_throughput(srv, nsrv, &o) : 0;
   for (int i = 0; i < nsrv && !o.server; i++) bench_server_stop(&srv[i]);
   if (rc == 0 && o.rendezvous) rc = run_rendezvous(srv, nsrv, &o);

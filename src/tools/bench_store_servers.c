@@ -1,5 +1,6 @@
-/* bench_store_servers.c - the servers `fgbench store` measures: ours (fgstore) and torch
- * 1.13's own TCPStore, each started on 127.0.0.1 and stopped again, or one started elsewhere. */
+/* bench_store_servers.c - the servers `fgbench store` measures: ours (fgstore) and torch's own
+ * TCPStore (1.13's python3-torch, 2.6 in the root of scripts/torch2-root.sh), each started on
+ * 127.0.0.1 and stopped again, or one started elsewhere. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +21,9 @@
 #include "common/util.h"
 #include "tools/bench_store.h"
 
-/* torch 1.13's server is the master TCPStore object of a Python process; it prints the port
- * it got and lives until its stdin closes. */
+/* torch's server is the master TCPStore object of a Python process; it prints the port it got
+ * and lives until its stdin closes. The same call in 1.13 and 2.6 (whose Debian build has no
+ * libuv: the classic server). */
 static const char torch_script[] =
     "import datetime, sys\n"
     "import torch.distributed as dist\n"
@@ -115,7 +118,7 @@ static int read_port(int fd, char *err, size_t errlen) {
     if (left > 0 && poll(&p, 1, (int)left) == 1) n = read(fd, line + len, sizeof line - 1 - len);
     if (n <= 0)
       return fg_fail(err, errlen, -ECHILD,
-                     "torch's TCPStore did not start (is python3-torch installed for it?)");
+                     "torch's TCPStore did not start (is torch installed for that python?)");
     len += (size_t)n;
     line[len] = '\0';
   }
@@ -126,15 +129,16 @@ static int read_port(int fd, char *err, size_t errlen) {
   return port;
 }
 
-int bench_server_start_torch(bench_server *s, const char *python, char *err, size_t errlen) {
-  init(s, "torch-1.13");
+int bench_server_start_torch(bench_server *s, const char *label, const char *python,
+                             fg_store_dialect dialect, char *err, size_t errlen) {
+  init(s, label);
   int out = -1;
   char *argv[] = {(char *)python, "-c", (char *)torch_script, NULL};
   s->pid = spawn(argv, &s->stdin_fd, &out);
   if (s->pid < 0) return fg_fail(err, errlen, s->pid, "cannot start %s", python);
   int rc = s->port = read_port(out, err, errlen);
   close(out);
-  if (rc > 0) rc = await_ready(s, FG_STORE_DIALECT_LEGACY, START_TIMEOUT_MS, err, errlen);
+  if (rc > 0) rc = await_ready(s, dialect, START_TIMEOUT_MS, err, errlen);
   if (rc < 0) bench_server_stop(s);
   return rc < 0 ? rc : 0;
 }
@@ -192,6 +196,25 @@ long bench_server_rss_kib(const bench_server *s, const char *field) {
   return kib;
 }
 
+int bench_pin(pid_t pid, int cpu) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task", pid ? (int)pid : (int)getpid());
+  DIR *d = opendir(path);
+  if (!d) return -errno;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  int rc = 0, any = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (e->d_name[0] == '.') continue;
+    if (sched_setaffinity((pid_t)atoi(e->d_name), sizeof set, &set) != 0 && errno != ESRCH)
+      rc = -errno;
+    any = 1;
+  }
+  closedir(d);
+  return rc ? rc : any ? 0 : -ESRCH;
+}
+
 /* Nanoseconds on a CPU, summed over the process's threads (schedstat's first field). */
 static double schedstat_s(pid_t pid) {
   char path[64];
@@ -215,10 +238,8 @@ static double schedstat_s(pid_t pid) {
   return found ? total : -1;
 }
 
-double bench_server_cpu_s(const bench_server *s) {
-  if (s->pid <= 0) return -1;
-  double precise = schedstat_s(s->pid);
-  if (precise >= 0) return precise;
+int bench_server_cpu_split(const bench_server *s, double *user, double *sys) {
+  if (s->pid <= 0) return -ESRCH;
   char path[64], buf[1024];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
   FILE *f = fopen(path, "r");
@@ -230,6 +251,15 @@ double bench_server_cpu_s(const bench_server *s) {
   unsigned long utime, stime;
   if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
                    &stime) != 2)
-    return -1;
-  return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+    return -EPROTO;
+  *user = (double)utime / (double)sysconf(_SC_CLK_TCK);
+  *sys = (double)stime / (double)sysconf(_SC_CLK_TCK);
+  return 0;
+}
+
+double bench_server_cpu_s(const bench_server *s) {
+  if (s->pid <= 0) return -1;
+  double precise = schedstat_s(s->pid), user, sys;
+  if (precise >= 0) return precise;
+  return bench_server_cpu_split(s, &user, &sys) == 0 ? user + sys : -1;
 }
