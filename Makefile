@@ -2,7 +2,9 @@
 #
 #   make            build everything into build/
 #   make test       unit tests (cmocka) and integration tests (pytest)
-#   make check      make test, make asan and make fuzz: what CI runs
+#   make check      make test, test-torch2, test-slurm, asan and fuzz: what CI runs
+#   make test-torch2  the torch 2.6 suite (scripts/torch2-root.sh's root), torchrun 2.6 beside fgrun
+#   make test-slurm the tests on a Slurm cluster they start (slurmctld, slurmd, munge)
 #   make asan       the same tests under AddressSanitizer + UBSan (build/asan)
 #   make fuzz       the store's request handling under libFuzzer (FUZZ_SECONDS=60)
 #   make bench      side-by-side benchmarks
@@ -29,9 +31,9 @@ CXX ?= g++
 WARN      := -Wall -Wextra -Werror
 CPPFLAGS  += -Iinclude -Isrc -D_GNU_SOURCE
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=gnu11 -fPIC $(WARN)
+CFLAGS    += -std=gnu11 -fPIC -fvisibility=hidden $(WARN)
 CXXFLAGS  ?= -O2 -g
-CXXFLAGS  += -std=c++17 -fPIC $(WARN)
+CXXFLAGS  += -std=c++17 -fPIC -fvisibility=hidden $(WARN)
 LDLIBS    := -luv -lpthread -lm
 
 ifeq ($(SAN),1)
@@ -59,6 +61,15 @@ ifeq ($(HAVE_MPI),1)
 else
   $(info fgrun: mpi backend disabled: mpicc not found (apt-get install libopenmpi-dev))
 endif
+# The PMIx server (src/launcher/pmix*.c) uses libpmix's headers; fgrun loads the library at
+# run time (dlopen), so it runs where libpmix is missing, with the server off.
+HAVE_PMIX := $(shell pkg-config --exists pmix 2>/dev/null && test -f src/launcher/pmix.c && echo 1)
+ifeq ($(HAVE_PMIX),1)
+  PMIX_CFLAGS := $(shell pkg-config --cflags pmix) -DFG_PMIX_LIBDIR='"$(shell pkg-config --variable=libdir pmix)"'
+  CPPFLAGS    += -DFG_HAVE_PMIX
+else
+  $(info fgrun: PMIx server disabled: libpmix not found by pkg-config (apt-get install libpmix-dev); MPI programs need mpirun)
+endif
 ifeq ($(HAVE_NCCL),1)
   CUDA_CFLAGS := -I$(CUDA_HOME)/include
   CPPFLAGS    += -DFG_HAVE_NCCL
@@ -78,7 +89,7 @@ LIB := $(BUILD)/lib
 # --- sources: one folder per layer; every .c in it is built ---------------------------------
 COMMON_SRCS   := $(wildcard src/common/*.c)
 STORE_SRCS    := $(wildcard src/store/*.c)
-LAUNCHER_SRCS := $(wildcard src/launcher/*.c)
+LAUNCHER_SRCS := $(filter-out $(if $(HAVE_PMIX),,src/launcher/pmix%.c src/launcher/agent_pmix.c),$(wildcard src/launcher/*.c))
 # A backend's files are left out when its library is missing.
 COMM_SRCS     := $(filter-out src/comm/backend_%.c,$(wildcard src/comm/*.c))
 COMM_SRCS     += $(if $(HAVE_GLOO),$(wildcard src/comm/backend_gloo.c src/comm/gloo_shim.cc \
@@ -96,6 +107,8 @@ LIBFG_SO      := $(LIB)/libfg.so
 # Every src/tools/fg*.c is a program.
 PROGRAMS := $(notdir $(basename $(wildcard src/tools/fg*.c)))
 BINS     := $(PROGRAMS:%=$(BIN)/%)
+# fgrun's startup hook for Python ranks (src/launcher/pyhook/), installed in libexec/fgrun/.
+PYHOOK := $(patsubst src/launcher/pyhook/%,$(BIN)/fgrun-pyhook/%,$(wildcard src/launcher/pyhook/*.py))
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -103,8 +116,8 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 DRIVER_SRCS := $(wildcard tests/drivers/*.c)
 DRIVER_BINS := $(DRIVER_SRCS:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
 
-.PHONY: all test unit integration asan check bench run install uninstall clean deps
-all: $(BINS) $(LIBFG_A) $(LIBFG_SO) $(UNIT_BINS) $(DRIVER_BINS)
+.PHONY: all test unit integration test-slurm asan check bench run install uninstall clean deps
+all: $(BINS) $(PYHOOK) $(LIBFG_A) $(LIBFG_SO) $(UNIT_BINS) $(DRIVER_BINS)
 
 # Objects depend on the flags they were built with, so a changed option rebuilds them.
 FLAGS_STAMP := $(BUILD)/.flags
@@ -119,6 +132,7 @@ $(OBJ)/comm/backend_mpi.o $(OBJ)/comm/backend_mpi_sched.o $(OBJ)/comm/backend_mp
 $(OBJ)/comm/backend_mpi_p2p.o: CPPFLAGS += $(MPI_CFLAGS)
 # The reduction kernels: -O3 vectorises their loops (GCC's -O2 leaves loops of unknown length
 # scalar).
+$(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/launcher/pmix*.c)): CPPFLAGS += $(PMIX_CFLAGS)
 $(OBJ)/comm/dtype.o: CFLAGS += -O3
 $(OBJ)/comm/backend_nccl.o: CPPFLAGS += $(CUDA_CFLAGS)
 $(OBJ)/tools/bench_mpi.o: CPPFLAGS += $(MPI_CFLAGS)
@@ -131,19 +145,32 @@ $(LIBFG_A): $(LIBFG_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(LIBFG_SO): $(LIBFG_OBJS)
+# Only include/fg's FG_EXTERN declarations are exported (tests/integration/test_exports.py).
+$(LIBFG_SO): $(LIBFG_OBJS) src/libfg.ver
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -Wl,-soname,libfg.so.0 -o $@ $^ $(COMM_LIBS) $(LDLIBS)
+	$(CC) -shared $(LDFLAGS) -Wl,-soname,libfg.so.0 -Wl,--version-script=src/libfg.ver -o $@ $(LIBFG_OBJS) $(COMM_LIBS) $(LDLIBS)
 
-# fgrun-exec runs between fork and the worker's exec; it links nothing of ours so it
-# starts fast.
-$(BIN)/fgrun-exec: $(OBJ)/tools/fgrun-exec.o
+# fgrun-stack reads ranks' stacks for fgrun's hang reports: native frames through elfutils'
+# libdw (libdw-dev) when it is there. fgrun-pyhook/ is the Python ranks' startup hook.
+HAVE_LIBDW := $(shell test -f /usr/include/elfutils/libdwfl.h && echo 1)
+ifneq ($(HAVE_LIBDW),1)
+  $(info fgrun: hang reports without native stacks: elfutils' libdw not found (apt-get install libdw-dev))
+endif
+$(OBJ)/tools/stack_native.o: CPPFLAGS += $(if $(HAVE_LIBDW),-DFG_HAVE_LIBDW)
+$(BIN)/fgrun-stack: $(OBJ)/tools/fgrun-stack.o $(OBJ)/tools/stack_native.o $(OBJ)/launcher/procinfo.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(if $(HAVE_LIBDW),-ldw -lelf -lstdc++) $(LDLIBS)
 
+$(BIN)/fgrun-pyhook/%.py: src/launcher/pyhook/%.py
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+# fgrun links libuv statically where the static library is installed (libuv1-dev ships it):
+# one shared library less to load and relocate is a tenth of fgrun's own start-up.
+LIBUV_STATIC := $(filter /%,$(shell $(CC) -print-file-name=libuv_a.a))
 $(BIN)/fgrun: $(OBJ)/tools/fgrun.o $(LAUNCHER_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(if $(LIBUV_STATIC),$(LIBUV_STATIC) -ldl $(filter-out -luv,$(LDLIBS)),$(LDLIBS))
 
 $(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
@@ -192,18 +219,34 @@ $(BUILD)/tests/drivers/%: tests/drivers/%.c $(LIBFG_A)
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
 
+# Suites of their own, left out of make test (and make asan): make test-torch2, make test-slurm.
+OWN_SUITES := -m 'not torch2 and not slurm'
 integration: all
-	FG_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -c tests/pytest.ini $(PYTEST_PAR) tests/integration $(PYTEST_ARGS)
+	FG_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -c tests/pytest.ini $(PYTEST_PAR) $(OWN_SUITES) tests/integration $(PYTEST_ARGS)
+
+# Real torch 2.6 workers (the Debian trixie root of scripts/torch2-root.sh), torchrun 2.6 beside
+# fgrun. Without the root the tests skip; FG_REQUIRE_TORCH2=1 (make check) fails them instead.
+.PHONY: test-torch2
+test-torch2: all
+	FG_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -c tests/pytest.ini $(PYTEST_PAR) -m torch2 tests/integration $(PYTEST_ARGS)
+
+# The Slurm tests: a real slurmctld, a slurmd per node and munged, started by the tests
+# (tests/integration/slurm.py). Skipped where Slurm is missing; FG_REQUIRE_SLURM=1 fails them.
+test-slurm: all
+	FG_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -c tests/pytest.ini $(PYTEST_PAR) -m slurm tests/integration $(PYTEST_ARGS)
 
 test: unit integration
 
 asan:
 	$(MAKE) BUILD=build/asan SAN=1 test
 
-# What CI runs (.ci/run, the README's test command): the tests, the same tests under ASan and
-# UBSan, and a bounded run of the store's fuzzer.
+# What CI runs (.ci/run, the README's test command): the tests, the torch 2.6 and the Slurm
+# tests (a missing root or Slurm fails them), the same tests under ASan and UBSan, and a
+# bounded run of the store's fuzzer.
 check:
 	$(MAKE) test
+	FG_REQUIRE_TORCH2=1 $(MAKE) test-torch2
+	FG_REQUIRE_SLURM=1 $(MAKE) test-slurm
 	$(MAKE) asan
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
 
@@ -236,8 +279,7 @@ deps:
 	scripts/install-deps.sh
 
 # --- install ----------------------------------------------------------------------------------
-# Programs in bin/; fgrun-exec, which only fgrun runs, in libexec/fgrun/ (fgrun looks next to
-# itself, then in ../libexec/fgrun/); libfg as libfg.so.<version> with its soname link
+# Programs in bin/ (fgrun finds fgscenario next to itself, or in ../libexec/fgrun/); libfg as libfg.so.<version> with its soname link
 # libfg.so.0 and the development link libfg.so, and libfg.a; the headers; fg.pc for
 # pkg-config (Libs.private: the backends' libraries, for static linking); the man pages.
 # Nothing here is rebuilt with other flags: install takes what the build made.
@@ -246,15 +288,16 @@ LIBDIR     ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 MANDIR     ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
-INSTALL_BINS := $(filter-out $(BIN)/fgrun-exec,$(BINS))
+INSTALL_BINS := $(BINS)
 MAN_PAGES  := $(wildcard docs/man/*.1)
 # A directory under PREFIX, written relative to ${prefix} in fg.pc.
 pc_dir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
 
 install: $(BINS) $(LIBFG_A) $(LIBFG_SO)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/libexec/fgrun $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/fg $(DESTDIR)$(PKGCONFIGDIR)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/fg $(DESTDIR)$(PKGCONFIGDIR)
 	install -m 755 $(INSTALL_BINS) $(DESTDIR)$(PREFIX)/bin
-	install -m 755 $(BIN)/fgrun-exec $(DESTDIR)$(PREFIX)/libexec/fgrun
+	install -d $(DESTDIR)$(PREFIX)/libexec/fgrun/fgrun-pyhook
+	install -m 644 $(PYHOOK) $(DESTDIR)$(PREFIX)/libexec/fgrun/fgrun-pyhook
 	install -m 644 $(LIBFG_A) $(DESTDIR)$(LIBDIR)
 	install -m 755 $(LIBFG_SO) $(DESTDIR)$(LIBDIR)/libfg.so.$(VERSION)
 	ln -sf libfg.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libfg.so.0
@@ -275,7 +318,9 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libfg.a $(DESTDIR)$(LIBDIR)/libfg.so $(DESTDIR)$(LIBDIR)/libfg.so.0 $(DESTDIR)$(LIBDIR)/libfg.so.$(VERSION)
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/fg/,$(notdir $(wildcard include/fg/*.h))) $(DESTDIR)$(PKGCONFIGDIR)/fg.pc
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
-	-rmdir $(DESTDIR)$(PREFIX)/libexec/fgrun $(DESTDIR)$(INCLUDEDIR)/fg 2>/dev/null
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/libexec/fgrun/fgrun-pyhook/,$(notdir $(PYHOOK)))
+	rm -rf $(DESTDIR)$(PREFIX)/libexec/fgrun/fgrun-pyhook/__pycache__
+	-rmdir $(DESTDIR)$(PREFIX)/libexec/fgrun/fgrun-pyhook $(DESTDIR)$(PREFIX)/libexec/fgrun $(DESTDIR)$(INCLUDEDIR)/fg 2>/dev/null
 
 clean:
 	rm -rf build

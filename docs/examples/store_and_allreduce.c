@@ -74,7 +74,7 @@ static int allreduce_part(void) {
   void *buf = NULL;
   if ((rc = fg_comm_malloc(world, sizeof host, &buf)) == 0 &&
       (rc = fg_comm_upload(world, buf, host, sizeof host)) == 0 &&
-      (rc = fg_allreduce(world, buf, buf, COUNT, FG_FLOAT64, FG_SUM)) == 0)
+      (rc = fg_allreduce(world, buf, buf, COUNT, FG_FLOAT64, FG_REDOP_SUM)) == 0)
     rc = fg_comm_download(world, host, buf, sizeof host);
   int ok = rc == 0;
   if (rc != 0) {

@@ -37,73 +37,75 @@ typedef struct fg_store_options {
   fg_store_dialect dialect;
 } fg_store_options;
 
-void fg_store_options_init(fg_store_options *opts);
+FG_EXTERN void fg_store_options_init(fg_store_options *opts);
 
 /* Connects to host:port, retrying with back-off until connect_timeout_ms. opts may be NULL.
  * With FG_STORE_TOKEN set in the environment, every connection presents that token first
  * (fgstore --store_token); a server that refuses it, or wants one that is not set, makes
  * this and later calls fail with -EACCES. */
-int fg_store_connect(fg_store **out, const char *host, int port, const fg_store_options *opts);
+FG_EXTERN int fg_store_connect(fg_store **out, const char *host, int port,
+                               const fg_store_options *opts);
 
 /* A view of `base` whose keys are "<prefix>/<key>" (torch's PrefixStore). It shares base's
  * connection, and base must outlive it. Scopes nest. */
-int fg_store_scope(fg_store *base, const char *prefix, fg_store **out);
+FG_EXTERN int fg_store_scope(fg_store *base, const char *prefix, fg_store **out);
 
 /* Closes a connection or releases a scope. NULL is allowed. */
-void fg_store_close(fg_store *s);
+FG_EXTERN void fg_store_close(fg_store *s);
 
 /* The message of the last failed call on this handle ("" if none). With NULL: the message
  * of the calling thread's last failed fg_store_connect (which has no handle to keep it). */
-const char *fg_store_errmsg(const fg_store *s);
+FG_EXTERN const char *fg_store_errmsg(const fg_store *s);
 
 /* The dialect the connection speaks, once connected. */
-fg_store_dialect fg_store_get_dialect(const fg_store *s);
+FG_EXTERN fg_store_dialect fg_store_get_dialect(const fg_store *s);
 
 /* Sets the default timeout for get, wait and barrier. */
-void fg_store_set_timeout(fg_store *s, int timeout_ms);
+FG_EXTERN void fg_store_set_timeout(fg_store *s, int timeout_ms);
 
-int fg_store_set(fg_store *s, const char *key, const void *value, size_t len);
+FG_EXTERN int fg_store_set(fg_store *s, const char *key, const void *value, size_t len);
 
 /* Waits (up to the default timeout) for the key to exist, then returns a copy of its value in
  * *value (NUL-terminated for convenience, release with free()). */
-int fg_store_get(fg_store *s, const char *key, void **value, size_t *len);
+FG_EXTERN int fg_store_get(fg_store *s, const char *key, void **value, size_t *len);
 
 /* Adds delta to the integer stored as decimal text under key (absent = 0); *result may be NULL. */
-int fg_store_add(fg_store *s, const char *key, int64_t delta, int64_t *result);
+FG_EXTERN int fg_store_add(fg_store *s, const char *key, int64_t delta, int64_t *result);
 
 /* 1 if every key exists, 0 if one does not. */
-int fg_store_check(fg_store *s, const char *const *keys, size_t n);
+FG_EXTERN int fg_store_check(fg_store *s, const char *const *keys, size_t n);
 
 /* Waits until every key exists. timeout_ms < 0 means the default timeout. -ETIMEDOUT on
  * timeout; the connection stays usable. */
-int fg_store_wait(fg_store *s, const char *const *keys, size_t n, int timeout_ms);
+FG_EXTERN int fg_store_wait(fg_store *s, const char *const *keys, size_t n, int timeout_ms);
 
 /* Sets key to desired if its value equals expected (an empty expected matches an absent key).
  * *current receives the value the server holds afterwards (release with free()); may be NULL. */
-int fg_store_compare_set(fg_store *s, const char *key, const void *expected, size_t expected_len,
-                         const void *desired, size_t desired_len, void **current,
-                         size_t *current_len);
+FG_EXTERN int fg_store_compare_set(fg_store *s, const char *key, const void *expected,
+                                   size_t expected_len, const void *desired, size_t desired_len,
+                                   void **current, size_t *current_len);
 
 /* 1 if the key was deleted, 0 if it did not exist. */
-int fg_store_delete(fg_store *s, const char *key);
+FG_EXTERN int fg_store_delete(fg_store *s, const char *key);
 
 /* Number of keys in the whole store (every scope, internal keys included), as torch counts. */
-int fg_store_num_keys(fg_store *s, int64_t *count);
+FG_EXTERN int fg_store_num_keys(fg_store *s, int64_t *count);
 
 /* Waits for every key, then fetches them all; values[i] as from fg_store_get. */
-int fg_store_multi_get(fg_store *s, const char *const *keys, size_t n, void **values,
-                       size_t *lens);
+FG_EXTERN int fg_store_multi_get(fg_store *s, const char *const *keys, size_t n, void **values,
+                                 size_t *lens);
 
-int fg_store_multi_set(fg_store *s, const char *const *keys, const void *const *values,
-                       const size_t *lens, size_t n);
+FG_EXTERN int fg_store_multi_set(fg_store *s, const char *const *keys, const void *const *values,
+                                 const size_t *lens, size_t n);
 
 /* Appends to the value (creating the key if absent). */
-int fg_store_append(fg_store *s, const char *key, const void *value, size_t len);
+FG_EXTERN int fg_store_append(fg_store *s, const char *key, const void *value, size_t len);
 
 /* Blocks until world_size ranks have called it with the same name (use each name once).
  * timeout_ms < 0 means the default timeout. On timeout returns -ETIMEDOUT and the message
  * lists the ranks that have not arrived. */
-int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, int timeout_ms);
+FG_EXTERN int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size,
+                               int timeout_ms);
 
 #ifdef __cplusplus
 }

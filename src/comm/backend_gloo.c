@@ -16,6 +16,7 @@
 
 #include "comm/comm_internal.h"
 #include "comm/gloo_shim.h"
+#include "common/host.h"
 
 typedef struct gloo_comm {
   fg_gloo_device *dev; /* the world's; groups borrow it */
@@ -43,7 +44,7 @@ static int failed(fg_comm *c, int rc, const char *what, const fg_gloo_error *e) 
   else if (e->peer >= 0)
     snprintf(who, sizeof who, "peer rank %d (world rank %d): ", e->peer,
              fg_comm_world_rank(c, e->peer));
-  return fg_comm_fail(c, rc, what, "%s%s", who, e->msg);
+  return fg__comm_fail(c, rc, what, "%s%s", who, e->msg);
 }
 
 /* Where this process listens: GLOO_SOCKET_IFNAME as torch reads it, loopback when every
@@ -52,13 +53,13 @@ static int failed(fg_comm *c, int rc, const char *what, const fg_gloo_error *e) 
 static void listen_address(const fg_comm *w, char *host, size_t len, const char **iface) {
   *iface = getenv("GLOO_SOCKET_IFNAME");
   snprintf(host, len, "127.0.0.1");
-  if (w->local_size != w->size) fg_comm_advertised_host(host, len);
+  if (w->local_size != w->size) fg_advertised_host(host, len);
 }
 
 static int connect_group(fg_comm *c, fg_gloo_device *dev, gloo_comm *g) {
   fg_store *scope = NULL;
   int rc = fg_store_scope(c->store, "gloo", &scope);
-  if (rc != 0) return fg_comm_fail(c, rc, "rendezvous", "out of memory");
+  if (rc != 0) return fg__comm_fail(c, rc, "rendezvous", "out of memory");
   fg_gloo_error e;
   rc = fg_gloo_connect(dev, scope, c->rank, c->size, c->timeout_ms, &g->ctx, &e);
   fg_store_close(scope);
@@ -86,7 +87,7 @@ static void ignore_sigpipe(void) {
 static int gloo_init(fg_comm *w) {
   ignore_sigpipe();
   gloo_comm *g = calloc(1, sizeof *g);
-  if (!g) return fg_comm_fail(w, -ENOMEM, "init", "out of memory");
+  if (!g) return fg__comm_fail(w, -ENOMEM, "init", "out of memory");
   char host[256];
   const char *iface;
   listen_address(w, host, sizeof host, &iface);
@@ -94,7 +95,7 @@ static int gloo_init(fg_comm *w) {
   int rc = fg_gloo_device_open(host, iface, &g->dev, &e);
   if (rc != 0) {
     free(g);
-    return fg_comm_fail(w, rc, "init", "cannot listen on %s: %s", iface ? iface : host, e.msg);
+    return fg__comm_fail(w, rc, "init", "cannot listen on %s: %s", iface ? iface : host, e.msg);
   }
   w->impl = g;
   if ((rc = connect_group(w, g->dev, g)) != 0) gloo_destroy(w);
@@ -105,7 +106,7 @@ static int gloo_split(fg_comm *parent, fg_comm *child, int colour, int key) {
   (void)colour, (void)key;
   if (!child) return 0;
   gloo_comm *g = calloc(1, sizeof *g);
-  if (!g) return fg_comm_fail(child, -ENOMEM, "split", "out of memory");
+  if (!g) return fg__comm_fail(child, -ENOMEM, "split", "out of memory");
   child->impl = g;
   int rc = connect_group(child, ((gloo_comm *)parent->world->impl)->dev, g);
   if (rc != 0) gloo_destroy(child);
@@ -167,7 +168,7 @@ static int gloo_reduce(fg_comm *c, const void *send, void *recv, size_t count, f
   size_t bytes = count * fg_dtype_size(dt);
   void *scratch = NULL;
   if (c->rank != root && count > 0 && !(scratch = scratch_of(c, bytes)))
-    return fg_comm_fail(c, -ENOMEM, "reduce", "out of memory");
+    return fg__comm_fail(c, -ENOMEM, "reduce", "out of memory");
   reduction r = {dt, rop};
   fg_gloo_op op = op_of(c, send == recv && !scratch ? NULL : send, scratch ? scratch : recv,
                         count, dt, root);
@@ -196,7 +197,7 @@ static int gloo_reduce_scatter(fg_comm *c, const void *send, void *recv, size_t 
                                fg_dtype dt, fg_redop rop) {
   size_t block = count * fg_dtype_size(dt), bytes = block * (size_t)c->size;
   void *all = count ? scratch_of(c, bytes) : NULL;
-  if (count && !all) return fg_comm_fail(c, -ENOMEM, "reduce_scatter", "out of memory");
+  if (count && !all) return fg__comm_fail(c, -ENOMEM, "reduce_scatter", "out of memory");
   reduction r = {dt, rop};
   fg_gloo_op op = op_of(c, send, all, count * (size_t)c->size, dt, -1);
   op.reduce = reduce_kernel;
@@ -269,7 +270,7 @@ static int gloo_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **sta
   if (!s || !x) {
     free(s);
     free(x);
-    return fg_comm_fail(c, -ENOMEM, what, "out of memory");
+    return fg__comm_fail(c, -ENOMEM, what, "out of memory");
   }
   for (size_t i = 0; i < n; i++)
     x[i] = (fg_gloo_xfer){ops[i].is_send, ops[i].buf, ops[i].count * fg_dtype_size(ops[i].dtype),

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "comm/backend_mpi.h"
+#include "common/slurm.h"
 #include "common/util.h"
 
 /* MPI is initialised once per process and shared by every world that uses it. */
@@ -32,7 +33,7 @@ static struct {
   int abandoned;        /* an operation was left in flight: MPI_Finalize would wait for it */
   int timeout_ms;       /* for fg_mpi_bcast_world, which has no communicator */
   int ops_created;
-  MPI_Op half_ops[2][FG_AVG]; /* [bfloat16][redop] */
+  MPI_Op half_ops[2][FG_REDOP_AVG]; /* [bfloat16][redop] */
 } g;
 
 /* --- types and reductions -------------------------------------------------------------- */
@@ -54,23 +55,23 @@ MPI_Datatype fg_mpi_type(fg_dtype dt) {
     (void)type;                                                                  \
     fg_reduce_local(inout, in, (size_t)*len, dt, op);                            \
   }
-HALF_OP(f16_sum, FG_FLOAT16, FG_SUM)
-HALF_OP(f16_prod, FG_FLOAT16, FG_PROD)
-HALF_OP(f16_min, FG_FLOAT16, FG_MIN)
-HALF_OP(f16_max, FG_FLOAT16, FG_MAX)
-HALF_OP(bf16_sum, FG_BFLOAT16, FG_SUM)
-HALF_OP(bf16_prod, FG_BFLOAT16, FG_PROD)
-HALF_OP(bf16_min, FG_BFLOAT16, FG_MIN)
-HALF_OP(bf16_max, FG_BFLOAT16, FG_MAX)
+HALF_OP(f16_sum, FG_FLOAT16, FG_REDOP_SUM)
+HALF_OP(f16_prod, FG_FLOAT16, FG_REDOP_PROD)
+HALF_OP(f16_min, FG_FLOAT16, FG_REDOP_MIN)
+HALF_OP(f16_max, FG_FLOAT16, FG_REDOP_MAX)
+HALF_OP(bf16_sum, FG_BFLOAT16, FG_REDOP_SUM)
+HALF_OP(bf16_prod, FG_BFLOAT16, FG_REDOP_PROD)
+HALF_OP(bf16_min, FG_BFLOAT16, FG_REDOP_MIN)
+HALF_OP(bf16_max, FG_BFLOAT16, FG_REDOP_MAX)
 
-static MPI_User_function *const half_fns[2][FG_AVG] = {
+static MPI_User_function *const half_fns[2][FG_REDOP_AVG] = {
     {f16_sum, f16_prod, f16_min, f16_max},
     {bf16_sum, bf16_prod, bf16_min, bf16_max},
 };
 
 static int create_half_ops(void) {
   for (int b = 0; b < 2 && !g.ops_created; b++)
-    for (int op = 0; op < FG_AVG; op++) {
+    for (int op = 0; op < FG_REDOP_AVG; op++) {
       int rc = MPI_Op_create(half_fns[b][op], 1, &g.half_ops[b][op]);
       if (rc != MPI_SUCCESS) return rc;
     }
@@ -80,17 +81,17 @@ static int create_half_ops(void) {
 
 static void free_half_ops(void) {
   for (int b = 0; b < 2 && g.ops_created; b++)
-    for (int op = 0; op < FG_AVG; op++) MPI_Op_free(&g.half_ops[b][op]);
+    for (int op = 0; op < FG_REDOP_AVG; op++) MPI_Op_free(&g.half_ops[b][op]);
   g.ops_created = 0;
 }
 
 MPI_Op fg_mpi_op(fg_dtype dt, fg_redop op) {
-  if (op == FG_AVG) op = FG_SUM;
+  if (op == FG_REDOP_AVG) op = FG_REDOP_SUM;
   if (dt == FG_FLOAT16 || dt == FG_BFLOAT16) return g.half_ops[dt == FG_BFLOAT16][op];
   switch (op) {
-    case FG_PROD: return MPI_PROD;
-    case FG_MIN: return MPI_MIN;
-    case FG_MAX: return MPI_MAX;
+    case FG_REDOP_PROD: return MPI_PROD;
+    case FG_REDOP_MIN: return MPI_MIN;
+    case FG_REDOP_MAX: return MPI_MAX;
     default: return MPI_SUM;
   }
 }
@@ -181,8 +182,8 @@ static int run(fg_comm *c, call k) {
   if (rc) return rc;
   size_t esz = fg_dtype_size(k.dt), chunk = elementwise(k.kind) ? chunk_elements() : INT_MAX;
   if (k.count > INT_MAX && !elementwise(k.kind))
-    return fg_comm_fail(c, FG_ELIMIT, k.what, "MPI counts are ints: %zu elements is over %d",
-                        k.count, INT_MAX);
+    return fg__comm_fail(c, FG_ELIMIT, k.what, "MPI counts are ints: %zu elements is over %d",
+                         k.count, INT_MAX);
   size_t done = 0;
   do {
     call part = k;
@@ -212,7 +213,7 @@ static int be_barrier(fg_comm *c) {
 }
 
 static int be_broadcast(fg_comm *c, void *buf, size_t n, fg_dtype dt, int root) {
-  return run(c, (call){K_BROADCAST, "broadcast", buf, buf, n, dt, FG_SUM, root});
+  return run(c, (call){K_BROADCAST, "broadcast", buf, buf, n, dt, FG_REDOP_SUM, root});
 }
 
 static int be_reduce(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, fg_redop op,
@@ -225,15 +226,15 @@ static int be_allreduce(fg_comm *c, const void *s, void *r, size_t n, fg_dtype d
 }
 
 static int be_allgather(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt) {
-  return run(c, (call){K_ALLGATHER, "allgather", s, r, n, dt, FG_SUM, 0});
+  return run(c, (call){K_ALLGATHER, "allgather", s, r, n, dt, FG_REDOP_SUM, 0});
 }
 
 static int be_gather(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, int root) {
-  return run(c, (call){K_GATHER, "gather", s, r, n, dt, FG_SUM, root});
+  return run(c, (call){K_GATHER, "gather", s, r, n, dt, FG_REDOP_SUM, root});
 }
 
 static int be_scatter(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt, int root) {
-  return run(c, (call){K_SCATTER, "scatter", s, r, n, dt, FG_SUM, root});
+  return run(c, (call){K_SCATTER, "scatter", s, r, n, dt, FG_REDOP_SUM, root});
 }
 
 static int be_reduce_scatter(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt,
@@ -242,7 +243,7 @@ static int be_reduce_scatter(fg_comm *c, const void *s, void *r, size_t n, fg_dt
 }
 
 static int be_alltoall(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt) {
-  return run(c, (call){K_ALLTOALL, "alltoall", s, r, n, dt, FG_SUM, 0});
+  return run(c, (call){K_ALLTOALL, "alltoall", s, r, n, dt, FG_REDOP_SUM, 0});
 }
 
 /* Counts and offsets are ints here too, in elements. */
@@ -251,14 +252,14 @@ static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t 
   int rc = fg_mpi_usable(c, "allgatherv");
   if (rc) return rc;
   int *nums = calloc(2 * (size_t)c->size, sizeof *nums), *offs = nums + c->size;
-  if (!nums) return fg_comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
+  if (!nums) return fg__comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
   size_t off = 0, esz = fg_dtype_size(dt);
   for (int r = 0; r < c->size; r++) {
     if (counts[r] > INT_MAX || off > INT_MAX) {
       free(nums);
-      return fg_comm_fail(c, FG_ELIMIT, "allgatherv",
-                          "MPI counts are ints: rank %d's block (%zu elements at %zu) is past %d",
-                          r, counts[r], off, INT_MAX);
+      return fg__comm_fail(c, FG_ELIMIT, "allgatherv",
+                           "MPI counts are ints: rank %d's block (%zu elements at %zu) is past %d",
+                           r, counts[r], off, INT_MAX);
     }
     nums[r] = (int)counts[r];
     offs[r] = (int)off;
@@ -295,9 +296,15 @@ static int check_launcher(char *err, size_t errlen) {
   char seen[96] = "no MPI launcher variable (OMPI_COMM_WORLD_SIZE, PMIX_RANK) is set";
   if (rank) snprintf(seen, sizeof seen, "this process has RANK=%.16s but no OMPI_COMM_WORLD_SIZE "
                                         "or PMIX_RANK", rank);
+  if (!rank && fg_slurm_in_step())
+    return fg_fail(err, errlen, -EINVAL,
+                   "the mpi backend needs an MPI launcher: srun started this rank without PMIx "
+                   "(no PMIX_RANK): run `srun --mpi=pmix ...`, as Open MPI needs, or use "
+                   "--backend gloo");
   return fg_fail(err, errlen, -EINVAL,
-                 "the mpi backend needs an MPI launcher: run `mpirun -np N <program> --backend "
-                 "mpi`; under fgrun use --backend gloo (%s)", seen);
+                 "the mpi backend needs an MPI launcher: fgrun with its PMIx server (not "
+                 "--pmix off) or `mpirun -np N <program> --backend mpi`; else use --backend "
+                 "gloo (%s)", seen);
 }
 
 int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
@@ -378,11 +385,11 @@ static int state_new(fg_comm *c, MPI_Comm comm) {
 static int be_init(fg_comm *w) {
   char err[400];
   int rc = fg_mpi_ensure_init(w, err, sizeof err);
-  if (rc) return fg_comm_fail(w, rc, "init", "%s", err);
+  if (rc) return fg__comm_fail(w, rc, "init", "%s", err);
   fg_mpi_tuning_start();
   int mpi_err = create_half_ops();
   if (mpi_err != MPI_SUCCESS) return fg_mpi_fail(w, "init", mpi_err);
-  if (state_new(w, MPI_COMM_NULL) != 0) return fg_comm_fail(w, -ENOMEM, "init", "out of memory");
+  if (state_new(w, MPI_COMM_NULL) != 0) return fg__comm_fail(w, -ENOMEM, "init", "out of memory");
   /* Our own copy of MPI_COMM_WORLD: the application's traffic and error handler stay its. */
   mpi_state *s = w->impl;
   MPI_Request req;
@@ -424,13 +431,13 @@ static int be_split(fg_comm *parent, fg_comm *child, int colour, int key) {
   MPI_Comm_size(comm, &size);
   if (rank != child->rank || size != child->size) {
     MPI_Comm_free(&comm);
-    return fg_comm_fail(parent, FG_EBACKEND, "split",
-                        "MPI made this rank %d of %d, the group's membership says %d of %d",
-                        rank, size, child->rank, child->size);
+    return fg__comm_fail(parent, FG_EBACKEND, "split",
+                         "MPI made this rank %d of %d, the group's membership says %d of %d",
+                         rank, size, child->rank, child->size);
   }
   if (state_new(child, comm) != 0) {
     MPI_Comm_free(&comm);
-    return fg_comm_fail(parent, -ENOMEM, "split", "out of memory");
+    return fg__comm_fail(parent, -ENOMEM, "split", "out of memory");
   }
   return 0;
 }

@@ -40,16 +40,16 @@ int fg_mpi_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state) {
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
     if (ops[i].count > INT_MAX)
-      return fg_comm_fail(c, FG_ELIMIT, what, "MPI counts are ints: %zu elements is over %d",
-                          ops[i].count, INT_MAX);
-  if (n > INT_MAX / 2) return fg_comm_fail(c, FG_ELIMIT, what, "%zu operations", n);
+      return fg__comm_fail(c, FG_ELIMIT, what, "MPI counts are ints: %zu elements is over %d",
+                           ops[i].count, INT_MAX);
+  if (n > INT_MAX / 2) return fg__comm_fail(c, FG_ELIMIT, what, "%zu operations", n);
   size_t k = n ? n : 1;
   p2p *p = calloc(1, sizeof *p);
   if (p) *p = (p2p){(int)n, calloc(k, sizeof *ops), calloc(k, sizeof(MPI_Request)),
                     calloc(k, sizeof(MPI_Status))};
   if (!p || !p->ops || !p->reqs || !p->st) {
     if (p) p2p_free(p);
-    return fg_comm_fail(c, -ENOMEM, what, "out of memory");
+    return fg__comm_fail(c, -ENOMEM, what, "out of memory");
   }
   if (n) memcpy(p->ops, ops, n * sizeof *ops);
   for (int i = 0; i < p->n; i++) {
@@ -76,8 +76,8 @@ static int check_received(fg_comm *c, const p2p *p) {
     if (o->is_send || MPI_Get_count(&p->st[i], fg_mpi_type(o->dtype), &got) != MPI_SUCCESS ||
         (size_t)got == o->count)
       continue;
-    return fg_comm_fail(c, FG_EMISMATCH, "recv", "rank %d sent %d elements, rank %d expected %zu",
-                        o->peer, got, c->rank, o->count);
+    return fg__comm_fail(c, FG_EMISMATCH, "recv", "rank %d sent %d elements, rank %d expected %zu",
+                         o->peer, got, c->rank, o->count);
   }
   return 0;
 }

@@ -146,9 +146,9 @@ static int swap_with(fg_comm *c, const char *what, const void *mine, void *their
     return rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, who) : fg_mpi_fail(c, what, mpi_err);
   }
   if (MPI_Get_count(&st[0], t, &got) == MPI_SUCCESS && got != n)
-    return fg_comm_fail(c, FG_EMISMATCH, what,
-                        "ranks passed different counts (rank %d sent %d elements, rank %d "
-                        "expected %d); FG_DEBUG=detail names them", peer, got, c->rank, n);
+    return fg__comm_fail(c, FG_EMISMATCH, what,
+                         "ranks passed different counts (rank %d sent %d elements, rank %d "
+                         "expected %d); FG_DEBUG=detail names them", peer, got, c->rank, n);
   return 0;
 }
 
@@ -160,7 +160,7 @@ int fg_mpi_doubling_allreduce(fg_comm *c, const char *what, const void *send, vo
   mpi_state *s = c->impl;
   size_t bytes = count * fg_dtype_size(dt);
   if (!s->theirs && !(s->theirs = malloc(PAIR_MAX)))
-    return fg_comm_fail(c, -ENOMEM, what, "out of memory");
+    return fg__comm_fail(c, -ENOMEM, what, "out of memory");
   void *tmp = s->theirs;
   const void *acc = send;
   uint64_t deadline = fg_mpi_deadline_after(c->timeout_ms);

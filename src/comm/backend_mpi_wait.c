@@ -34,21 +34,21 @@ int fg_mpi_fail(fg_comm *c, const char *what, int err) {
   const char *msg = fg_mpi_text(err, buf);
   int code = fg_mpi_code(err);
   if (code == FG_EMISMATCH)
-    return fg_comm_fail(c, code, what,
-                        "ranks passed different counts (MPI: %s); FG_DEBUG=detail names them",
-                        msg);
+    return fg__comm_fail(c, code, what,
+                         "ranks passed different counts (MPI: %s); FG_DEBUG=detail names them",
+                         msg);
   if (code == FG_EPEER)
-    return fg_comm_fail(c, code, what, "a rank of the group died (MPI: %s)", msg);
-  return fg_comm_fail(c, FG_EBACKEND, what, "MPI: %s (ranks that pass different arguments "
-                      "cause this too: FG_DEBUG=detail compares them)", msg);
+    return fg__comm_fail(c, code, what, "a rank of the group died (MPI: %s)", msg);
+  return fg__comm_fail(c, FG_EBACKEND, what, "MPI: %s (ranks that pass different arguments "
+                       "cause this too: FG_DEBUG=detail compares them)", msg);
 }
 
 int fg_mpi_usable(fg_comm *c, const char *what) {
   int code = ((mpi_state *)c->impl)->broken;
   if (!code) return 0;
-  return fg_comm_fail(c, code, what,
-                      "an earlier operation on this communicator failed or timed out and MPI "
-                      "cannot cancel it; only fg_comm_destroy is allowed now");
+  return fg__comm_fail(c, code, what,
+                       "an earlier operation on this communicator failed or timed out and MPI "
+                       "cannot cancel it; only fg_comm_destroy is allowed now");
 }
 
 uint64_t fg_mpi_deadline_after(int timeout_ms) {
@@ -103,10 +103,10 @@ int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline,
 }
 
 int fg_mpi_timed_out(fg_comm *c, const char *what, const char *waiting_for) {
-  return fg_comm_fail(c, -ETIMEDOUT, what,
-                      "timed out after %.1f s waiting for %s (operation #%llu); a rank did not "
-                      "call it, called another operation, or is stuck",
-                      c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
+  return fg__comm_fail(c, -ETIMEDOUT, what,
+                       "timed out after %.1f s waiting for %s (operation #%llu); a rank did not "
+                       "call it, called another operation, or is stuck",
+                       c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
 }
 
 int fg_mpi_wait_one(fg_comm *c, const char *what, MPI_Request *req) {

@@ -54,7 +54,7 @@ static int nccl_ok(ncclResult_t r) { return r == ncclSuccess || r == ncclInProgr
 
 static int cuda_fail(fg_comm *c, const char *what, const char *call, cudaError_t e) {
   (void)cudaGetLastError(); /* clears the error unless it is sticky */
-  return fg_comm_fail(c, FG_EBACKEND, what, "%.*s: %s", CALL_NAME(call), cudaGetErrorString(e));
+  return fg__comm_fail(c, FG_EBACKEND, what, "%.*s: %s", CALL_NAME(call), cudaGetErrorString(e));
 }
 
 static int nccl_code(ncclResult_t r) {
@@ -90,8 +90,8 @@ static void abort_comm(fg_comm *c, int code) {
 
 static int nccl_fail(fg_comm *c, const char *what, const char *call, ncclResult_t r) {
   char reason[384];
-  int rc = fg_comm_fail(c, nccl_code(r), what, "%.*s: %s", CALL_NAME(call),
-                        nccl_reason(r, reason, sizeof reason));
+  int rc = fg__comm_fail(c, nccl_code(r), what, "%.*s: %s", CALL_NAME(call),
+                         nccl_reason(r, reason, sizeof reason));
   nccl_state *s = c->impl;
   ncclResult_t state = ncclSuccess;
   if (s && s->comm &&
@@ -116,18 +116,18 @@ static void backoff(uint64_t started_ns) {
 }
 
 static int timed_out(fg_comm *c, const char *what, const char *waiting_for) {
-  fg_comm_fail(c, -ETIMEDOUT, what,
-               "timed out after %.1f s waiting for %s (operation #%llu); a rank did not call "
-               "it, called another operation, or is stuck; the NCCL communicator was aborted",
-               c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
+  fg__comm_fail(c, -ETIMEDOUT, what,
+                "timed out after %.1f s waiting for %s (operation #%llu); a rank did not call "
+                "it, called another operation, or is stuck; the NCCL communicator was aborted",
+                c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
   abort_comm(c, -ETIMEDOUT);
   return -ETIMEDOUT;
 }
 
 static int async_fail(fg_comm *c, const char *what, ncclResult_t state) {
   char reason[384];
-  int rc = fg_comm_fail(c, nccl_code(state), what, "NCCL failed: %s; the communicator was aborted",
-                        nccl_reason(state, reason, sizeof reason));
+  int rc = fg__comm_fail(c, nccl_code(state), what, "NCCL failed: %s; the communicator was aborted",
+                         nccl_reason(state, reason, sizeof reason));
   abort_comm(c, rc);
   return rc;
 }
@@ -177,10 +177,10 @@ static int wait_done(fg_comm *c, const char *what) {
 static int enter(fg_comm *c, const char *what) {
   nccl_state *s = c->impl;
   if (s->broken)
-    return fg_comm_fail(c, s->broken, what,
-                        "an earlier operation failed and its NCCL communicator was aborted; only "
-                        "fg_comm_destroy is allowed now (%s)",
-                        s->why);
+    return fg__comm_fail(c, s->broken, what,
+                         "an earlier operation failed and its NCCL communicator was aborted; only "
+                         "fg_comm_destroy is allowed now (%s)",
+                         s->why);
   CUDA_TRY(c, what, cudaSetDevice(s->device));
   return 0;
 }
@@ -206,8 +206,8 @@ static ncclDataType_t nccl_type(fg_dtype dt) {
 
 static ncclRedOp_t nccl_op(fg_redop op) {
   static const ncclRedOp_t ops[FG_REDOP_COUNT] = {
-      [FG_SUM] = ncclSum, [FG_PROD] = ncclProd, [FG_MIN] = ncclMin,
-      [FG_MAX] = ncclMax, [FG_AVG] = ncclAvg,
+      [FG_REDOP_SUM] = ncclSum, [FG_REDOP_PROD] = ncclProd, [FG_REDOP_MIN] = ncclMin,
+      [FG_REDOP_MAX] = ncclMax, [FG_REDOP_AVG] = ncclAvg,
   };
   return ops[op];
 }
@@ -224,7 +224,7 @@ static ncclConfig_t comm_config(void) {
 /* The state of a communicator on `device`, before it has an NCCL communicator. */
 static int state_new(fg_comm *c, int device) {
   nccl_state *s = calloc(1, sizeof *s);
-  if (!s) return fg_comm_fail(c, -ENOMEM, "nccl init", "out of memory");
+  if (!s) return fg__comm_fail(c, -ENOMEM, "nccl init", "out of memory");
   s->device = device;
   c->impl = s;
   CUDA_TRY(c, "nccl init", cudaSetDevice(device));
@@ -254,20 +254,20 @@ static int share_id(fg_comm *w, ncclUniqueId *id) {
   if (w->rank == 0) {
     NCCL_TRY(w, "nccl init", ncclGetUniqueId(id));
     int rc = fg_store_set(w->store, key, id, sizeof *id);
-    return rc ? fg_comm_fail(w, rc, "nccl init", "cannot publish the NCCL id: %s",
-                             fg_store_errmsg(w->store))
+    return rc ? fg__comm_fail(w, rc, "nccl init", "cannot publish the NCCL id: %s",
+                              fg_store_errmsg(w->store))
               : 0;
   }
   void *value = NULL;
   size_t len = 0;
   int rc = fg_store_get(w->store, key, &value, &len);
   if (rc != 0)
-    return fg_comm_fail(w, rc, "nccl init", "no NCCL id from rank 0: %s",
-                        fg_store_errmsg(w->store));
+    return fg__comm_fail(w, rc, "nccl init", "no NCCL id from rank 0: %s",
+                         fg_store_errmsg(w->store));
   if (len != sizeof *id) {
     free(value);
-    return fg_comm_fail(w, FG_EPROTO, "nccl init", "the NCCL id from rank 0 has %zu bytes, not %zu",
-                        len, sizeof *id);
+    return fg__comm_fail(w, FG_EPROTO, "nccl init",
+                         "the NCCL id from rank 0 has %zu bytes, not %zu", len, sizeof *id);
   }
   memcpy(id, value, sizeof *id);
   free(value);
@@ -279,17 +279,17 @@ static int pick_device(fg_comm *w) {
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    return fg_comm_fail(w, FG_ENODEV, "nccl init", "no CUDA device (cudaGetDeviceCount: %s)",
-                        cudaGetErrorString(e));
+    return fg__comm_fail(w, FG_ENODEV, "nccl init", "no CUDA device (cudaGetDeviceCount: %s)",
+                         cudaGetErrorString(e));
   }
   if (count <= 0)
-    return fg_comm_fail(w, FG_ENODEV, "nccl init",
-                        "no CUDA device (cudaGetDeviceCount found none)");
+    return fg__comm_fail(w, FG_ENODEV, "nccl init",
+                         "no CUDA device (cudaGetDeviceCount found none)");
   if (w->local_rank >= count)
-    return fg_comm_fail(w, FG_ENODEV, "nccl init",
-                        "rank %d needs GPU %d but this machine has %d (NCCL cannot put two ranks "
-                        "on one GPU)",
-                        w->rank, w->local_rank, count);
+    return fg__comm_fail(w, FG_ENODEV, "nccl init",
+                         "rank %d needs GPU %d but this machine has %d (NCCL cannot put two ranks "
+                         "on one GPU)",
+                         w->rank, w->local_rank, count);
   return 0;
 }
 
@@ -342,15 +342,15 @@ static int nccl_split(fg_comm *parent, fg_comm *child, int colour, int key) {
     cs->comm = comm;
     int rank = -1, size = -1;
     if (!comm)
-      rc = fg_comm_fail(parent, FG_EBACKEND, "split", "ncclCommSplit gave no communicator");
+      rc = fg__comm_fail(parent, FG_EBACKEND, "split", "ncclCommSplit gave no communicator");
     else if ((rc = wait_issued(child, comm, "split", "the new group", deadline_of(child))) != 0)
       snprintf(parent->err, sizeof parent->err, "%s", child->err);
     else if (ncclCommUserRank(comm, &rank) != ncclSuccess ||
              ncclCommCount(comm, &size) != ncclSuccess || rank != child->rank ||
              size != child->size)
-      rc = fg_comm_fail(parent, FG_EBACKEND, "split",
-                        "NCCL made this rank %d of %d, the group has it as %d of %d", rank, size,
-                        child->rank, child->size);
+      rc = fg__comm_fail(parent, FG_EBACKEND, "split",
+                         "NCCL made this rank %d of %d, the group has it as %d of %d", rank, size,
+                         child->rank, child->size);
   } else if (comm) {
     (void)ncclCommAbort(comm); /* a split that failed late still made one */
   }
@@ -437,7 +437,7 @@ static int nccl_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **sta
   nccl_state *s = c->impl;
   p2p_batch *b = calloc(1, sizeof *b);
   *state = NULL;
-  if (!b) return fg_comm_fail(c, -ENOMEM, "batch", "out of memory");
+  if (!b) return fg__comm_fail(c, -ENOMEM, "batch", "out of memory");
   if (n == 1)
     snprintf(b->what, sizeof b->what, "%s rank %d", ops[0].is_send ? "send to" : "recv from",
              ops[0].peer);
@@ -497,9 +497,9 @@ static int nccl_mem_alloc(fg_comm *c, size_t bytes, void **ptr) {
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
     *ptr = NULL;
-    return fg_comm_fail(c, e == cudaErrorMemoryAllocation ? -ENOMEM : FG_EBACKEND, "malloc",
-                        "cudaMalloc of %zu bytes on GPU %d: %s", bytes, s->device,
-                        cudaGetErrorString(e));
+    return fg__comm_fail(c, e == cudaErrorMemoryAllocation ? -ENOMEM : FG_EBACKEND, "malloc",
+                         "cudaMalloc of %zu bytes on GPU %d: %s", bytes, s->device,
+                         cudaGetErrorString(e));
   }
   return 0;
 }
@@ -522,6 +522,18 @@ static int nccl_mem_copy(fg_comm *c, void *dst, const void *src, size_t bytes, i
   return wait_done(c, what);
 }
 
+static int nccl_device(fg_comm *c, char *desc, size_t len) {
+  nccl_state *s = c->impl;
+  struct cudaDeviceProp p;
+  if (cudaGetDeviceProperties(&p, s->device) != cudaSuccess) {
+    (void)cudaGetLastError();
+    snprintf(desc, len, "[?] GPU %d", s->device);
+  } else {
+    snprintf(desc, len, "[%04x:%02x:%02x] %s", p.pciDomainID, p.pciBusID, p.pciDeviceID, p.name);
+  }
+  return s->device;
+}
+
 static const fg_backend nccl_backend = {
     .name = "nccl",
     .host_memory = 0,
@@ -541,6 +553,7 @@ static const fg_backend nccl_backend = {
     .mem_alloc = nccl_mem_alloc,
     .mem_free = nccl_mem_free,
     .mem_copy = nccl_mem_copy,
+    .device = nccl_device,
 };
 
 const fg_backend *const fg_backend_nccl = &nccl_backend;

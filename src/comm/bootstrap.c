@@ -3,12 +3,10 @@
  * Under fgrun or torchrun the agent hosts it (TORCHELASTIC_USE_AGENT_STORE)
  * and our keys go under the attempt's prefix, as torch's do. Without an agent,
  * rank 0 serves one from a thread of its own: on MASTER_PORT when given (as
- * torch's env:// does), or on a free port it announces over MPI under mpirun. */
+ * torch's env:// does; under srun env.c fills in what is missing from the step), or on a
+ * free port it announces over MPI under mpirun. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +15,7 @@
 #include <uv.h>
 
 #include "comm/comm_internal.h"
+#include "common/host.h"
 #include "common/util.h"
 #include "store/server.h"
 
@@ -74,10 +73,6 @@ static void host_stop(struct fg_store_host *h) {
   free(h);
 }
 
-static int is_loopback(const char *addr) {
-  return !strcmp(addr, "localhost") || !strncmp(addr, "127.", 4) || !strcmp(addr, "::1");
-}
-
 static int connect_scoped(fg_comm *w, const char *host, int port, const char *prefix, char *err,
                           size_t errlen) {
   fg_store_options so;
@@ -100,50 +95,6 @@ static int connect_scoped(fg_comm *w, const char *host, int port, const char *pr
   return rc ? fg_fail(err, errlen, rc, "out of memory") : 0;
 }
 
-/* A host name other hosts may reach this one by: it resolves to an address of this host that
- * is not loopback (Debian maps the name to 127.0.1.1; hosts in network namespaces share a
- * name that resolves to some other host's address). Binding it tells it is ours. */
-static int name_is_reachable_here(const char *name) {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-  if (getaddrinfo(name, NULL, &hints, &ai) != 0) return 0;
-  char text[INET6_ADDRSTRLEN] = "";
-  const struct sockaddr *sa = ai->ai_addr;
-  inet_ntop(sa->sa_family, sa->sa_family == AF_INET6
-                ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                : (const void *)&((const struct sockaddr_in *)sa)->sin_addr,
-            text, sizeof text);
-  int ok = !is_loopback(text);
-  if (ok) {
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ok = fd >= 0 && bind(fd, sa, ai->ai_addrlen) == 0;
-    if (fd >= 0) close(fd);
-  }
-  freeaddrinfo(ai);
-  return ok;
-}
-
-/* The address rank 0 gives ranks on other hosts, and gloo listens on: GLOO_SOCKET_IFNAME's, as
- * the ranks talk there; else the host name, when it names this host; else the first other IPv4
- * address. */
-void fg_comm_advertised_host(char *host, size_t len) {
-  const char *iface = getenv("GLOO_SOCKET_IFNAME");
-  char name[256];
-  if (!(iface && *iface) && gethostname(name, sizeof name) == 0 && name_is_reachable_here(name)) {
-    snprintf(host, len, "%s", name);
-    return;
-  }
-  struct ifaddrs *ifs = NULL;
-  if (getifaddrs(&ifs) != 0) return;
-  for (struct ifaddrs *i = ifs; i; i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK) ||
-        (iface && *iface && strcmp(i->ifa_name, iface) != 0))
-      continue;
-    inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, host, (socklen_t)len);
-    break;
-  }
-  freeifaddrs(ifs);
-}
-
 /* Under mpirun without MASTER_ADDR: rank 0 serves, and tells the others over MPI. */
 static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
   int rc = fg_mpi_ensure_init(w, err, errlen);
@@ -156,7 +107,7 @@ static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
                     errlen);
     if (rc == 0) {
       char host[256] = "127.0.0.1";
-      if (!single_host) fg_comm_advertised_host(host, sizeof host);
+      if (!single_host) fg_advertised_host(host, sizeof host);
       snprintf(where, sizeof where, "%s:%d", host, port);
     } else {
       snprintf(where, sizeof where, "!%s", err);
@@ -178,7 +129,16 @@ static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
   return connect_scoped(w, host, port, NULL, err, errlen);
 }
 
-int fg_comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size_t errlen) {
+/* A store address srun's variables gave: the error says where it came from, and how to pick
+ * another. */
+static int with_origin(int rc, const fg_comm_env *env, char *err, size_t errlen) {
+  char first[512];
+  snprintf(first, sizeof first, "%s", err ? err : "");
+  return fg_fail(err, errlen, rc, "%s (under srun: %s; set MASTER_ADDR or MASTER_PORT to choose "
+                 "others)", first, env->store_origin);
+}
+
+int fg__comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size_t errlen) {
   int rc;
   const char *addr = env->master_addr[0] ? env->master_addr : NULL;
   if (env->agent_store) {
@@ -191,13 +151,14 @@ int fg_comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size_
   }
   if (addr && env->master_port) {
     w->store_on_rank0 = 1;
+    rc = 0;
     if (w->rank == 0) {
       int port;
-      rc = host_start(is_loopback(addr) ? addr : "0.0.0.0", env->master_port, &w->store_host,
+      rc = host_start(fg_is_loopback(addr) ? addr : "0.0.0.0", env->master_port, &w->store_host,
                       &port, err, errlen);
-      if (rc != 0) return rc;
     }
-    return connect_scoped(w, addr, env->master_port, NULL, err, errlen);
+    if (rc == 0) rc = connect_scoped(w, addr, env->master_port, NULL, err, errlen);
+    return rc && env->store_origin[0] ? with_origin(rc, env, err, errlen) : rc;
   }
   if (w->size == 1) {
     int port;
@@ -205,13 +166,13 @@ int fg_comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size_
     if ((rc = host_start("127.0.0.1", 0, &w->store_host, &port, err, errlen)) != 0) return rc;
     return connect_scoped(w, "127.0.0.1", port, NULL, err, errlen);
   }
-  if (!strcmp(env->launcher, "mpirun")) return bootstrap_mpi(w, err, errlen);
+  if (env->mpi_launched) return bootstrap_mpi(w, err, errlen);
   return fg_fail(err, errlen, -EINVAL,
-                 "no rendezvous store: start the ranks with fgrun, torchrun or mpirun, or set "
-                 "MASTER_ADDR and MASTER_PORT");
+                 "no rendezvous store: start the ranks with fgrun, torchrun, mpirun or srun, or "
+                 "set MASTER_ADDR and MASTER_PORT");
 }
 
-void fg_comm_release_store(fg_comm *w) {
+void fg__comm_release_store(fg_comm *w) {
   if (w->store_on_rank0 && w->store && w->size > 1) {
     /* Rank 0's store must outlive every rank's last use of it. */
     int rc = fg_store_barrier(w->store, "exit", w->rank, w->size, w->timeout_ms);

@@ -16,18 +16,18 @@ static const char *const op_names[] = {"?", "barrier", "broadcast", "reduce", "a
 
 static int bad_dtype(fg_comm *c, const char *what, fg_dtype dt) {
   if ((unsigned)dt < FG_DTYPE_COUNT) return 0;
-  return fg_comm_fail(c, -EINVAL, what, "unknown dtype %d", (int)dt);
+  return fg__comm_fail(c, -EINVAL, what, "unknown dtype %d", (int)dt);
 }
 
 static int bad_redop(fg_comm *c, const char *what, fg_redop op) {
   if ((unsigned)op < FG_REDOP_COUNT) return 0;
-  return fg_comm_fail(c, -EINVAL, what, "unknown reduction %d", (int)op);
+  return fg__comm_fail(c, -EINVAL, what, "unknown reduction %d", (int)op);
 }
 
 static int bad_rank(fg_comm *c, const char *what, const char *role, int r) {
   if (r >= 0 && r < c->size) return 0;
-  return fg_comm_fail(c, -EINVAL, what, "%s %d is not a rank of this group (size %d)", role, r,
-                      c->size);
+  return fg__comm_fail(c, -EINVAL, what, "%s %d is not a rank of this group (size %d)", role, r,
+                       c->size);
 }
 
 /* With FG_DEBUG=detail, every rank shows the others what it called, so a mismatch is an
@@ -36,22 +36,22 @@ static int compare_args(fg_comm *c, int op, size_t count, fg_dtype dt, int root)
   if (!c->world->check_args || c->size == 1) return 0;
   int64_t mine[4] = {op, (int64_t)count, dt, root};
   int64_t *all = malloc(sizeof mine * (size_t)c->size);
-  if (!all) return fg_comm_fail(c, -ENOMEM, op_names[op], "out of memory");
-  int rc = fg_comm_allgather_host(c, mine, all, sizeof mine);
+  if (!all) return fg__comm_fail(c, -ENOMEM, op_names[op], "out of memory");
+  int rc = fg__comm_allgather_host(c, mine, all, sizeof mine);
   static const char *const field[] = {"operation", "count", "dtype", "root"};
   for (int r = 0; rc == 0 && r < c->size; r++) {
     for (int f = 0; f < 4; f++) {
       if (all[4 * r + f] == mine[f]) continue;
       int64_t theirs = all[4 * r + f];
       if (f == 0)
-        rc = fg_comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d called %s instead", r,
-                          theirs > 0 && theirs <= OP_ALLTOALL ? op_names[theirs] : "?");
+        rc = fg__comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d called %s instead", r,
+                           theirs > 0 && theirs <= OP_ALLTOALL ? op_names[theirs] : "?");
       else if (f == 2)
-        rc = fg_comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d passed dtype %s, rank %d %s",
-                          r, fg_dtype_name((fg_dtype)theirs), c->rank, fg_dtype_name(dt));
+        rc = fg__comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d passed dtype %s, rank %d %s",
+                           r, fg_dtype_name((fg_dtype)theirs), c->rank, fg_dtype_name(dt));
       else
-        rc = fg_comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d passed %s %lld, rank %d %lld",
-                          r, field[f], (long long)theirs, c->rank, (long long)mine[f]);
+        rc = fg__comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d passed %s %lld, rank %d %lld",
+                           r, field[f], (long long)theirs, c->rank, (long long)mine[f]);
       break;
     }
   }
@@ -68,7 +68,9 @@ static int rooted(int op) {
 static int begin(fg_comm *c, fg_op_mark *m, int op, size_t count, fg_dtype dt, int root) {
   c->seq++;
   c->err[0] = '\0';
-  fg_op_enter(m, op_names[op], c->name, c->seq, c->err);
+  fg_op_args args = {count, op == OP_BARRIER ? NULL : fg_dtype_name(dt),
+                     rooted(op) ? root : FG_PROGRESS_NO_RANK, FG_PROGRESS_NO_RANK};
+  fg_op_enter(m, op_names[op], c->name, c->seq, c->err, &args);
   int rc = bad_dtype(c, op_names[op], dt);
   if (rc == 0 && rooted(op)) rc = bad_rank(c, op_names[op], "root", root);
   if (rc == 0) rc = compare_args(c, op, count, dt, root);
@@ -77,11 +79,11 @@ static int begin(fg_comm *c, fg_op_mark *m, int op, size_t count, fg_dtype dt, i
 
 /* AVG on a library without it: sum, then divide on the ranks that hold a result. */
 static fg_redop lowered(const fg_comm *c, fg_redop op) {
-  return op == FG_AVG && !c->be->native_avg ? FG_SUM : op;
+  return op == FG_REDOP_AVG && !c->be->native_avg ? FG_REDOP_SUM : op;
 }
 
 static void finish_avg(fg_comm *c, fg_redop op, void *buf, size_t count, fg_dtype dt) {
-  if (op == FG_AVG && !c->be->native_avg) fg_divide_local(buf, count, dt, c->size);
+  if (op == FG_REDOP_AVG && !c->be->native_avg) fg_divide_local(buf, count, dt, c->size);
 }
 
 int fg_barrier(fg_comm *c) {
@@ -122,7 +124,7 @@ int fg_allgather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtyp
   return rc ? rc : c->be->allgather(c, send, recv, count, dt);
 }
 
-int fg_comm_allgather_host(fg_comm *c, const void *mine, void *all, size_t bytes) {
+int fg__comm_allgather_host(fg_comm *c, const void *mine, void *all, size_t bytes) {
   if (c->be->host_memory) return c->be->allgather(c, mine, all, bytes, FG_UINT8);
   size_t total = bytes * (size_t)c->size;
   void *dev = NULL, *dev_all = NULL;
@@ -156,7 +158,7 @@ static int copy_local(fg_comm *c, void *dst, const void *src, size_t bytes) {
     return 0;
   }
   void *tmp = malloc(bytes);
-  if (!tmp) return fg_comm_fail(c, -ENOMEM, "copy", "out of memory");
+  if (!tmp) return fg__comm_fail(c, -ENOMEM, "copy", "out of memory");
   int rc = fg_comm_download(c, tmp, src, bytes);
   if (rc == 0) rc = fg_comm_upload(c, dst, tmp, bytes);
   free(tmp);
@@ -170,7 +172,7 @@ int fg_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts
   if (c->be->allgatherv) return c->be->allgatherv(c, send, recv, counts, dt);
   size_t esz = fg_dtype_size(dt), off = 0, mine = 0, n = 0;
   fg_p2p_op *ops = calloc(2 * (size_t)c->size, sizeof *ops);
-  if (!ops) return fg_comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
+  if (!ops) return fg__comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
   for (int r = 0; r < c->size; r++) {
     if (r == c->rank) mine = off;
     off += counts[r];
@@ -197,7 +199,7 @@ int fg_gather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype d
   if (c->rank != root) return run_batch(c, &(fg_p2p_op){1, (void *)send, count, dt, root}, 1);
   fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
   size_t n = 0;
-  if (!ops) return fg_comm_fail(c, -ENOMEM, "gather", "out of memory");
+  if (!ops) return fg__comm_fail(c, -ENOMEM, "gather", "out of memory");
   for (int r = 0; r < c->size; r++)
     if (r != root) ops[n++] = (fg_p2p_op){0, block(recv, (size_t)r, count, dt), count, dt, r};
   rc = run_batch(c, ops, n);
@@ -214,7 +216,7 @@ int fg_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype 
   if (c->rank != root) return run_batch(c, &(fg_p2p_op){0, recv, count, dt, root}, 1);
   fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
   size_t n = 0;
-  if (!ops) return fg_comm_fail(c, -ENOMEM, "scatter", "out of memory");
+  if (!ops) return fg__comm_fail(c, -ENOMEM, "scatter", "out of memory");
   for (int r = 0; r < c->size; r++)
     if (r != root) ops[n++] = (fg_p2p_op){1, block(send, (size_t)r, count, dt), count, dt, r};
   rc = run_batch(c, ops, n);
@@ -244,7 +246,7 @@ int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype
   size_t n = 0;
   if (!ops) {
     fg_comm_free(c, copy);
-    return fg_comm_fail(c, -ENOMEM, "alltoall", "out of memory");
+    return fg__comm_fail(c, -ENOMEM, "alltoall", "out of memory");
   }
   for (int r = 0; r < c->size; r++) {
     if (r == c->rank) continue;
@@ -295,6 +297,24 @@ static const char *batch_name(const fg_p2p_op *ops, size_t n) {
   return n != 1 ? "batch" : ops[0].is_send ? "send" : "recv";
 }
 
+/* The peer the batch waits on, for the hang report: its receives' peer (a batch that only
+ * sends: the sends' peer), FG_PROGRESS_SEVERAL when that is more than one rank. */
+static fg_op_args batch_args(const fg_p2p_op *ops, size_t n) {
+  fg_op_args a = FG_OP_ARGS_NONE;
+  if (n == 1) {
+    a.count = ops[0].count;
+    a.dtype = fg_dtype_name(ops[0].dtype);
+  }
+  int any_recv = 0;
+  for (size_t i = 0; i < n; i++) any_recv |= !ops[i].is_send;
+  for (size_t i = 0; i < n; i++) {
+    if (any_recv && ops[i].is_send) continue;
+    if (a.peer == FG_PROGRESS_NO_RANK) a.peer = ops[i].peer;
+    else if (a.peer != ops[i].peer) a.peer = FG_PROGRESS_SEVERAL;
+  }
+  return a;
+}
+
 int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
   *out = NULL;
   c->seq++;
@@ -304,12 +324,13 @@ int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
     int rc = bad_dtype(c, what, ops[i].dtype);
     if (rc || (rc = bad_rank(c, what, "peer", ops[i].peer))) return rc;
     if (ops[i].peer == c->rank)
-      return fg_comm_fail(c, -EINVAL, what, "rank %d cannot %s to itself", c->rank, what);
+      return fg__comm_fail(c, -EINVAL, what, "rank %d cannot %s to itself", c->rank, what);
   }
   fg_batch *b = calloc(1, sizeof *b);
-  if (!b) return fg_comm_fail(c, -ENOMEM, "batch", "out of memory");
+  if (!b) return fg__comm_fail(c, -ENOMEM, "batch", "out of memory");
   b->c = c;
-  fg_op_enter(&b->mark, batch_name(ops, n), c->name, c->seq, c->err);
+  fg_op_args args = batch_args(ops, n);
+  fg_op_enter(&b->mark, batch_name(ops, n), c->name, c->seq, c->err, &args);
   int rc = c->be->p2p_start(c, ops, n, &b->state);
   if (rc != 0) {
     fg_op_leave(&b->mark);
@@ -356,9 +377,10 @@ int fg_broadcast_bytes(fg_comm *c, void **data, size_t *len, int root) {
     rc = fg_broadcast(c, &n, 1, FG_INT64, root);
   }
   if (rc) return rc;
-  if (n < 0) return fg_comm_fail(c, FG_EPROTO, "broadcast_bytes", "negative length from root");
+  if (n < 0) return fg__comm_fail(c, FG_EPROTO, "broadcast_bytes", "negative length from root");
   void *buf = c->rank == root ? *data : malloc((size_t)n + 1);
-  if (!buf) return fg_comm_fail(c, -ENOMEM, "broadcast_bytes", "out of memory (%lld bytes)", (long long)n);
+  if (!buf)
+    return fg__comm_fail(c, -ENOMEM, "broadcast_bytes", "out of memory (%lld bytes)", (long long)n);
   if (c->be->host_memory) {
     rc = fg_broadcast(c, buf, (size_t)n, FG_UINT8, root);
   } else if ((rc = fg_comm_malloc(c, (size_t)n, &dev)) == 0) {

@@ -36,7 +36,7 @@ void fg_comm_options_init(fg_comm_options *o) {
   o->rank = o->world_size = o->local_rank = -1;
 }
 
-int fg_comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...) {
+int fg__comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...) {
   int n = snprintf(c->err, sizeof c->err, "%s on %s: ", what, c->name);
   if (n < 0 || (size_t)n >= sizeof c->err) return code;
   va_list ap;
@@ -46,10 +46,12 @@ int fg_comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...) {
   return code;
 }
 
-int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t errlen) {
-  *out = NULL;
+/* fg_comm_init's last failure on this thread, for fg_comm_errmsg(NULL) (there is no handle). */
+static __thread char init_err[512];
+
+static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t errlen) {
   FG_OP_MARK(m); /* the rendezvous: a rank missing here shows in fgrun's hang report */
-  fg_op_enter(&m, "init", "world", 0, NULL);
+  fg_op_enter(&m, "init", "world", 0, NULL, NULL);
   fg_comm_options defaults;
   if (!opts) {
     fg_comm_options_init(&defaults);
@@ -67,7 +69,7 @@ int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t e
                    fg_comm_backends());
   }
   fg_comm_env env;
-  int rc = fg_comm_env_resolve(opts, &env, err, errlen);
+  int rc = fg__comm_env_resolve(opts, &env, err, errlen);
   if (rc != 0) return rc;
 
   fg_comm *c = calloc(1, sizeof *c);
@@ -90,7 +92,7 @@ int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t e
   const char *debug = getenv("FG_DEBUG");
   c->check_args = debug && strstr(debug, "detail") != NULL;
 
-  if (be->needs_store && (rc = fg_comm_bootstrap_store(c, &env, err, errlen)) != 0) {
+  if (be->needs_store && (rc = fg__comm_bootstrap_store(c, &env, err, errlen)) != 0) {
     fg_comm_destroy(c);
     return rc;
   }
@@ -107,10 +109,10 @@ int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t e
 void fg_comm_destroy(fg_comm *c) {
   if (!c) return;
   fg_op_mark m = {0};
-  if (c->world == c) fg_op_enter(&m, "destroy", c->name, 0, NULL);
+  if (c->world == c) fg_op_enter(&m, "destroy", c->name, 0, NULL, NULL);
   if (c->be) c->be->destroy(c);
   if (c->world == c) {
-    fg_comm_release_store(c);
+    fg__comm_release_store(c);
     if (c->mpi_initialized_here) fg_mpi_finalize(c);
     fg_op_leave(&m); /* before c->name goes */
     fg_trace_flush();
@@ -121,7 +123,15 @@ void fg_comm_destroy(fg_comm *c) {
   free(c);
 }
 
-const char *fg_comm_errmsg(const fg_comm *c) { return c->err; }
+int fg_comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t errlen) {
+  *out = NULL;
+  init_err[0] = '\0';
+  int rc = comm_init(out, opts, init_err, sizeof init_err);
+  if (err && errlen) snprintf(err, errlen, "%s", init_err);
+  return rc;
+}
+
+const char *fg_comm_errmsg(const fg_comm *c) { return c ? c->err : init_err; }
 const char *fg_comm_backend(const fg_comm *c) { return c->be->name; }
 int fg_comm_rank(const fg_comm *c) { return c->rank; }
 int fg_comm_size(const fg_comm *c) { return c->size; }
@@ -129,7 +139,8 @@ int fg_comm_local_rank(const fg_comm *c) { return c->world->local_rank; }
 int fg_comm_local_size(const fg_comm *c) { return c->world->local_size; }
 const char *fg_comm_name(const fg_comm *c) { return c->name; }
 void fg_comm_set_timeout(fg_comm *c, int timeout_ms) { c->timeout_ms = timeout_ms; }
-int fg_comm_get_timeout(const fg_comm *c) { return c->timeout_ms; }
+int fg_comm_timeout(const fg_comm *c) { return c->timeout_ms; }
+int fg_comm_get_timeout(const fg_comm *c) { return fg_comm_timeout(c); }
 
 int fg_comm_world_rank(const fg_comm *c, int r) {
   return r >= 0 && r < c->size ? c->world_ranks[r] : -1;
@@ -137,10 +148,16 @@ int fg_comm_world_rank(const fg_comm *c, int r) {
 
 int fg_comm_host_memory(const fg_comm *c) { return c->be->host_memory; }
 
+int fg_comm_device(fg_comm *c, char *desc, size_t len) {
+  if (c->be->device) return c->be->device(c, desc, len);
+  snprintf(desc, len, "[host] host memory (%s)", c->be->name);
+  return -1;
+}
+
 int fg_comm_malloc(fg_comm *c, size_t bytes, void **ptr) {
   if (c->be->mem_alloc) return c->be->mem_alloc(c, bytes, ptr);
   *ptr = malloc(bytes ? bytes : 1);
-  return *ptr ? 0 : fg_comm_fail(c, -ENOMEM, "malloc", "out of memory (%zu bytes)", bytes);
+  return *ptr ? 0 : fg__comm_fail(c, -ENOMEM, "malloc", "out of memory (%zu bytes)", bytes);
 }
 
 void fg_comm_free(fg_comm *c, void *ptr) {

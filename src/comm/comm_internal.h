@@ -1,4 +1,4 @@
-/* comm_internal.h - what the generic layer (comm.c, group.c, mesh.c) and the
+/* comm_internal.h - what the generic layer (comm.c, collectives.c, group.c) and the
  * backends (backend_gloo.c, backend_mpi.c, backend_nccl.c) share.
  *
  * The generic layer validates arguments, numbers operations, composes what a
@@ -41,7 +41,7 @@ struct fg_backend {
   const char *name;
   int host_memory; /* buffers are host memory */
   int needs_store; /* rendezvous through the store (gloo, nccl) */
-  int native_avg;  /* the library reduces with FG_AVG itself */
+  int native_avg;  /* the library reduces with FG_REDOP_AVG itself */
 
   /* World: rank, size, local rank, timeout and store are set. */
   int (*init)(fg_comm *world);
@@ -72,30 +72,32 @@ struct fg_backend {
   int (*mem_alloc)(fg_comm *c, size_t bytes, void **ptr);
   void (*mem_free)(fg_comm *c, void *ptr);
   int (*mem_copy)(fg_comm *c, void *dst, const void *src, size_t bytes, int to_device);
+  /* The device the buffers live on: its index, desc gets "[bus id] name" (NULL for
+   * host-memory backends). */
+  int (*device)(fg_comm *c, char *desc, size_t len);
 };
 
 /* Where this process's rank and the store come from (env.c). */
 typedef struct fg_comm_env {
   int rank, size, local_rank, local_size;
-  const char *launcher;  /* "fgrun/torchrun", "mpirun", "srun" or "none" */
+  const char *launcher;  /* "fgrun/torchrun", "mpirun", "srun", "srun --mpi=pmix" or "none" */
+  int mpi_launched;      /* by an MPI launcher (mpirun, srun --mpi=pmix): MPI can tell the store */
+  int srun;              /* by srun: rank and sizes are the step's */
   char master_addr[256]; /* empty when not given */
   int master_port;
+  char store_origin[320]; /* where srun's master_addr/port came from, for errors; or empty */
   int agent_store;       /* TORCHELASTIC_USE_AGENT_STORE=True: the launcher hosts the store */
   int restart_count;
   int timeout_ms;
 } fg_comm_env;
 
-int fg_comm_env_resolve(const fg_comm_options *opts, fg_comm_env *env, char *err, size_t errlen);
+int fg__comm_env_resolve(const fg_comm_options *opts, fg_comm_env *env, char *err, size_t errlen);
 
 /* Connects the world to its store (bootstrap.c): the agent's, one this rank hosts, or one
  * rank 0 hosts and announces over MPI. Sets world->store, store_conn and store_host. */
-int fg_comm_bootstrap_store(fg_comm *world, const fg_comm_env *env, char *err, size_t errlen);
-/* The address other hosts reach this one at (bootstrap.c): GLOO_SOCKET_IFNAME's, else the host
- * name when it resolves to one of this host's other-than-loopback addresses, else the first
- * other IPv4 address; host keeps what it held when there is none. */
-void fg_comm_advertised_host(char *host, size_t len);
+int fg__comm_bootstrap_store(fg_comm *world, const fg_comm_env *env, char *err, size_t errlen);
 /* Waits for every rank, then stops a store this process hosts. */
-void fg_comm_release_store(fg_comm *world);
+void fg__comm_release_store(fg_comm *world);
 
 /* MPI helpers the bootstrap needs (backend_mpi.c; absent without MPI). */
 int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen);
@@ -108,11 +110,11 @@ extern const fg_backend *const fg_backend_mpi;
 extern const fg_backend *const fg_backend_nccl;
 
 /* Writes "<what> on <comm name>: <message>" as c's error and returns code. */
-int fg_comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...)
+int fg__comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /* Allgathers bytes of host memory, staging through device memory where needed. */
-int fg_comm_allgather_host(fg_comm *c, const void *mine, void *all, size_t bytes);
+int fg__comm_allgather_host(fg_comm *c, const void *mine, void *all, size_t bytes);
 
 /* Local reductions, shared by composed operations and by backends whose library lacks a
  * type (gloo's bfloat16, MPI's half types): dst[i] = dst[i] op src[i]. AVG reduces as SUM

@@ -160,9 +160,9 @@ double fg_dtype_get(const void *buf, fg_dtype dt, size_t i) {
 #define KERNEL(T, ADD, MUL)                                                               \
   static void reduce_##T(T *d, const T *a, const T *b, size_t n, fg_redop op) {          \
     switch (op) {                                                                         \
-      case FG_PROD: EACH(MUL(T, a[i], b[i])); break;                                      \
-      case FG_MIN: EACH(b[i] < a[i] ? b[i] : a[i]); break;                                \
-      case FG_MAX: EACH(b[i] > a[i] ? b[i] : a[i]); break;                                \
+      case FG_REDOP_PROD: EACH(MUL(T, a[i], b[i])); break;                                \
+      case FG_REDOP_MIN: EACH(b[i] < a[i] ? b[i] : a[i]); break;                          \
+      case FG_REDOP_MAX: EACH(b[i] > a[i] ? b[i] : a[i]); break;                          \
       default: EACH(ADD(T, a[i], b[i])); break;                                           \
     }                                                                                     \
   }
@@ -175,18 +175,18 @@ KERNEL(float, FLOAT_ADD, FLOAT_MUL)
 KERNEL(double, FLOAT_ADD, FLOAT_MUL)
 
 /* Half types reduce in float32 and round once per pair. */
-#define APPLY(op, x, y)                      \
-  ((op) == FG_PROD  ? (x) * (y)              \
-   : (op) == FG_MIN ? ((y) < (x) ? (y) : (x)) \
-   : (op) == FG_MAX ? ((y) > (x) ? (y) : (x)) \
-                    : (x) + (y))
+#define APPLY(op, x, y)                            \
+  ((op) == FG_REDOP_PROD  ? (x) * (y)              \
+   : (op) == FG_REDOP_MIN ? ((y) < (x) ? (y) : (x)) \
+   : (op) == FG_REDOP_MAX ? ((y) > (x) ? (y) : (x)) \
+                          : (x) + (y))
 
 static void reduce_bf16(uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n,
                         fg_redop op) {
   switch (op) {
-    case FG_PROD: EACH(bf16_out(bf16_in(a[i]) * bf16_in(b[i]))); break;
-    case FG_MIN: EACH(bf16_out(APPLY(FG_MIN, bf16_in(a[i]), bf16_in(b[i])))); break;
-    case FG_MAX: EACH(bf16_out(APPLY(FG_MAX, bf16_in(a[i]), bf16_in(b[i])))); break;
+    case FG_REDOP_PROD: EACH(bf16_out(bf16_in(a[i]) * bf16_in(b[i]))); break;
+    case FG_REDOP_MIN: EACH(bf16_out(APPLY(FG_REDOP_MIN, bf16_in(a[i]), bf16_in(b[i])))); break;
+    case FG_REDOP_MAX: EACH(bf16_out(APPLY(FG_REDOP_MAX, bf16_in(a[i]), bf16_in(b[i])))); break;
     default: EACH(bf16_out(bf16_in(a[i]) + bf16_in(b[i]))); break;
   }
 }
@@ -209,9 +209,9 @@ __attribute__((target("avx,f16c"))) static void reduce_half_f16c(uint16_t *d, co
   for (; i + 8 <= n; i += 8) {
     __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(a + i)));
     __m256 y = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + i)));
-    __m256 r = op == FG_PROD  ? _mm256_mul_ps(x, y)
-               : op == FG_MIN ? _mm256_min_ps(y, x)
-               : op == FG_MAX ? _mm256_max_ps(y, x)
+    __m256 r = op == FG_REDOP_PROD  ? _mm256_mul_ps(x, y)
+               : op == FG_REDOP_MIN ? _mm256_min_ps(y, x)
+               : op == FG_REDOP_MAX ? _mm256_max_ps(y, x)
                               : _mm256_add_ps(x, y);
     _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(r, _MM_FROUND_TO_NEAREST_INT));
   }

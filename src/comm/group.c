@@ -33,12 +33,12 @@ static int split_named(fg_comm *parent, int colour, int key, const char *kind, f
   parent->seq++;
   parent->err[0] = '\0';
   FG_OP_MARK(m);
-  fg_op_enter(&m, "split", parent->name, parent->seq, parent->err);
+  fg_op_enter(&m, "split", parent->name, parent->seq, parent->err, NULL);
   int child_no = parent->next_child++;
   member mine = {colour < 0 ? -1 : colour, key, parent->rank};
   member *all = calloc((size_t)parent->size, sizeof *all);
-  if (!all) return fg_comm_fail(parent, -ENOMEM, "split", "out of memory");
-  int rc = fg_comm_allgather_host(parent, &mine, all, sizeof mine);
+  if (!all) return fg__comm_fail(parent, -ENOMEM, "split", "out of memory");
+  int rc = fg__comm_allgather_host(parent, &mine, all, sizeof mine);
   if (rc) {
     free(all);
     return rc;
@@ -57,7 +57,7 @@ static int split_named(fg_comm *parent, int colour, int key, const char *kind, f
       free(child);
       free(ranks);
       free(all);
-      return fg_comm_fail(parent, -ENOMEM, "split", "out of memory");
+      return fg__comm_fail(parent, -ENOMEM, "split", "out of memory");
     }
     child->be = parent->be;
     child->world = parent->world;
@@ -77,7 +77,7 @@ static int split_named(fg_comm *parent, int colour, int key, const char *kind, f
       if ((rc = fg_store_scope(parent->store, prefix, &child->store)) != 0) {
         fg_comm_destroy(child);
         free(all);
-        return fg_comm_fail(parent, rc, "split", "out of memory");
+        return fg__comm_fail(parent, rc, "split", "out of memory");
       }
     }
   }
@@ -102,11 +102,11 @@ int fg_comm_new_group(fg_comm *parent, const int *ranks, int n, fg_comm **out) {
   int member = 0;
   for (int i = 0; i < n; i++) {
     if (ranks[i] < 0 || ranks[i] >= parent->size)
-      return fg_comm_fail(parent, -EINVAL, "new_group", "rank %d is not in %s (size %d)",
-                          ranks[i], parent->name, parent->size);
+      return fg__comm_fail(parent, -EINVAL, "new_group", "rank %d is not in %s (size %d)",
+                           ranks[i], parent->name, parent->size);
     for (int j = 0; j < i; j++)
       if (ranks[j] == ranks[i])
-        return fg_comm_fail(parent, -EINVAL, "new_group", "rank %d is listed twice", ranks[i]);
+        return fg__comm_fail(parent, -EINVAL, "new_group", "rank %d is listed twice", ranks[i]);
     member |= ranks[i] == parent->rank;
   }
   /* Group ranks follow parent rank order, as torch's new_group sorts its list. */
@@ -127,11 +127,11 @@ int fg_mesh_create(fg_comm *world, int ndims, const int *sizes, const char *cons
                    fg_mesh **out) {
   *out = NULL;
   if (ndims != 1 && ndims != 2)
-    return fg_comm_fail(world, -EINVAL, "mesh", "a mesh has 1 or 2 dimensions, not %d", ndims);
+    return fg__comm_fail(world, -EINVAL, "mesh", "a mesh has 1 or 2 dimensions, not %d", ndims);
   long product = 1;
   for (int d = 0; d < ndims; d++) {
     if (sizes[d] < 1)
-      return fg_comm_fail(world, -EINVAL, "mesh", "dimension %d has size %d", d, sizes[d]);
+      return fg__comm_fail(world, -EINVAL, "mesh", "dimension %d has size %d", d, sizes[d]);
     product *= sizes[d];
   }
   if (product != world->size) {
@@ -140,11 +140,11 @@ int fg_mesh_create(fg_comm *world, int ndims, const int *sizes, const char *cons
       snprintf(shape, sizeof shape, "%d", sizes[0]);
     else
       snprintf(shape, sizeof shape, "%dx%d", sizes[0], sizes[1]);
-    return fg_comm_fail(world, -EINVAL, "mesh", "a %s mesh needs %ld ranks, the world has %d",
-                        shape, product, world->size);
+    return fg__comm_fail(world, -EINVAL, "mesh", "a %s mesh needs %ld ranks, the world has %d",
+                         shape, product, world->size);
   }
   fg_mesh *m = calloc(1, sizeof *m);
-  if (!m) return fg_comm_fail(world, -ENOMEM, "mesh", "out of memory");
+  if (!m) return fg__comm_fail(world, -ENOMEM, "mesh", "out of memory");
   m->ndims = ndims;
   for (int d = 0; d < ndims; d++) {
     m->sizes[d] = sizes[d];

@@ -19,6 +19,7 @@ static struct {
   int ready;
   int tracing;
   fg_progress_slot *slot; /* this rank's, or NULL */
+  const fg_op_mark *last; /* the mark whose names the slot holds, until it leaves */
 } g;
 
 /* The first of names that holds a number: fgrun's and torchrun's, then Open MPI's and
@@ -47,7 +48,7 @@ static fg_progress_slot *map_slot(void) {
   if (fd < 0) return NULL;
   struct stat st;
   void *map = MAP_FAILED;
-  size_t need = (size_t)(local_rank + 2) * FG_PROGRESS_SLOT_SIZE;
+  size_t need = fg_progress_file_size(local_rank + 1); /* up to and with this rank's slot */
   if (fstat(fd, &st) == 0 && (size_t)st.st_size >= need)
     map = mmap(NULL, need, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   close(fd);
@@ -58,8 +59,7 @@ static fg_progress_slot *map_slot(void) {
     munmap(map, need);
     return NULL;
   }
-  fg_progress_slot *slot = (fg_progress_slot *)((char *)map + (size_t)(local_rank + 1) *
-                                                                  FG_PROGRESS_SLOT_SIZE);
+  fg_progress_slot *slot = fg_progress_slot_at(map, local_rank);
   slot->pid = (int32_t)getpid();
   slot->rank = env_int(rank_vars, -1);
   return slot;
@@ -81,24 +81,35 @@ static void copy_name(char *dst, size_t len, const char *src) {
   dst[i] = '\0';
 }
 
+static int failed(const fg_op_mark *m) { return m->err && m->err[0]; }
+
 static void publish(const fg_op_mark *m, uint32_t state, uint64_t t_ns) {
   fg_progress_slot *s = g.slot;
-  uint32_t gen = s->gen;
-  __atomic_store_n(&s->gen, gen + 1, __ATOMIC_RELAXED);
-  __atomic_thread_fence(__ATOMIC_RELEASE);
+  fg_progress_write_begin(s);
   s->state = state;
   s->seq = m->seq;
   s->t_ns = t_ns;
-  copy_name(s->op, sizeof s->op, m->op);
-  copy_name(s->group, sizeof s->group, m->group);
-  __atomic_store_n(&s->gen, gen + 2, __ATOMIC_RELEASE);
+  s->count = m->args.count;
+  s->root = m->args.root;
+  s->peer = m->args.peer;
+  s->flags = state == FG_PROGRESS_OUT && failed(m) ? FG_PROGRESS_FAILED : 0;
+  /* A leave right after its own enter finds its names in place: the slot has one writer,
+   * and no other mark was published in between. */
+  if (state == FG_PROGRESS_IN || g.last != m) {
+    copy_name(s->dtype, sizeof s->dtype, m->args.dtype);
+    copy_name(s->op, sizeof s->op, m->op);
+    copy_name(s->group, sizeof s->group, m->group);
+  }
+  g.last = state == FG_PROGRESS_IN ? m : NULL;
+  fg_progress_write_end(s);
 }
 
 void fg_op_enter(fg_op_mark *m, const char *op, const char *group, uint64_t seq,
-                 const char *err) {
+                 const char *err, const fg_op_args *args) {
   if (!g.ready) setup();
   if (!g.slot && !g.tracing) return;
-  *m = (fg_op_mark){.op = op, .group = group, .seq = seq, .t0_ns = fg_now_ns(), .err = err};
+  *m = (fg_op_mark){.op = op, .group = group, .seq = seq, .t0_ns = fg_now_ns(), .err = err,
+                    .args = args ? *args : FG_OP_ARGS_NONE};
   if (g.slot) publish(m, FG_PROGRESS_IN, m->t0_ns);
 }
 
@@ -107,20 +118,6 @@ void fg_op_leave(fg_op_mark *m) {
   uint64_t t1 = fg_now_ns();
   if (g.slot) publish(m, FG_PROGRESS_OUT, t1);
   if (g.tracing)
-    fg_trace_op(m->op, m->group, m->seq, m->t0_ns, t1, m->err && m->err[0] ? m->err : NULL);
+    fg_trace_op(m->op, m->group, m->seq, m->t0_ns, t1, failed(m) ? m->err : NULL);
   m->op = NULL;
-}
-
-int fg_progress_read(const volatile fg_progress_slot *slot, fg_progress_slot *out) {
-  for (int tries = 0; tries < 1000; tries++) {
-    uint32_t before = __atomic_load_n(&slot->gen, __ATOMIC_ACQUIRE);
-    if (before & 1) continue;
-    memcpy(out, (const void *)slot, sizeof *out);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&slot->gen, __ATOMIC_RELAXED) == before) {
-      out->op[sizeof out->op - 1] = out->group[sizeof out->group - 1] = '\0';
-      return 0;
-    }
-  }
-  return -1;
 }

@@ -1,4 +1,4 @@
-/* error.c - messages for libfg's error codes. */
+/* error.c - messages and names for libfg's error codes (fg.h's FG_ERRNO_MAP). */
 #include <string.h>
 
 #include "fg/fg.h"
@@ -6,17 +6,25 @@
 const char *fg_strerror(int code) {
   switch (code) {
     case 0: return "success";
-    case FG_EPROTO: return "protocol error";
-    case FG_EPEER: return "a peer rank failed";
-    case FG_EMISMATCH: return "ranks disagree on the call's arguments";
-    case FG_EBACKEND: return "backend error";
-    case FG_ENODEV: return "no device for this backend";
-    case FG_ENOTBUILT: return "not compiled into this build";
-    case FG_ECLOSED: return "connection closed by the peer";
-    case FG_ELIMIT: return "limit exceeded";
+#define FG__ERR_MSG(name, value, msg) \
+  case value: return msg;
+    FG_ERRNO_MAP(FG__ERR_MSG)
+#undef FG__ERR_MSG
   }
   if (code < 0 && code > -4096) return strerror(-code);
   return "unknown error";
+}
+
+const char *fg_err_name(int code) {
+  switch (code) {
+    case 0: return "0";
+#define FG__ERR_NAME(name, value, msg) \
+  case value: return "FG_" #name;
+    FG_ERRNO_MAP(FG__ERR_NAME)
+#undef FG__ERR_NAME
+  }
+  const char *name = code < 0 && code > -4096 ? strerrorname_np(-code) : NULL;
+  return name ? name : "UNKNOWN";
 }
 
 const char *fg_version(void) { return FG_VERSION; }

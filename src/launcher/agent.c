@@ -11,6 +11,8 @@
 #include "common/util.h"
 #include "fg/fg.h"
 #include "launcher/agent_internal.h"
+#include "launcher/numa.h"
+#include "launcher/spawn.h"
 
 static void on_monitor(uv_timer_t *t) {
   fg_agent *a = t->data;
@@ -22,17 +24,21 @@ static void on_monitor(uv_timer_t *t) {
            (unsigned long long)st.connections);
 }
 
-/* A rank has waited in one operation for --hang_timeout: say who waits where, and with
- * --hang_action kill stop the attempt as if a rank had failed. */
-static void on_hang_timer(uv_timer_t *t) {
-  fg_agent *a = t->data;
-  if (a->phase != PHASE_RUNNING || !fg_hang_tick(&a->hang, a->workers, a->nworkers) ||
-      !a->opts->hang_kill)
-    return;
+/* A hang report is complete, stacks included: with --hang_action kill stop the attempt as
+ * if a rank had failed (after the stacks: a rank killed first could not be read). */
+static void on_hang_reported(void *data) {
+  fg_agent *a = data;
+  if (a->phase != PHASE_RUNNING || !a->opts->hang_kill) return;
   fg_error("error: stopping attempt %d: hang (--hang_timeout %g s, --hang_action kill)",
            a->attempt, a->opts->hang_timeout);
   a->hang_stopped = 1;
   fg_agent_begin_stop(a, SIGTERM);
+}
+
+/* Has a rank waited in one operation for --hang_timeout? Then say who holds whom up. */
+static void on_hang_timer(uv_timer_t *t) {
+  fg_agent *a = t->data;
+  if (a->phase == PHASE_RUNNING) fg_hang_tick(&a->hang, a->workers, a->nworkers);
 }
 
 void fg_agent_shutdown(fg_agent *a) {
@@ -47,12 +53,14 @@ void fg_agent_shutdown(fg_agent *a) {
     uv_close((uv_handle_t *)&a->hang_timer, NULL);
     a->timers_open = 0;
   }
+  fg_hang_stop(&a->hang);
   if (a->rdzv) fg_rdzv_loop_close(a->rdzv);
   a->rdzv = NULL;
   if (a->store) fg_server_close(a->store);
   a->store = NULL;
   if (a->watchdog_started) fg_watchdog_stop(&a->watchdog);
   a->watchdog_started = 0;
+  fg_agent_pmix_close(a);
 }
 
 static int start_store(fg_agent *a) {
@@ -85,6 +93,30 @@ static int any_logs(const fg_std_spec *s) {
   return 0;
 }
 
+/* --numa_binding: every local rank's CPUs, said once; a plan that cannot be met is a usage
+ * error before anything starts. */
+static int plan_cpus(fg_agent *a) {
+  const fg_launch_opts *o = a->opts;
+  cpu_set_t allowed;
+  char err[512];
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) CPU_ZERO(&allowed);
+  if (!(a->cpus = calloc((size_t)o->nproc, sizeof *a->cpus))) {
+    fg_error("out of memory");
+    return 1;
+  }
+  if (fg_numa_plan(o->numa_binding, o->nproc, "", &allowed, a->cpus, err, sizeof err) != 0) {
+    fg_error("error: %s", err);
+    return 2;
+  }
+  for (int i = 0; i < o->nproc; i++) {
+    char list[256];
+    fg_numa_format(&a->cpus[i], list, sizeof list);
+    fg_info("--numa_binding %s: local rank %d on CPUs %s", fg_numa_mode_name(o->numa_binding),
+            i, list);
+  }
+  return 0;
+}
+
 static int setup(fg_agent *a) {
   const fg_launch_opts *o = a->opts;
   char err[512];
@@ -100,6 +132,10 @@ static int setup(fg_agent *a) {
     a->env.master_port = fg_server_port(a->store);
   }
 
+  if (o->numa_binding != FG_NUMA_OFF) {
+    int rc = plan_cpus(a);
+    if (rc != 0) return rc;
+  }
   int logs = any_logs(&o->redirects) || any_logs(&o->tee);
   if (fg_rundir_create(&a->rundir, o->log_dir, o->rdzv_id, logs, err, sizeof err) != 0) {
     fg_error("error: %s", err);
@@ -114,13 +150,17 @@ static int setup(fg_agent *a) {
   if (fg_hang_open(&a->hang, o->nproc, o->hang_timeout, err, sizeof err) != 0)
     fg_warn("no hang reports: %s", err);
   a->env.progress_file = a->hang.path;
+  fg_hang_set_report(&a->hang, &a->loop, a->cfg->stack_helper,
+                     (enum fg_hang_stacks)o->hang_stacks, FG_HANG_PY_SIGNAL, on_hang_reported, a);
+  if (o->hang_timeout > 0) {
+    a->env.pyhook_dir = a->cfg->pyhook_dir;
+    a->env.pystack_signal = FG_HANG_PY_SIGNAL;
+  }
   if (logs || o->log_dir) fg_info("worker logs and error files go to %s", a->rundir.path);
 
-  if (fg_watchdog_start(&a->watchdog, &a->loop, a->cfg->exec_helper, err, sizeof err) != 0) {
-    fg_error("%s", err);
-    return 1;
-  }
-  a->watchdog_started = 1;
+  /* Before the signals are noted: whatever handlers libpmix installs, children reset too. */
+  int rc = fg_agent_pmix_setup(a);
+  if (rc != 0) return rc;
 
   uv_timer_t *timers[] = {&a->grace_timer, &a->reap_timer, &a->drain_timer, &a->monitor_timer,
                           &a->hang_timer};
@@ -143,12 +183,19 @@ static int setup(fg_agent *a) {
     uv_signal_init(&a->loop, s);
     s->data = a;
     a->nsignals++;
-    int rc = uv_signal_start(s, fg_agent_on_signal, o->signals[i]);
+    rc = uv_signal_start(s, fg_agent_on_signal, o->signals[i]);
     if (rc != 0) {
       fg_error("cannot handle SIG%s: %s", fg_signame(o->signals[i]), uv_strerror(rc));
       return 1;
     }
   }
+  /* Every handler is in place: what each child resets (spawn.h), noted once. */
+  fg_spawn_note_signals();
+  if (fg_watchdog_start(&a->watchdog, &a->loop, err, sizeof err) != 0) {
+    fg_error("%s", err);
+    return 1;
+  }
+  a->watchdog_started = 1;
   return 0;
 }
 
@@ -170,6 +217,10 @@ int fg_agent_run(const fg_agent_config *cfg) {
     free(a);
     return 1;
   }
+  const char *entry = strrchr(cfg->program->path, '/');
+  a->events = (fg_events){.on = o->event_log_console, .run_id = o->rdzv_id, .role = o->role,
+                          .backend = o->rdzv_backend, .entry_point = entry ? entry + 1 : cfg->program->path,
+                          .max_restarts = o->max_restarts, .start_ns = fg_now_ns()};
   fg_env_set_job_defaults(o->nproc);
   int status = setup(a);
   if (status != 0)
@@ -180,6 +231,8 @@ int fg_agent_run(const fg_agent_config *cfg) {
     fg_agent_start_attempt(a);
   uv_run(&a->loop, UV_RUN_DEFAULT);
   if (status == 0) status = a->exit_code;
+  fg_events_agent_state st = fg_agent_events_state(a);
+  fg_events_job(&a->events, &st, status);
   char err[512];
   if (fg_timeline_on(&a->timeline) && status != 2) {
     if (fg_timeline_finish(&a->timeline, &a->rundir, err, sizeof err) == 0)
@@ -191,6 +244,7 @@ int fg_agent_run(const fg_agent_config *cfg) {
   fg_hang_close(&a->hang);
   fg_rundir_finish(&a->rundir);
   fg_output_cleanup();
+  free(a->cpus);
   if (uv_loop_close(&a->loop) != 0) fg_debug("event loop closed with handles still open");
   free(a);
   return status;

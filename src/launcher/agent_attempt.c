@@ -37,7 +37,8 @@ static void on_worker_exit(fg_worker *w) {
   fg_agent *a = w->data;
   a->running--;
   if (a->phase == PHASE_STOPPING && likelier_cause(w, a->root_cause)) a->root_cause = w;
-  if (a->phase == PHASE_RUNNING && worker_failed(w)) {
+  int mpi_failed = fg_agent_pmix_failed(a, w); /* MPI_Abort, or no MPI_Finalize */
+  if (a->phase == PHASE_RUNNING && (worker_failed(w) || mpi_failed)) {
     a->root_cause = w;
     fg_agent_begin_stop(a, SIGTERM);
   } else if (a->running == 0 && (a->phase == PHASE_RUNNING || a->phase == PHASE_STOPPING)) {
@@ -120,6 +121,8 @@ void fg_agent_on_signal(uv_signal_t *h, int sig) {
     case PHASE_STOPPING:
       if (!a->stop_signal) {
         a->stop_signal = sig;
+        fg_warn("got SIG%s: passing it to the workers still running and stopping",
+                fg_signame(sig));
         signal_running(a, sig);
       } else {
         fg_warn("got SIG%s again: killing the workers now", fg_signame(sig));
@@ -127,7 +130,12 @@ void fg_agent_on_signal(uv_signal_t *h, int sig) {
       }
       break;
     default:
-      if (!a->stop_signal) a->stop_signal = sig; /* too late to pass on, but no restart */
+      /* Too late to pass on (no worker runs), but no restart, and the exit status says so:
+       * under Slurm the workers often get the signal too, and end first. */
+      if (!a->stop_signal) {
+        a->stop_signal = sig;
+        fg_warn("got SIG%s: stopping (no worker is running)", fg_signame(sig));
+      }
       if (a->rdzv) fg_rdzv_loop_cancel(a->rdzv); /* stop joining or waiting */
       break;
   }
@@ -153,6 +161,7 @@ static void on_drain_timeout(uv_timer_t *t) {
 void fg_agent_attempt_finished(fg_agent *a) {
   uv_timer_stop(&a->grace_timer);
   uv_timer_stop(&a->reap_timer);
+  fg_agent_pmix_end(a); /* every rank is gone: its fences never complete */
   a->phase = PHASE_DRAINING;
   for (int i = 0; i < a->nworkers; i++) {
     fg_worker *w = &a->workers[i];
@@ -195,8 +204,13 @@ static void next_attempt(fg_agent *a) {
 
 /* How the attempt ended, for the timeline and the restart message. */
 void fg_agent_describe_attempt(const fg_agent *a, char *out, size_t len) {
-  char end[128] = "";
-  if (a->root_cause) fg_describe_end(a->root_cause, end, sizeof end);
+  char end[320] = "";
+  int status;
+  const char *note = fg_agent_pmix_note(a, a->root_cause, &status);
+  if (note)
+    snprintf(end, sizeof end, "%s", note);
+  else if (a->root_cause)
+    fg_describe_end(a->root_cause, end, sizeof end);
   if (a->stop_signal)
     snprintf(out, len, "stopped by SIG%s", fg_signame(a->stop_signal));
   else if (a->root_cause)
@@ -209,15 +223,36 @@ void fg_agent_describe_attempt(const fg_agent *a, char *out, size_t len) {
 
 /* The attempt is over: the timeline gets its spans, and a rank that left early while its
  * peers still needed it is named (it exited 0, so the summary would not blame it). */
+fg_events_agent_state fg_agent_events_state(const fg_agent *a) {
+  return (fg_events_agent_state){.group_rank = a->env.node_rank, .group_world_size = a->env.nnodes,
+                                 .restarts = a->rdzv ? a->restarts : a->attempt};
+}
+
 void fg_agent_record_attempt(fg_agent *a, const char *result) {
   fg_timeline_attempt(&a->timeline, a->attempt, a->workers, a->nworkers, result);
-  fg_hang_print_early_exits(&a->hang, a->workers, a->nworkers, a->root_cause);
+  fg_events_agent_state st = fg_agent_events_state(a);
+  int failed = a->root_cause || a->start_failed || a->hang_stopped || a->stop_signal;
+  fg_events_attempt(&a->events, &st, a->workers, a->nworkers, a->root_cause, failed,
+                    a->env.world_size ? a->env.role_world_size : a->env.nproc * a->env.nnodes);
+  snprintf(a->events.why, sizeof a->events.why, "%s", result);
+  fg_hang_print_failure_notes(&a->hang, a->workers, a->nworkers, a->root_cause);
+}
+
+int fg_agent_root_status(const fg_agent *a) {
+  int status;
+  if (!a->root_cause) return 1;
+  return fg_agent_pmix_note(a, a->root_cause, &status) ? status
+                                                       : fg_worker_exit_status(a->root_cause);
 }
 
 void fg_agent_print_summary(fg_agent *a) {
+  int status;
   fg_summary s = {.workers = a->workers, .nworkers = a->nworkers, .root_cause = a->root_cause,
+                  .root_cause_note = fg_agent_pmix_note(a, a->root_cause, &status),
                   .stop_signal = a->stop_signal, .attempt = a->attempt,
-                  .max_restarts = a->opts->max_restarts, .exit_code = a->exit_code};
+                  .max_restarts = a->opts->max_restarts, .exit_code = a->exit_code,
+                  .hang_cause = fg_hang_cause(&a->hang, a->workers, a->nworkers),
+                  .hang_what = a->hang.cause, .hang_killed = a->hang_stopped};
   fg_summary_print(&s);
 }
 
@@ -231,12 +266,12 @@ static void after_drain(fg_agent *a) {
   if (a->stop_signal)
     a->exit_code = 128 + a->stop_signal;
   else if (a->root_cause)
-    a->exit_code = fg_worker_exit_status(a->root_cause);
+    a->exit_code = fg_agent_root_status(a);
   else if (a->hang_stopped)
     a->exit_code = FG_HANG_EXIT_STATUS;
   else
     a->exit_code = failed ? 1 : 0;
-  char result[192];
+  char result[400];
   fg_agent_describe_attempt(a, result, sizeof result);
   fg_agent_record_attempt(a, result);
 
@@ -244,10 +279,15 @@ static void after_drain(fg_agent *a) {
     fg_warn("attempt %d failed: %s; restarting the worker group (restart %d of %d)",
             a->attempt, result, a->attempt + 1, a->opts->max_restarts);
     fg_timeline_restart(&a->timeline, a->attempt + 1, result);
+    /* The old workers are gone: their keys must not be read by the next attempt's. torch 1.x
+     * keeps them under the attempt's prefix; torch >= 2.0's default group writes its keys
+     * under default_pg/ with no attempt in the name (torchrun 2.6 keeps them, and a restarted
+     * gloo group then reads the dead ranks' addresses: pytorch#135712). */
     char prefix[64];
     snprintf(prefix, sizeof prefix, "//worker/attempt_%d/", a->attempt);
     size_t erased = fg_server_erase_prefix(a->store, prefix);
-    fg_debug("erased %zu store keys under %s", erased, prefix);
+    erased += fg_server_erase_prefix(a->store, "/default_pg/");
+    fg_debug("erased %zu store keys of attempt %d", erased, a->attempt);
     fg_agent_close_workers(a, next_attempt);
     return;
   }
@@ -286,6 +326,7 @@ static int spawn_worker(fg_agent *a, fg_worker *w, char *err, size_t errlen) {
   char *out_log = logs_get(o, r, FG_STD_OUT) ? fg_rundir_file(&a->rundir, a->attempt, r, "stdout.log") : NULL;
   char *err_log = logs_get(o, r, FG_STD_ERR) ? fg_rundir_file(&a->rundir, a->attempt, r, "stderr.log") : NULL;
   char **env = w->error_file ? fg_worker_env(&a->env, r, a->attempt, w->error_file) : NULL;
+  if (env) fg_agent_pmix_env(a, r, &env);
   char **argv = fg_program_argv_for(prog, r);
   int rc;
   if (!w->prefix || !env || !argv || (logs_get(o, r, FG_STD_OUT) && !out_log) ||
@@ -293,11 +334,12 @@ static int spawn_worker(fg_agent *a, fg_worker *w, char *err, size_t errlen) {
     rc = fg_fail(err, errlen, -ENOMEM, "out of memory");
   } else {
     fg_worker_options wo = {
-        .loop = &a->loop, .exec_helper = a->cfg->exec_helper, .file = prog->path,
+        .loop = &a->loop, .file = prog->path,
         .argv = argv, .env = env,
         .console_out = console_gets(o, r, FG_STD_OUT) ? 1 : -1,
         .console_err = console_gets(o, r, FG_STD_ERR) ? 2 : -1,
         .stdout_log = out_log, .stderr_log = err_log,
+        .cpus = a->cpus ? &a->cpus[r] : NULL,
         .on_exit = on_worker_exit, .on_drained = on_worker_drained,
         .on_closed = on_worker_closed, .data = a,
     };
@@ -324,6 +366,8 @@ void fg_agent_start_attempt(fg_agent *a) {
   }
   a->nworkers = o->nproc;
   fg_hang_reset(&a->hang); /* no slot may show the last attempt's operations */
+  fg_agent_pmix_begin(a);
+  a->hang.world_size = a->env.world_size ? a->env.world_size : a->env.nnodes * a->env.nproc;
   a->timeline.node = a->env.node_rank; /* the round's, which c10d may have changed */
   for (int i = 0; i < a->nworkers; i++) {
     fg_worker *w = &a->workers[i];

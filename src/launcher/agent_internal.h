@@ -6,8 +6,10 @@
 
 #include <uv.h>
 
+#include "common/log.h"
 #include "launcher/agent.h"
 #include "launcher/env.h"
+#include "launcher/events.h"
 #include "launcher/hang.h"
 #include "launcher/rdzv_loop.h"
 #include "launcher/rdzv_policy.h"
@@ -44,6 +46,7 @@ struct fg_agent {
   int timers_open;
   fg_hang hang;          /* the progress file and hang reports */
   fg_timeline timeline;  /* --trace */
+  fg_events events;      /* --event_log_handler */
   int hang_stopped;      /* --hang_action kill stopped this attempt */
   fg_worker *workers; /* the current attempt's */
   int nworkers;
@@ -63,6 +66,10 @@ struct fg_agent {
   int next_round;
   fg_rdzv_news news;  /* why this round is being left; kind QUIET while it is not */
   fg_rdzv_decision decision; /* what follows the round */
+
+  cpu_set_t *cpus; /* --numa_binding: each local rank's CPUs; NULL: off */
+
+  struct fg_agent_pmix *pmix; /* the PMIx server for MPI programs; NULL when off */
 };
 
 /* agent_attempt.c */
@@ -72,6 +79,7 @@ void fg_agent_attempt_finished(fg_agent *a);
 void fg_agent_close_workers(fg_agent *a, fg_agent_step next);
 void fg_agent_describe_attempt(const fg_agent *a, char *out, size_t len);
 void fg_agent_record_attempt(fg_agent *a, const char *result);
+fg_events_agent_state fg_agent_events_state(const fg_agent *a);
 void fg_agent_print_summary(fg_agent *a);
 void fg_agent_on_signal(uv_signal_t *h, int sig);
 
@@ -82,5 +90,46 @@ void fg_agent_after_drain_nodes(fg_agent *a);
 
 /* agent.c */
 void fg_agent_shutdown(fg_agent *a);
+
+/* The exit status the attempt's root cause stands for: its own, or MPI_Abort's code. */
+int fg_agent_root_status(const fg_agent *a);
+
+/* agent_pmix.c: the PMIx server (pmix.h), when the build has libpmix. setup returns 0, or
+ * fgrun's exit status (--pmix on and no server); env puts the rank's PMIx variables into
+ * *env (fg_worker_env's, replaced: one allocation still; out of memory: freed, NULL); failed: the worker's exit is a
+ * failure because of what it told the server (MPI_Abort; MPI_Init without MPI_Finalize);
+ * note: why, for the root cause (and the exit status that stands for), or NULL. */
+#ifdef FG_HAVE_PMIX
+int fg_agent_pmix_setup(fg_agent *a);
+void fg_agent_pmix_begin(fg_agent *a);
+int fg_agent_pmix_env(fg_agent *a, int local_rank, char ***env);
+int fg_agent_pmix_failed(fg_agent *a, const fg_worker *w);
+const char *fg_agent_pmix_note(const fg_agent *a, const fg_worker *w, int *status);
+void fg_agent_pmix_end(fg_agent *a);
+void fg_agent_pmix_close(fg_agent *a);
+#else
+static inline int fg_agent_pmix_setup(fg_agent *a) {
+  if (a->opts->pmix != FG_PMIX_ON) return 0;
+  fg_error("error: --pmix on: this fgrun was built without libpmix (apt-get install "
+           "libpmix-dev and rebuild)");
+  return 2;
+}
+static inline void fg_agent_pmix_begin(fg_agent *a) { (void)a; }
+static inline int fg_agent_pmix_env(fg_agent *a, int local_rank, char ***env) {
+  (void)a, (void)local_rank, (void)env;
+  return 0;
+}
+static inline int fg_agent_pmix_failed(fg_agent *a, const fg_worker *w) {
+  (void)a, (void)w;
+  return 0;
+}
+static inline const char *fg_agent_pmix_note(const fg_agent *a, const fg_worker *w,
+                                             int *status) {
+  (void)a, (void)w, (void)status;
+  return NULL;
+}
+static inline void fg_agent_pmix_end(fg_agent *a) { (void)a; }
+static inline void fg_agent_pmix_close(fg_agent *a) { (void)a; }
+#endif
 
 #endif

@@ -69,12 +69,12 @@ static void on_end_published(void *data, int rc, const char *err) {
 }
 
 static void decide_and_act(fg_agent *a, const char *refused) {
-  char failure[192];
+  char failure[400];
   fg_agent_describe_attempt(a, failure, sizeof failure);
   int failed = a->root_cause || a->start_failed || a->hang_stopped;
   fg_rdzv_facts f = {
       .opts = a->opts, .stop_signal = a->stop_signal, .failure = failed ? failure : NULL,
-      .failure_status = a->root_cause  ? fg_worker_exit_status(a->root_cause)
+      .failure_status = a->root_cause  ? fg_agent_root_status(a)
                         : a->hang_stopped ? FG_HANG_EXIT_STATUS : 1,
       .can_restart_failure = !a->start_failed, .news = &a->news, .refused = refused,
       .restarts = a->restarts, .hosts_store = a->store != NULL};
@@ -96,7 +96,7 @@ static void decide_and_act(fg_agent *a, const char *refused) {
 }
 
 void fg_agent_after_drain_nodes(fg_agent *a) {
-  char result[192];
+  char result[400];
   fg_agent_describe_attempt(a, result, sizeof result);
   fg_agent_record_attempt(a, result);
   decide_and_act(a, NULL);

@@ -10,6 +10,7 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "launcher/rundir.h"
 
 extern char **environ;
 
@@ -24,6 +25,7 @@ static const char *const worker_vars[] = {
     "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID",
     "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE",
     "FG_PROGRESS_FILE", "FG_TRACE_FILE",
+    "FG_PYHOOK_DIR",    "FG_PYSTACK_FILE", "FG_PYSTACK_SIGNAL",
 };
 
 void fg_env_set_job_defaults(int nproc) {
@@ -57,6 +59,27 @@ static void put_int(fg_buf *b, const char *name, int value) {
   put_var(b, name, text);
 }
 
+static void put_sibling(fg_buf *b, const char *name, const char *error_file, const char *file) {
+  char *path = fg_rundir_sibling(error_file, file);
+  if (path) put_var(b, name, path);
+  b->failed |= path == NULL;
+  free(path);
+}
+
+/* fgrun's Python hook: its directory first on PYTHONPATH (the hook takes itself off again,
+ * so the program and its children see the PYTHONPATH they would have), where to dump
+ * tracebacks and on which signal. */
+static void put_pyhook(fg_buf *b, const fg_env_spec *s, const char *error_file) {
+  const char *old = getenv("PYTHONPATH");
+  char *path = old && *old ? fg_asprintf("%s:%s", s->pyhook_dir, old) : strdup(s->pyhook_dir);
+  if (path) put_var(b, "PYTHONPATH", path);
+  b->failed |= path == NULL;
+  free(path);
+  put_var(b, "FG_PYHOOK_DIR", s->pyhook_dir);
+  put_sibling(b, "FG_PYSTACK_FILE", error_file, FG_RUNDIR_PYSTACK);
+  put_int(b, "FG_PYSTACK_SIGNAL", s->pystack_signal);
+}
+
 int fg_env_rank(const fg_env_spec *s, int local_rank) {
   return (s->world_size ? s->rank_base : s->node_rank * s->nproc) + local_rank;
 }
@@ -86,13 +109,8 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
   put_var(&own, "TORCHELASTIC_USE_AGENT_STORE", "True");
   put_var(&own, "TORCHELASTIC_ERROR_FILE", error_file);
   if (s->progress_file) put_var(&own, "FG_PROGRESS_FILE", s->progress_file);
-  const char *slash = strrchr(error_file, '/');
-  if (s->trace && slash) {
-    char *trace = fg_asprintf("%.*s/trace.jsonl", (int)(slash - error_file), error_file);
-    if (trace) put_var(&own, "FG_TRACE_FILE", trace);
-    own.failed |= trace == NULL;
-    free(trace);
-  }
+  if (s->trace) put_sibling(&own, "FG_TRACE_FILE", error_file, FG_RUNDIR_TRACE);
+  if (s->pyhook_dir) put_pyhook(&own, s, error_file);
   if (own.failed) {
     fg_buf_free(&own);
     return NULL;
@@ -114,11 +132,38 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
 
   size_t n = 0;
   for (char **e = environ; *e; e++)
-    if (!is_worker_var(*e)) env[n++] = *e;
+    if (!is_worker_var(*e) && !(s->pyhook_dir && !strncmp(*e, "PYTHONPATH=", 11))) env[n++] = *e;
   for (size_t i = 0; i < nown; i++) {
     env[n++] = strings;
     strings += strlen(strings) + 1;
   }
   env[n] = NULL;
   return env;
+}
+
+static int sets_name(char *const *over, const char *entry) {
+  size_t n = strcspn(entry, "=");
+  for (; *over; over++)
+    if (strncmp(*over, entry, n) == 0 && (*over)[n] == '=') return 1;
+  return 0;
+}
+
+char **fg_env_overlay(char *const *env, char *const *over) {
+  size_t nptr = 1, bytes = 0;
+  for (char *const *e = env; *e; e++)
+    if (!sets_name(over, *e)) nptr++, bytes += strlen(*e) + 1;
+  for (char *const *e = over; *e; e++) nptr++, bytes += strlen(*e) + 1;
+  char **out = malloc(nptr * sizeof *out + bytes);
+  if (!out) return NULL;
+  char *strings = (char *)(out + nptr);
+  size_t n = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (char *const *e = pass ? over : env; *e; e++) {
+      if (!pass && sets_name(over, *e)) continue;
+      size_t len = strlen(*e) + 1;
+      out[n++] = memcpy(strings, *e, len);
+      strings += len;
+    }
+  out[n] = NULL;
+  return out;
 }

@@ -19,6 +19,10 @@ typedef struct fg_env_spec {
    * rank's trace.jsonl next to its error file. */
   const char *progress_file;
   int trace;
+  /* With --hang_timeout: fgrun's Python hook (src/launcher/pyhook/) on PYTHONPATH, and the
+   * signal it dumps tracebacks on (hang.h). NULL: none. */
+  const char *pyhook_dir;
+  int pystack_signal;
 } fg_env_spec;
 
 /* The global rank of a local rank. */
@@ -35,5 +39,9 @@ void fg_env_set_job_defaults(int nproc);
  * One allocation; release it with free(). NULL when out of memory. */
 char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
                      const char *error_file);
+
+/* env with over on top: env's entries whose names over does not set, then over's, copied
+ * into one allocation (release it with free()). NULL when out of memory. */
+char **fg_env_overlay(char *const *env, char *const *over);
 
 #endif

@@ -4,7 +4,7 @@
  * accepted too), an optional short letter, whether it takes a value, its default, help
  * text, and the function that stores its value. The parser collects one raw string per
  * row from argv, then PET_<NAME>, then the default, and hands it to that function; checks
- * that involve several options come last, in check_combination. */
+ * that involve several options come last (options_check.c). */
 #include "launcher/options.h"
 
 #include <errno.h>
@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -37,10 +36,12 @@ typedef struct fg_opt_desc {
   fg_opt_store store;
 } fg_opt_desc;
 
-/* fgrun's own variables for some options, read after PET_<NAME>. */
+/* Variables of fgrun's (and torchrun 2.x's prefix template) for some options, read after
+ * PET_<NAME>. */
 static const struct {
   const char *option, *var;
-} own_vars[] = {{"hang_timeout", "FG_HANG_TIMEOUT"}, {"store_token", "FG_STORE_TOKEN"}};
+} own_vars[] = {{"hang_timeout", "FG_HANG_TIMEOUT"}, {"store_token", "FG_STORE_TOKEN"},
+                {"log_line_prefix_template", "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"}};
 
 static const char *own_var(const char *option) {
   for (size_t i = 0; i < sizeof own_vars / sizeof own_vars[0]; i++)
@@ -52,23 +53,6 @@ static const char *own_var(const char *option) {
 
 static int store_nnodes(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   return fg_parse_nnodes(v, &o->nnodes_min, &o->nnodes_max, err, errlen);
-}
-
-static int store_nproc(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  static const struct {
-    const char *word;
-    enum fg_nproc_kind kind;
-  } words[] = {{"auto", FG_NPROC_AUTO}, {"cpu", FG_NPROC_CPU}, {"gpu", FG_NPROC_GPU}};
-  for (size_t i = 0; i < FG_ARRAY_LEN(words); i++)
-    if (strcmp(v, words[i].word) == 0) {
-      o->nproc_kind = words[i].kind;
-      return 0;
-    }
-  o->nproc_kind = FG_NPROC_NUMBER;
-  if (fg_parse_int(v, 1, 1 << 16, &o->nproc) != 0)
-    return fg_fail(err, errlen, -EINVAL,
-                   "expected a number from 1 to 65536, auto, cpu or gpu, got '%s'", v);
-  return 0;
 }
 
 static int store_int(int *dst, const char *v, int min, int max, char *err, size_t errlen) {
@@ -170,6 +154,17 @@ static int store_start_method(fg_launch_opts *o, const char *v, char *err, size_
   return 0;
 }
 
+static int store_pmix(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  static const char *const modes[] = {[FG_PMIX_AUTO] = "auto", [FG_PMIX_ON] = "on",
+                                      [FG_PMIX_OFF] = "off"};
+  for (size_t i = 0; i < FG_ARRAY_LEN(modes); i++)
+    if (strcmp(v, modes[i]) == 0) {
+      o->pmix = (enum fg_pmix_mode)i;
+      return 0;
+    }
+  return fg_fail(err, errlen, -EINVAL, "expected auto, on or off, got '%s'", v);
+}
+
 static int store_redirects(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   return fg_parse_std_spec(v, &o->redirects, err, errlen);
 }
@@ -195,6 +190,16 @@ static int store_hang_action(fg_launch_opts *o, const char *v, char *err, size_t
     return fg_fail(err, errlen, -EINVAL, "expected report or kill, got '%s'", v);
   o->hang_kill = strcmp(v, "kill") == 0;
   return 0;
+}
+
+static int store_hang_stacks(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  static const char *const words[] = {"none", "culprit", "all"}; /* enum fg_hang_stacks */
+  for (size_t i = 0; i < FG_ARRAY_LEN(words); i++)
+    if (strcmp(v, words[i]) == 0) {
+      o->hang_stacks = (int)i;
+      return 0;
+    }
+  return fg_fail(err, errlen, -EINVAL, "expected none, culprit or all, got '%s'", v);
 }
 
 static int store_trace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
@@ -227,7 +232,7 @@ static const fg_opt_desc options[] = {
      store_nnodes},
     {"nproc_per_node", 0, OPT_VALUE, OPT_ENV, "N", "1", G_SIZE,
      "Workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu.",
-     store_nproc},
+     fg_parse_nproc},
     {"node_rank", 0, OPT_VALUE, OPT_ENV, "N", NULL, G_SIZE,
      "Rank of this node, 0 to nnodes-1 (default 0). Required on every node with the static "
      "rendezvous and --nnodes > 1; c10d assigns node ranks itself.",
@@ -259,6 +264,9 @@ static const fg_opt_desc options[] = {
      "Shared secret every store client must present first (default $FG_STORE_TOKEN); the "
      "workers get it as FG_STORE_TOKEN. torch's own TCPStore clients cannot present it.",
      store_store_token},
+    {"local_addr", 0, OPT_VALUE, OPT_ENV, "ADDR", NULL, G_RDZV,
+     "The address this node advertises to the others (c10d orders nodes by it); default: "
+     "the one it reaches the store from.", fg_parse_local_addr},
 
     {"max_restarts", 0, OPT_VALUE, OPT_ENV, "N", "0", G_LAUNCH,
      "Restarts of the whole worker group before the job fails.", store_max_restarts},
@@ -281,6 +289,14 @@ static const fg_opt_desc options[] = {
     {"python", 0, OPT_VALUE, OPT_ENV, "PATH", NULL, G_LAUNCH,
      "Interpreter for Python programs (default: $PYTHON_EXEC, else python3 from PATH).",
      store_python},
+    {"pmix", 0, OPT_VALUE, OPT_ENV, "auto|on|off", "auto", G_LAUNCH,
+     "PMIx server for MPI programs, so Open MPI ranks start as one world without mpirun: "
+     "auto (when libpmix loads, else a warning), on (required) or off.",
+     store_pmix},
+    {"numa_binding", 0, OPT_VALUE, OPT_NO_ENV, "MODE", NULL, G_LAUNCH,
+     "Bind each worker to CPUs (before it starts): node, socket, exclusive (cores of its "
+     "own) or core-complex (a shared last-level cache of its own); see docs/cli.md.",
+     fg_parse_numa_binding},
 
     {"log_dir", 0, OPT_VALUE, OPT_ENV, "DIR", NULL, G_OUTPUT,
      "Keep error and log files in DIR/<run id>/attempt_<n>/<local rank>/ (DIR/<run id>.1 ... "
@@ -304,6 +320,12 @@ static const fg_opt_desc options[] = {
      "Pass worker output to the console unchanged, without a prefix.", store_no_prefix},
     {"log_level", 0, OPT_VALUE, OPT_ENV, "LEVEL", "info", G_OUTPUT,
      "fgrun's own messages: error, warn, info or debug.", store_log_level},
+    {"event_log_handler", 0, OPT_VALUE, OPT_ENV, "NAME", "null", G_OUTPUT,
+     "null, or console: one JSON line on stderr per torchelastic event.",
+     fg_parse_event_log_handler},
+    {"logs_specs", 0, OPT_VALUE, OPT_NO_ENV, "NAME", NULL, G_OUTPUT,
+     "torchrun's LogsSpecs plugin: refused (fgrun runs no Python); see --log_dir.",
+     fg_refuse_logs_specs},
 
     {"signals_to_handle", 0, OPT_VALUE, OPT_ENV, "SIG,...", "SIGTERM,SIGINT,SIGHUP,SIGQUIT",
      G_SIGNAL,
@@ -315,8 +337,9 @@ static const fg_opt_desc options[] = {
      store_term_grace},
 
     {"hang_timeout", 0, OPT_VALUE, OPT_ENV, "SECONDS", "0", G_DIAG,
-     "When a rank has waited this long in one collective, barrier or store barrier, print "
-     "which ranks are in which operation and which have not arrived (0: off). Also read from "
+     "When a rank has waited this long in one collective, barrier or store barrier (or, for "
+     "ranks that mark nothing, no rank wrote output for this long), name the rank that holds "
+     "the others up, where every rank is, and the culprit's stack (0: off). Also read from "
      "FG_HANG_TIMEOUT.",
      store_hang_timeout},
     {"hang_action", 0, OPT_VALUE, OPT_ENV, "report|kill", "report", G_DIAG,
@@ -324,6 +347,11 @@ static const fg_opt_desc options[] = {
      "ends the wait) or kill (stop the attempt like a failure; fgrun exits 124 when no "
      "restart is left).",
      store_hang_action},
+    {"hang_stacks", 0, OPT_VALUE, OPT_ENV, "none|culprit|all", "culprit", G_DIAG,
+     "Which ranks' stacks a hang report shows: the rank it names as holding the others up "
+     "(Python traceback and native frames, read from outside without resuming a stopped "
+     "rank), every rank, or none.",
+     store_hang_stacks},
     {"trace", 0, OPT_VALUE, OPT_ENV, "FILE", NULL, G_DIAG,
      "Write the run's timeline to FILE as Chrome trace events (Perfetto, chrome://tracing): "
      "a track per rank with spawn, rendezvous, every collective and barrier, restarts and "
@@ -430,86 +458,6 @@ static void env_name(const char *name, char *out, size_t outlen) {
     if (out[i] >= 'a' && out[i] <= 'z') out[i] = (char)(out[i] - 'a' + 'A');
 }
 
-static void make_uuid(char out[40]) {
-  unsigned char b[16];
-  if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) {
-    uint64_t t = fg_now_ns() ^ ((uint64_t)getpid() << 32);
-    for (int i = 0; i < 16; i++) b[i] = (unsigned char)(t >> (8 * (i % 8))) ^ (unsigned char)i;
-  }
-  b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
-  b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-  snprintf(out, 40,
-           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-           b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-           b[14], b[15]);
-}
-
-/* Where the store listens follows from --standalone, --rdzv_* and --master_*. */
-static int choose_store_address(fg_launch_opts *o, char *err, size_t errlen) {
-  if (o->standalone) {
-    o->rdzv_backend = "c10d";
-    make_uuid(o->run_id_buf);
-    o->rdzv_id = o->run_id_buf;
-    snprintf(o->store_host, sizeof o->store_host, "127.0.0.1");
-    o->store_port = 0;
-    return 0;
-  }
-  int c10d = strcmp(o->rdzv_backend, "c10d") == 0;
-  if (o->rdzv_endpoint) {
-    o->store_port = c10d ? 29400 : o->master_port;
-    if (fg_split_hostport(o->rdzv_endpoint, o->store_host, sizeof o->store_host,
-                          &o->store_port) != 0)
-      return fg_fail(err, errlen, -EINVAL, "--rdzv_endpoint: expected HOST:PORT, got '%s'",
-                     o->rdzv_endpoint);
-    return 0;
-  }
-  if (c10d)
-    return fg_fail(err, errlen, -EINVAL,
-                   "--rdzv_backend=c10d needs --rdzv_endpoint HOST:PORT (or use --standalone)");
-  int unused = -1;
-  if (fg_split_hostport(o->master_addr, o->store_host, sizeof o->store_host, &unused) != 0 ||
-      unused != -1)
-    return fg_fail(err, errlen, -EINVAL, "--master_addr: expected a host name or address, "
-                   "got '%s'", o->master_addr);
-  o->store_port = o->master_port;
-  return 0;
-}
-
-/* torchrun's rules for --nnodes, --node_rank and the backend, made errors where torchrun
- * would let two nodes collide. */
-static int check_nodes(fg_launch_opts *o, char *err, size_t errlen) {
-  int multi = o->nnodes_max > 1;
-  int c10d = strcmp(o->rdzv_backend, "c10d") == 0;
-  if (o->standalone && multi)
-    return fg_fail(err, errlen, -EINVAL, "--standalone runs one node; for --nnodes %d:%d use "
-                   "--rdzv_backend c10d --rdzv_endpoint HOST:PORT", o->nnodes_min, o->nnodes_max);
-  if (!c10d && !o->standalone && o->nnodes_min != o->nnodes_max)
-    return fg_fail(err, errlen, -EINVAL, "--nnodes %d:%d: the static rendezvous needs a fixed "
-                   "number of nodes (use --rdzv_backend c10d for MIN:MAX)",
-                   o->nnodes_min, o->nnodes_max);
-  if (!c10d && multi && !o->node_rank_given)
-    return fg_fail(err, errlen, -EINVAL, "--nnodes %d with the static rendezvous: give each "
-                   "node its --node_rank (0 to %d)", o->nnodes_max, o->nnodes_max - 1);
-  if (o->node_rank >= o->nnodes_max)
-    return fg_fail(err, errlen, -EINVAL, "--node_rank %d: must be below --nnodes (%d)",
-                   o->node_rank, o->nnodes_max);
-  if (!o->prefix_template)
-    o->prefix_template = multi ? "[node${group_rank} rank${rank}]:" : "[rank${rank}]:";
-  return fg_read_rdzv_conf(o, err, errlen);
-}
-
-static int check_combination(fg_launch_opts *o, char *err, size_t errlen) {
-  int rc = check_nodes(o, err, errlen);
-  if (rc != 0) return rc;
-  if (o->module && o->no_python && !o->run_path)
-    return fg_fail(err, errlen, -EINVAL, "--no_python and --module cannot be used together");
-  if (o->nsignals == 0)
-    return fg_fail(err, errlen, -EINVAL, "--signals_to_handle: name at least one signal");
-  if (o->hang_kill && o->hang_timeout <= 0)
-    return fg_fail(err, errlen, -EINVAL, "--hang_action kill needs --hang_timeout SECONDS");
-  return choose_store_address(o, err, errlen);
-}
-
 int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t errlen) {
   memset(o, 0, sizeof *o);
   const char *raw[NOPTIONS] = {0};
@@ -540,7 +488,7 @@ int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t er
   o->program = argv[prog];
   o->program_args = argv + prog + 1;
   o->nprogram_args = argc - prog - 1;
-  return check_combination(o, err, errlen);
+  return fg__opts_check(o, err, errlen);
 }
 
 void fg_opts_free(fg_launch_opts *o) {

@@ -8,6 +8,8 @@
 
 #include <stddef.h>
 
+#include "launcher/numa.h"
+
 /* torchrun's Std: which of a worker's streams go to a log file. */
 enum fg_std { FG_STD_NONE = 0, FG_STD_OUT = 1, FG_STD_ERR = 2, FG_STD_ALL = 3 };
 
@@ -23,6 +25,9 @@ typedef struct fg_std_spec {
 } fg_std_spec;
 
 enum fg_nproc_kind { FG_NPROC_NUMBER, FG_NPROC_AUTO, FG_NPROC_CPU, FG_NPROC_GPU };
+
+/* --pmix: the PMIx server for MPI programs. auto: on when libpmix loads. */
+enum fg_pmix_mode { FG_PMIX_AUTO, FG_PMIX_ON, FG_PMIX_OFF };
 
 typedef struct fg_conf_pair {
   char *key;
@@ -64,6 +69,8 @@ typedef struct fg_launch_opts {
   char store_host[256]; /* where the agent's store listens, derived from the above */
   int store_port;
   const char *store_token; /* every store client must present it; NULL: none */
+  const char *local_addr;  /* the address this node advertises; NULL: the one it reaches
+                              the store from */
   char run_id_buf[40];  /* the uuid --standalone makes up */
 
   /* the program */
@@ -73,6 +80,8 @@ typedef struct fg_launch_opts {
   const char *role;
   int module, no_python, run_path;
   const char *python; /* NULL: PYTHON_EXEC, then python3 from PATH */
+  enum fg_pmix_mode pmix;
+  enum fg_numa_mode numa_binding;
   const char *program;
   char **program_args; /* argv after the program, not owned */
   int nprogram_args;
@@ -85,6 +94,7 @@ typedef struct fg_launch_opts {
   const char *prefix_template;
   int no_prefix;
   const char *log_level;
+  int event_log_console; /* --event_log_handler console: one JSON line per event */
 
   /* signals and teardown */
   int signals[FG_MAX_SIGNALS];
@@ -94,6 +104,7 @@ typedef struct fg_launch_opts {
   /* hangs and the timeline */
   double hang_timeout; /* seconds; 0: no hang reports */
   int hang_kill;       /* --hang_action kill: a reported hang ends the attempt */
+  int hang_stacks;     /* --hang_stacks: enum fg_hang_stacks (0 none, 1 culprit, 2 all) */
   const char *trace;   /* --trace FILE, or NULL */
 
   int show_help, show_version;
@@ -112,12 +123,21 @@ int fg_parse_std_spec(const char *s, fg_std_spec *out, char *err, size_t errlen)
 int fg_std_for(const fg_std_spec *s, int local_rank);
 int fg_parse_nnodes(const char *s, int *min, int *max, char *err, size_t errlen);
 int fg_parse_bool(const char *s, int *out);
-/* These three fill their fields of o from one option's value. */
+/* These fill their fields of o from one option's value. */
+int fg_parse_nproc(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+int fg_parse_local_addr(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+int fg_parse_numa_binding(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+int fg_parse_event_log_handler(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+/* --logs_specs names a Python entry point: always an error saying what to use instead. */
+int fg_refuse_logs_specs(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 int fg_parse_rdzv_conf(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 int fg_parse_ranks_filter(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 /* Reads o->rdzv_conf into o->rdzv (rdzv_conf.c); unknown keys get a warning. */
 int fg_read_rdzv_conf(fg_launch_opts *o, char *err, size_t errlen);
+/* The checks that involve several options, and the store's address (options_check.c); run by
+ * fg_opts_parse once every value is stored. 0 or -errno, with a message in err. */
+int fg__opts_check(fg_launch_opts *o, char *err, size_t errlen);
 /* "${rank}", "${local_rank}", "${role_name}" and "${group_rank}" (the node rank), and "$$";
  * anything else is an error. */
 int fg_check_prefix_template(const char *tmpl, char *err, size_t errlen);

@@ -155,6 +155,57 @@ int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen)
   return 0;
 }
 
+/* --- the options torchrun gained after 1.13 ------------------------------------------------ */
+
+int fg_parse_nproc(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  static const struct {
+    const char *word;
+    enum fg_nproc_kind kind;
+  } words[] = {{"auto", FG_NPROC_AUTO}, {"cpu", FG_NPROC_CPU}, {"gpu", FG_NPROC_GPU}};
+  for (size_t i = 0; i < FG_ARRAY_LEN(words); i++)
+    if (strcmp(v, words[i].word) == 0) {
+      o->nproc_kind = words[i].kind;
+      return 0;
+    }
+  if (strcmp(v, "xpu") == 0)
+    return fg_fail(err, errlen, -EINVAL, "'xpu': fgrun cannot count Intel XPUs (it counts "
+                   "NVIDIA GPUs without loading torch); give the number of workers, e.g. "
+                   "--nproc_per_node=4");
+  o->nproc_kind = FG_NPROC_NUMBER;
+  if (fg_parse_int(v, 1, 1 << 16, &o->nproc) != 0)
+    return fg_fail(err, errlen, -EINVAL,
+                   "expected a number from 1 to 65536, auto, cpu or gpu, got '%s'", v);
+  return 0;
+}
+
+/* It travels in the rendezvous record as one word (rdzv.c), so no spaces, and it must fit. */
+int fg_parse_local_addr(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (!*v || strlen(v) >= 64 || strpbrk(v, " \t\n\r=,"))
+    return fg_fail(err, errlen, -EINVAL, "expected a host name or address (1 to 63 "
+                   "characters, no spaces), got '%s'", v);
+  o->local_addr = v;
+  return 0;
+}
+
+int fg_parse_numa_binding(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return fg_numa_parse_mode(v, &o->numa_binding, err, errlen);
+}
+
+int fg_parse_event_log_handler(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  if (strcmp(v, "null") && strcmp(v, "console"))
+    return fg_fail(err, errlen, -EINVAL, "unknown event log handler '%s' (fgrun has null "
+                   "and console)", v);
+  o->event_log_console = strcmp(v, "console") == 0;
+  return 0;
+}
+
+int fg_refuse_logs_specs(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  (void)o;
+  return fg_fail(err, errlen, -EINVAL, "'%s': fgrun cannot load a Python entry point "
+                 "(torchrun.logs_specs); its log layout is fixed: use --log_dir, --redirects, "
+                 "--tee, --local_ranks_filter and --log_line_prefix_template instead", v);
+}
+
 /* --- the console prefix template ------------------------------------------------------- */
 
 enum { VAR_RANK, VAR_LOCAL_RANK, VAR_ROLE_NAME, VAR_GROUP_RANK, VAR_DOLLAR, VAR_BAD };

@@ -149,6 +149,7 @@ static void on_pipe_closed(uv_handle_t *h) {
 static void on_read(uv_stream_t *pipe, ssize_t nread, const uv_buf_t *buf) {
   fg_stream *s = pipe->data;
   if (nread > 0) {
+    s->bytes += (uint64_t)nread;
     log_bytes(s, buf->base, (size_t)nread);
     if (s->tail) fg_tail_write(s->tail, buf->base, (size_t)nread);
     if (s->console_fd >= 0) console_bytes(s, buf->base, (size_t)nread);

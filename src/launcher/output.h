@@ -38,6 +38,7 @@ struct fg_stream {
   int midline;        /* part of the current line has been written already */
   fg_tail *tail;      /* kept when keep_tail was asked for */
   int open;           /* the pipe handle is open */
+  uint64_t bytes;     /* read so far (hang reports watch it for signs of life) */
   fg_stream_cb on_closed;
   void *data;
 };

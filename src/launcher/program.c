@@ -67,14 +67,28 @@ int fg_self_dir(char *out, size_t outlen) {
   return 0;
 }
 
-int fg_find_helper(const char *self_dir, const char *name, char *out, size_t outlen) {
+static int is_directory(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int find_in_places(const char *self_dir, const char *name, int (*fits)(const char *),
+                          char *out, size_t outlen) {
   static const char *const places[] = {"%s/%s", "%s/../libexec/fgrun/%s"};
   for (size_t i = 0; i < FG_ARRAY_LEN(places); i++) {
     int n = snprintf(out, outlen, places[i], self_dir, name);
-    if (n > 0 && (size_t)n < outlen && is_executable_file(out)) return 0;
+    if (n > 0 && (size_t)n < outlen && fits(out)) return 0;
   }
   snprintf(out, outlen, "%s/%s", self_dir, name);
   return -ENOENT;
+}
+
+int fg_find_helper(const char *self_dir, const char *name, char *out, size_t outlen) {
+  return find_in_places(self_dir, name, is_executable_file, out, outlen);
+}
+
+int fg_find_helper_dir(const char *self_dir, const char *name, char *out, size_t outlen) {
+  return find_in_places(self_dir, name, is_directory, out, outlen);
 }
 
 static int ends_with(const char *s, const char *suffix) {

@@ -7,7 +7,7 @@
 #include "launcher/options.h"
 
 typedef struct fg_program {
-  char *path;  /* the file fgrun-exec executes */
+  char *path;  /* the file each worker executes */
   char **argv; /* NULL-terminated; argv[0] is path */
   int argc;
   int has_local_rank_macro; /* an argument contains ${local_rank} (torchrun's macro) */
@@ -32,6 +32,8 @@ int fg_which(const char *name, char *out, size_t outlen);
 int fg_self_dir(char *out, size_t outlen);
 /* A helper program: self_dir/name, else self_dir/../libexec/fgrun/name. */
 int fg_find_helper(const char *self_dir, const char *name, char *out, size_t outlen);
+/* The same for a directory of helper files (fgrun-pyhook). */
+int fg_find_helper_dir(const char *self_dir, const char *name, char *out, size_t outlen);
 
 /* Is name one of the built-in scenarios? */
 int fg_is_scenario(const char *name);

@@ -172,10 +172,15 @@ void fg_rdzv_round_free(fg_rdzv_round *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* The address this host reaches the store from: what the others can reach it at. */
+/* --local_addr, else the address this host reaches the store from: what the others can
+ * reach it at. */
 static void find_own_address(fg_rdzv *rz) {
   snprintf(rz->addr, sizeof rz->addr, "?");
   if (gethostname(rz->hostname, sizeof rz->hostname) != 0) snprintf(rz->hostname, 2, "?");
+  if (rz->s.local_addr) {
+    snprintf(rz->addr, sizeof rz->addr, "%s", rz->s.local_addr);
+    return;
+  }
   char port[8];
   snprintf(port, sizeof port, "%d", rz->s.port);
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM};

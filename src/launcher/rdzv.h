@@ -36,7 +36,7 @@ typedef struct fg_rdzv_node {
   int nproc;                      /* its local world size */
   int node_rank;                  /* static: its --node_rank; c10d: assigned at close */
   char role[FG_RDZV_NAME_MAX];
-  char addr[FG_RDZV_NAME_MAX];    /* the address it reaches the store from */
+  char addr[FG_RDZV_NAME_MAX];    /* --local_addr, else the address it reaches the store from */
   char host[FG_RDZV_NAME_MAX];    /* its host name, for messages */
 } fg_rdzv_node;
 
@@ -58,6 +58,7 @@ typedef struct fg_rdzv_settings {
   int nproc;
   const char *role;
   int hosts_store;                /* this agent's store: it leaves last */
+  const char *local_addr;         /* --local_addr: the address to advertise; NULL: found */
   fg_rdzv_conf conf;
 } fg_rdzv_settings;
 

@@ -186,7 +186,8 @@ int fg_rdzv_loop_start(fg_rdzv_loop **out, uv_loop_t *loop, const fg_launch_opts
       .host = o->store_host, .port = o->store_port, .run_id = o->rdzv_id,
       .min_nodes = o->nnodes_min, .max_nodes = o->nnodes_max,
       .static_rank = strcmp(o->rdzv_backend, "c10d") == 0 ? -1 : o->node_rank,
-      .nproc = o->nproc, .role = o->role, .hosts_store = hosts_store, .conf = o->rdzv};
+      .nproc = o->nproc, .role = o->role, .hosts_store = hosts_store, .local_addr = o->local_addr,
+      .conf = o->rdzv};
   /* The store client presents $FG_STORE_TOKEN; --store_token may have come from argv. Set
    * before any rendezvous thread runs. */
   if (o->store_token && !getenv("FG_STORE_TOKEN")) setenv("FG_STORE_TOKEN", o->store_token, 1);

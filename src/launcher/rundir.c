@@ -91,6 +91,11 @@ char *fg_rundir_file(const fg_rundir *rd, int attempt, int local_rank, const cha
   return fg_asprintf("%s/attempt_%d/%d/%s", rd->path, attempt, local_rank, file);
 }
 
+char *fg_rundir_sibling(const char *path, const char *name) {
+  const char *slash = strrchr(path, '/');
+  return slash ? fg_asprintf("%.*s/%s", (int)(slash - path), path, name) : strdup(name);
+}
+
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
   (void)st, (void)ftw;
   int rc = type == FTW_DP ? rmdir(path) : unlink(path);

@@ -21,6 +21,12 @@ int fg_rundir_create(fg_rundir *rd, const char *log_dir, const char *run_id,
 int fg_rundir_make_attempt(fg_rundir *rd, int attempt, int nproc, char *err, size_t errlen);
 /* A heap path: <run dir>/attempt_<n>/<local rank>/<file>. NULL when out of memory. */
 char *fg_rundir_file(const fg_rundir *rd, int attempt, int local_rank, const char *file);
+/* A heap path: name in the directory of path (a rank's error file), such as the rank's
+ * trace or its Python tracebacks. NULL when out of memory. */
+char *fg_rundir_sibling(const char *path, const char *name);
+#define FG_RUNDIR_TRACE "trace.jsonl"
+#define FG_RUNDIR_PYSTACK "pystack.txt" /* fgrun's Python hook dumps tracebacks here */
+
 /* Removes a temporary directory (unless kept) and frees the path. */
 void fg_rundir_finish(fg_rundir *rd);
 

@@ -2,10 +2,12 @@
 #include "launcher/summary.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
 #include "launcher/errorfile.h"
+#include "launcher/hang_classify.h"
 #include "launcher/output.h"
 
 enum { TAIL_LINES = 20 };
@@ -75,10 +77,45 @@ static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
   fg_error_info_free(&info);
 }
 
+/* After a hang report: the rank it named is the cause; the ranks that then failed on their
+ * own (a library's timeout, an error exit) are what followed. */
+static void put_hang_cause(const fg_summary *s, fg_buf *b) {
+  const fg_worker *hc = s->hang_cause, *rc = s->root_cause;
+  fg_buf_printf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s (attempt %d, "
+                "%d restart%s allowed)\n",
+                hc->rank, hc->local_rank, hc->pid, s->hang_what, s->attempt, s->max_restarts,
+                s->max_restarts == 1 ? "" : "s");
+  if (!rc || rc == hc) {
+    if (s->hang_killed) fg_buf_printf(b, "fgrun: what followed: --hang_action kill stopped the job\n");
+    return;
+  }
+  int *ranks = calloc((size_t)s->nworkers + 1, sizeof *ranks);
+  if (!ranks) return;
+  int n = 0;
+  for (int i = 0; i < s->nworkers; i++) {
+    const fg_worker *w = &s->workers[i];
+    if (w == rc || (w != hc && w->state == FG_WORKER_EXITED && w->exit_code != 0 &&
+                    !w->term_signal))
+      ranks[n++] = w->rank;
+  }
+  char list[256], end[128];
+  fg_hang_format_ranks(ranks, n, list, sizeof list);
+  free(ranks);
+  fg_describe_end(rc, end, sizeof end);
+  if (n == 1)
+    fg_buf_printf(b, "fgrun: what followed: rank %d failed (%s after %.2fs)\n", rc->rank, end,
+                  fg_worker_runtime(rc));
+  else
+    fg_buf_printf(b, "fgrun: what followed: ranks %s failed, rank %d first (%s after %.2fs)\n",
+                  list, rc->rank, end, fg_worker_runtime(rc));
+}
+
 void fg_summary_format(const fg_summary *s, fg_buf *b) {
   char end[128];
   const fg_worker *rc = s->root_cause;
-  if (s->stop_signal) {
+  if (!s->stop_signal && s->hang_cause && s->hang_what && s->hang_what[0]) {
+    put_hang_cause(s, b);
+  } else if (s->stop_signal) {
     fg_buf_printf(b, "fgrun: stopped by SIG%s (attempt %d); exit status %d\n",
          fg_signame(s->stop_signal), s->attempt, s->exit_code);
   } else if (rc) {
@@ -87,14 +124,20 @@ void fg_summary_format(const fg_summary *s, fg_buf *b) {
          "(attempt %d, %d restart%s allowed)\n",
          rc->rank, rc->local_rank, rc->pid, end, fg_worker_runtime(rc), s->attempt,
          s->max_restarts, s->max_restarts == 1 ? "" : "s");
+    if (s->root_cause_note) fg_buf_printf(b, "fgrun: rank %d %s\n", rc->rank, s->root_cause_note);
   } else {
     fg_buf_printf(b, "fgrun: error: job failed (attempt %d)\n", s->attempt);
   }
   for (int i = 0; i < s->nworkers; i++) {
     const fg_worker *w = &s->workers[i];
     fg_describe_end(w, end, sizeof end);
+    int by_hang = !s->stop_signal && s->hang_cause && s->hang_what && s->hang_what[0];
+    const char *mark = by_hang && w == s->hang_cause ? "  <- root cause"
+                       : by_hang && w == rc          ? "  <- first to fail"
+                       : w == rc                     ? "  <- root cause"
+                                                     : "";
     fg_buf_printf(b, "fgrun:   rank %d (local_rank %d, pid %d): %s after %.2fs%s\n", w->rank,
-         w->local_rank, w->pid, end, fg_worker_runtime(w), w == rc ? "  <- root cause" : "");
+         w->local_rank, w->pid, end, fg_worker_runtime(w), mark);
   }
   if (rc) put_root_cause_details(b, rc);
 }

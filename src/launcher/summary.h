@@ -11,9 +11,16 @@ typedef struct fg_summary {
   const fg_worker *workers;
   int nworkers;
   const fg_worker *root_cause; /* the first worker to fail; NULL when none did */
+  const char *root_cause_note; /* what it told the PMIx server ("called MPI_Abort ..."), or NULL */
   int stop_signal;             /* the signal that stopped fgrun, or 0 */
   int attempt, max_restarts;
   int exit_code;               /* what fgrun exits with */
+  /* A hang report (or the slots at the failure: a mismatch) named the rank that held the
+   * others up: the job's cause, whatever failed first after it (a library's timeout,
+   * --hang_action kill). */
+  const fg_worker *hang_cause; /* NULL: no report, or it named nobody */
+  const char *hang_what;       /* "held the others up: it never arrived at ..." */
+  int hang_killed;             /* --hang_action kill ended the attempt */
 } fg_summary;
 
 /* "exited with code 3", "killed by SIGSEGV", ... */

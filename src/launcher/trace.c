@@ -177,7 +177,7 @@ static int write_trace(fg_timeline *t, const fg_rundir *rd) {
   if (rc == 0) rc = write_all(t->fd, t->events.data, t->events.len);
   for (int a = 0; rc == 0 && a < t->attempts; a++)
     for (int r = 0; rc == 0 && r < t->nproc; r++) {
-      char *path = fg_rundir_file(rd, a, r, "trace.jsonl");
+      char *path = fg_rundir_file(rd, a, r, FG_RUNDIR_TRACE);
       rc = path ? copy_rank_file(t->fd, path) : -ENOMEM;
       free(path);
     }

@@ -1,4 +1,4 @@
-/* worker.c - spawning a worker through fgrun-exec and following its handles. */
+/* worker.c - spawning a worker (spawn.h) and following its handles. */
 #include "launcher/worker.h"
 
 #include <errno.h>
@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "launcher/spawn.h"
 
 static void handle_gone(fg_worker *w) {
   w->handles--;
@@ -21,14 +23,14 @@ static void handle_gone(fg_worker *w) {
 
 static void on_stream_closed(fg_stream *s) { handle_gone(s->data); }
 
-static void on_proc_closed(uv_handle_t *h) {
-  fg_worker *w = h->data;
-  w->proc_open = 0;
+static void on_child_closed(fg_child *c) {
+  fg_worker *w = c->data;
+  w->child_open = 0;
   handle_gone(w);
 }
 
-static void on_proc_exit(uv_process_t *proc, int64_t exit_status, int term_signal) {
-  fg_worker *w = proc->data;
+static void on_child_exit(fg_child *c, int exit_status, int term_signal) {
+  fg_worker *w = c->data;
   int given_up = w->state == FG_WORKER_LOST; /* the agent stopped waiting for this one */
   w->end_ns = fg_now_ns();
   w->exit_code = (int)exit_status;
@@ -59,46 +61,31 @@ int fg_worker_spawn(fg_worker *w, const fg_worker_options *o, char *err, size_t 
     rc = open_stream(w, &w->err, o, o->console_err, o->stderr_log, 1, &err_fd, err, errlen);
   if (rc != 0) goto done;
 
-  int argc = 0;
-  while (o->argv[argc]) argc++;
-  char **args = calloc((size_t)argc + 4, sizeof *args);
-  if (!args) {
-    rc = fg_fail(err, errlen, -ENOMEM, "out of memory");
-    goto done;
-  }
-  char parent[16];
-  snprintf(parent, sizeof parent, "%d", (int)getpid());
-  args[0] = (char *)o->exec_helper;
-  args[1] = parent;
-  args[2] = (char *)o->file;
-  memcpy(args + 3, o->argv, (size_t)argc * sizeof *args);
-
-  uv_stdio_container_t stdio[3] = {
-      {.flags = UV_INHERIT_FD, .data.fd = STDIN_FILENO},
-      {.flags = UV_INHERIT_FD, .data.fd = out_fd},
-      {.flags = UV_INHERIT_FD, .data.fd = err_fd},
-  };
-  uv_process_options_t po = {
-      .exit_cb = on_proc_exit,
-      .file = o->exec_helper,
-      .args = args,
-      .env = o->env,
-      .flags = UV_PROCESS_DETACHED,
-      .stdio_count = 3,
-      .stdio = stdio,
-  };
-  w->proc.data = w;
+  fg_spawn_opts so = {.file = o->file, .argv = o->argv, .envp = o->env,
+                      .fd = {STDIN_FILENO, out_fd, err_fd}, .no_pidfd = fg_child_no_pidfd(), .cpus = o->cpus};
+  pid_t pid;
+  int pidfd;
   w->start_ns = fg_now_ns();
-  rc = uv_spawn(o->loop, &w->proc, &po);
-  w->proc_open = 1; /* uv_spawn initializes the handle even when it fails */
-  w->handles++;
-  free(args);
-  if (rc != 0) {
-    fg_fail(err, errlen, rc, "cannot start %s: %s", o->exec_helper, uv_strerror(rc));
+  if ((rc = fg_spawn(&so, &pid, &pidfd, err, errlen)) != 0) goto done;
+  w->child.on_exit = on_child_exit;
+  w->child.on_closed = on_child_closed;
+  w->child.data = w;
+  w->pid = pid;
+  w->state = FG_WORKER_RUNNING;
+  if ((rc = fg_child_watch(&w->child, o->loop, pid, pidfd)) != 0) {
+    /* It runs, but its end would go unnoticed: stop it now (its group goes with the
+     * attempt), and count it as never started. */
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    w->state = FG_WORKER_IDLE;
+    fg_fail(err, errlen, rc, "cannot watch rank %d (pid %d): %s", w->rank, (int)pid,
+            uv_strerror(rc));
     goto done;
   }
-  w->pid = w->proc.pid;
-  w->state = FG_WORKER_RUNNING;
+  w->child_open = 1;
+  w->handles++;
+
   if ((rc = fg_stream_start(&w->out)) == 0) rc = fg_stream_start(&w->err);
   if (rc != 0) fg_fail(err, errlen, rc, "reading worker output: %s", uv_strerror(rc));
 done:
@@ -126,8 +113,7 @@ void fg_worker_close(fg_worker *w) {
   }
   fg_stream_close(&w->out);
   fg_stream_close(&w->err);
-  if (w->proc_open && !uv_is_closing((uv_handle_t *)&w->proc))
-    uv_close((uv_handle_t *)&w->proc, on_proc_closed);
+  if (w->child_open) fg_child_close(&w->child);
 }
 
 void fg_worker_free(fg_worker *w) {

@@ -1,15 +1,16 @@
 /* worker.h - one worker process and its two output streams.
  *
- * A worker is started through fgrun-exec with UV_PROCESS_DETACHED, so it leads its own
- * session and process group (signals go to the group, reaching the worker's children)
- * and dies with fgrun (PR_SET_PDEATHSIG, set by fgrun-exec before it execs the
- * program, so the pid uv_spawn returns is the program's). */
+ * A worker is started by fg_spawn (spawn.h): the program itself, in a session and process
+ * group of its own (signals go to the group, reaching the worker's children), dying with
+ * fgrun (PR_SET_PDEATHSIG); its end is watched on the loop (child.h). */
 #ifndef FG_LAUNCHER_WORKER_H
 #define FG_LAUNCHER_WORKER_H
 
+#include <sched.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "launcher/child.h"
 #include "launcher/output.h"
 
 typedef struct fg_worker fg_worker;
@@ -26,14 +27,14 @@ struct fg_worker {
   int local_rank, rank;
   char *prefix;     /* console line prefix, owned */
   char *error_file; /* TORCHELASTIC_ERROR_FILE, owned */
-  uv_process_t proc;
+  fg_child child;
   fg_stream out, err;
   int pid;
   enum fg_worker_state state;
   int exit_code, term_signal;
   uint64_t start_ns, end_ns;
   int handles;      /* open libuv handles */
-  int proc_open;    /* the process handle needs closing */
+  int child_open;   /* the child's watch needs closing */
   int drained;      /* both output pipes have closed */
   int closing;
   fg_worker_cb on_exit, on_drained, on_closed;
@@ -42,12 +43,12 @@ struct fg_worker {
 
 typedef struct fg_worker_options {
   uv_loop_t *loop;
-  const char *exec_helper; /* fgrun-exec */
-  const char *file;        /* what fgrun-exec executes */
+  const char *file;        /* the program's path */
   char **argv;
   char **env;
   int console_out, console_err; /* 1 and 2, or -1 for a stream the console does not get */
   const char *stdout_log, *stderr_log; /* NULL: none */
+  const cpu_set_t *cpus;   /* --numa_binding's CPUs for it; NULL: fgrun's */
   fg_worker_cb on_exit;    /* the process was reaped */
   fg_worker_cb on_drained; /* both pipes reached EOF (or were closed) */
   fg_worker_cb on_closed;  /* after fg_worker_close, every handle is closed */

@@ -340,7 +340,8 @@ static void cleanup_output(scn *s, int created_by_us) {
 /* Every rank learns whether every rank passed: one collective. */
 static int agree(scn *s, int ok) {
   int32_t all = ok;
-  if (scn_allreduce_i32(s, s->world, &all, 1, FG_MIN, "agreeing on the verdict") != 0) return 0;
+  if (scn_allreduce_i32(s, s->world, &all, 1, FG_REDOP_MIN, "agreeing on the verdict") != 0)
+    return 0;
   return all;
 }
 

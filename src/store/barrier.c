@@ -69,8 +69,8 @@ static int timed_out(fg_store *s, const char *name, int world_size, int timeout_
   if (world_size <= LIST_ALL_UP_TO || arrival <= LISTING_ARRIVALS) {
     present = malloc((size_t)world_size);
     keys = present ? rank_keys(name, world_size) : NULL;
-    listed = keys && fg_store_check_each(s, (const char *const *)keys, (size_t)world_size,
-                                         present) == 0;
+    listed = keys && fg__store_check_each(s, (const char *const *)keys, (size_t)world_size,
+                                          present) == 0;
   }
   if (listed) {
     missing_text(present, world_size, text, sizeof text);
@@ -85,8 +85,8 @@ static int timed_out(fg_store *s, const char *name, int world_size, int timeout_
   }
   free_keys(keys, keys ? world_size : 0);
   free(present);
-  return fg_store_failf(s, -ETIMEDOUT, "barrier '%s' timed out after %d ms: %s", name, timeout_ms,
-                        text);
+  return fg__store_failf(s, -ETIMEDOUT, "barrier '%s' timed out after %d ms: %s", name, timeout_ms,
+                         text);
 }
 
 static int arrive(fg_store *s, const char *name, int rank, int64_t *arrival) {
@@ -101,21 +101,21 @@ static int arrive(fg_store *s, const char *name, int rank, int64_t *arrival) {
 
 int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, int timeout_ms) {
   if (!s || !name || world_size < 1 || rank < 0 || rank >= world_size)
-    return s ? fg_store_failf(s, -EINVAL, "barrier: invalid argument") : -EINVAL;
+    return s ? fg__store_failf(s, -EINVAL, "barrier: invalid argument") : -EINVAL;
   FG_OP_MARK(m); /* fgrun's hang report sees store barriers too */
-  fg_op_enter(&m, "store_barrier", name, 0, NULL);
-  int timeout = fg_store_timeout(s, timeout_ms);
+  fg_op_enter(&m, "store_barrier", name, 0, NULL, NULL);
+  int timeout = fg__store_timeout(s, timeout_ms);
   int64_t deadline = fg_now_ms() + timeout;
   char *done = fg_asprintf("%s/done", name);
   if (!done) return -ENOMEM;
-  fg_store_cap_steps(deadline); /* every step below, reconnects included, ends by then */
+  fg__store_cap_steps(deadline); /* every step below, reconnects included, ends by then */
   int64_t arrival = 0;
   int rc = arrive(s, name, rank, &arrival);
   if (rc == 0 && arrival > world_size)
-    rc = fg_store_failf(s, FG_EMISMATCH,
-                        "barrier '%s': %lld arrivals for a world of %d (a name used twice, or "
-                        "ranks that disagree on the world size)",
-                        name, (long long)arrival, world_size);
+    rc = fg__store_failf(s, FG_EMISMATCH,
+                         "barrier '%s': %lld arrivals for a world of %d (a name used twice, or "
+                         "ranks that disagree on the world size)",
+                         name, (long long)arrival, world_size);
   if (rc == 0 && arrival == world_size) rc = fg_store_set(s, done, "1", 1);
   if (rc == 0) {
     const char *keys[] = {done};
@@ -123,7 +123,7 @@ int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, in
     rc = fg_store_wait(s, keys, 1, (int)FG_MAX(until - fg_now_ms(), 0));
   }
   if (rc == -ETIMEDOUT) rc = timed_out(s, name, world_size, timeout, arrival);
-  fg_store_cap_steps(0);
+  fg__store_cap_steps(0);
   free(done);
   return rc;
 }

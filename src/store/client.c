@@ -23,7 +23,7 @@ static __thread char connect_err[512];
 /* A deadline no step of this thread's calls may pass (a barrier's), 0: none. */
 static __thread int64_t step_cap;
 
-void fg_store_cap_steps(int64_t until) { step_cap = until; }
+void fg__store_cap_steps(int64_t until) { step_cap = until; }
 
 /* One call in progress: the handle, what it does to which key, and its I/O deadline. */
 typedef struct call {
@@ -41,7 +41,7 @@ void fg_store_options_init(fg_store_options *opts) {
   opts->dialect = FG_STORE_DIALECT_AUTO;
 }
 
-int fg_store_timeout(const fg_store *s, int timeout_ms) {
+int fg__store_timeout(const fg_store *s, int timeout_ms) {
   return timeout_ms < 0 ? s->timeout_ms : timeout_ms;
 }
 
@@ -272,7 +272,7 @@ void fg_store_set_timeout(fg_store *s, int timeout_ms) {
   if (s && timeout_ms >= 0) s->timeout_ms = timeout_ms;
 }
 
-int fg_store_failf(fg_store *s, int code, const char *fmt, ...) {
+int fg__store_failf(fg_store *s, int code, const char *fmt, ...) {
   pthread_mutex_lock(&s->conn->mu);
   va_list ap;
   va_start(ap, fmt);
@@ -355,7 +355,7 @@ int fg_store_wait(fg_store *s, const char *const *keys, size_t n, int timeout_ms
   if (!s || (!keys && n)) return invalid(s, FG_OP_WAIT);
   call k;
   int rc = begin(&k, s, FG_OP_WAIT, n ? keys[0] : NULL, n);
-  if (rc == 0) rc = wait_keys(&k, keys, n, fg_store_timeout(s, timeout_ms));
+  if (rc == 0) rc = wait_keys(&k, keys, n, fg__store_timeout(s, timeout_ms));
   return end(&k, rc);
 }
 
@@ -519,7 +519,7 @@ int fg_store_append(fg_store *s, const char *key, const void *value, size_t len)
   return end(&k, rc);
 }
 
-int fg_store_check_each(fg_store *s, const char *const *keys, size_t n, uint8_t *present) {
+int fg__store_check_each(fg_store *s, const char *const *keys, size_t n, uint8_t *present) {
   call k;
   int rc = begin(&k, s, FG_OP_CHECK, n ? keys[0] : NULL, n);
   for (size_t i = 0; rc == 0 && i < n; i++) { /* one CHECK per key, all in one write */

@@ -31,7 +31,7 @@ typedef struct fg_conn {
   char addr[300]; /* "host:port", for messages */
   char why[200];  /* detail of the last I/O failure, "" when fg_strerror says enough */
   char *token;    /* $FG_STORE_TOKEN when the connection was made, or NULL */
-  int64_t cap;    /* the current call's hard deadline (fg_store_cap_steps), 0: none */
+  int64_t cap;    /* the current call's hard deadline (fg__store_cap_steps), 0: none */
   fg_buf out;     /* the request being built */
   uint8_t in[4096]; /* received bytes not consumed yet */
   size_t in_pos, in_len;
@@ -69,12 +69,12 @@ static inline int64_t fg_conn_capped(const fg_conn *c, int64_t t) {
 
 /* client.c, for barrier.c: until reset with 0, every call this thread makes ends by `until`
  * (an fg_now_ms() value), reconnects, handshakes and cancelled waits included. */
-void fg_store_cap_steps(int64_t until);
+void fg__store_cap_steps(int64_t until);
 /* Writes the handle's message (taking the connection's lock). */
-int fg_store_failf(fg_store *s, int code, const char *fmt, ...)
+int fg__store_failf(fg_store *s, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int fg_store_timeout(const fg_store *s, int timeout_ms);
+int fg__store_timeout(const fg_store *s, int timeout_ms);
 /* present[i] = whether keys[i] exists, for every key, in one round trip. */
-int fg_store_check_each(fg_store *s, const char *const *keys, size_t n, uint8_t *present);
+int fg__store_check_each(fg_store *s, const char *const *keys, size_t n, uint8_t *present);
 
 #endif

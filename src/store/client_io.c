@@ -309,7 +309,7 @@ int fg_conn_read_i64(fg_conn *c, int64_t *v, int64_t deadline) {
 }
 
 int fg_conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline) {
-  int64_t n;
+  int64_t n = 0;
   int rc = fg_conn_read_i64(c, &n, deadline);
   if (rc < 0) return rc;
   uint64_t total = (uint64_t)n;

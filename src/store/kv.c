@@ -32,7 +32,7 @@ void fg_kv_free(fg_kv *kv) {
       fg_kv_entry *next = e->chain;
       /* Registrations belong to connections, which are closed before the table. */
       drop_items(e);
-      free(e->value);
+      fg_kv_blob_unref(e->blob);
       free(e->key);
       free(e);
       e = next;
@@ -114,36 +114,61 @@ void fg_kv_release(fg_kv *kv, fg_kv_entry *e) {
   *p = e->chain;
   kv->nentries--;
   kv->bytes -= e->keylen;
-  free(e->value);
+  fg_kv_blob_unref(e->blob);
   free(e->key);
   free(e);
 }
 
-static int reserve_value(fg_kv_entry *e, size_t need) {
-  if (need <= e->cap) return 0;
-  size_t cap = e->cap ? e->cap : 16;
+fg_kv_blob *fg_kv_blob_ref(fg_kv_entry *e) {
+  e->blob->refs++;
+  return e->blob;
+}
+
+void fg_kv_blob_unref(fg_kv_blob *b) {
+  if (b && --b->refs == 0) free(b);
+}
+
+/* Memory for `need` bytes of value, the first `keep` of them as they were. A blob a reply
+ * still holds is left to it and the value moves to a blob of its own. */
+static int reserve_value(fg_kv_entry *e, size_t need, size_t keep) {
+  fg_kv_blob *b = e->blob;
+  if (b && b->refs == 1 && need <= b->cap) return 0;
+  size_t cap = b && b->refs == 1 ? b->cap : 16;
   while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-  uint8_t *p = realloc(e->value, cap);
-  if (!p) return -ENOMEM;
-  e->value = p;
-  e->cap = cap;
+  if (cap > SIZE_MAX - sizeof *b) return -ENOMEM;
+  fg_kv_blob *nb;
+  if (b && b->refs == 1) {
+    nb = realloc(b, sizeof *nb + cap);
+    if (!nb) return -ENOMEM;
+  } else {
+    if (!(nb = malloc(sizeof *nb + cap))) return -ENOMEM;
+    nb->refs = 1;
+    if (keep) memcpy(nb->data, b->data, keep);
+    fg_kv_blob_unref(b);
+  }
+  nb->cap = cap;
+  e->blob = nb;
+  e->value = nb->data;
   return 0;
 }
 
 int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   if (len > e->len && over_limit(kv, len - e->len)) return FG_ELIMIT;
-  if (reserve_value(e, len) != 0) return -ENOMEM;
+  if (reserve_value(e, len, 0) != 0) return -ENOMEM;
   if (len) memcpy(e->value, v, len);
   kv->bytes = kv->bytes - e->len + len;
   e->len = len;
   if (!e->has_value) kv->nvalues++;
   e->has_value = 1;
   /* A value that shrank a lot gives its memory back. */
-  if (e->cap > 4096 && e->len < e->cap / 4) {
-    uint8_t *p = realloc(e->value, e->len ? e->len : 1);
-    if (p) {
-      e->value = p;
-      e->cap = e->len ? e->len : 1;
+  fg_kv_blob *b = e->blob;
+  if (b->cap > 4096 && e->len < b->cap / 4) {
+    size_t cap = e->len ? e->len : 1;
+    fg_kv_blob *nb = realloc(b, sizeof *nb + cap);
+    if (nb) {
+      nb->cap = cap;
+      e->blob = nb;
+      e->value = nb->data;
     }
   }
   return 0;
@@ -152,7 +177,7 @@ int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
 int fg_kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   size_t old = e->has_value ? e->len : 0;
   if (over_limit(kv, len) || len > SIZE_MAX - old) return FG_ELIMIT;
-  if (reserve_value(e, old + len) != 0) return -ENOMEM;
+  if (reserve_value(e, old + len, old) != 0) return -ENOMEM;
   if (len) memcpy(e->value + old, v, len);
   e->len = old + len;
   kv->bytes += len;
@@ -165,9 +190,10 @@ void fg_kv_unset(fg_kv *kv, fg_kv_entry *e) {
   if (!e->has_value) return;
   kv->bytes -= e->len;
   kv->nvalues--;
-  free(e->value);
+  fg_kv_blob_unref(e->blob);
+  e->blob = NULL;
   e->value = NULL;
-  e->len = e->cap = 0;
+  e->len = 0;
   e->has_value = 0;
 }
 

@@ -32,14 +32,23 @@ static inline void fg_link_remove(fg_link *n) {
 
 enum fg_reg_kind { FG_REG_WAIT, FG_REG_BARRIER, FG_REG_WATCH, FG_REG_KINDS };
 
+/* A value's memory, counted: the entry holds one reference, and a reply that sends the value
+ * without copying it (ops.h: fg_session's shares) holds another until it is written. A value
+ * that changes while replies still hold it moves to new memory; the old stays theirs. */
+typedef struct fg_kv_blob {
+  size_t refs;
+  size_t cap;
+  uint8_t data[];
+} fg_kv_blob;
+
 typedef struct fg_kv_entry {
   struct fg_kv_entry *chain; /* next in the hash bucket */
   uint64_t hash;
   uint8_t *key;
   size_t keylen;
-  uint8_t *value;
+  uint8_t *value; /* blob->data, or NULL */
   size_t len;
-  size_t cap;
+  fg_kv_blob *blob;
   int has_value;
   /* fg_kv_reg.on_entry, a list per kind: a change looks only at the kind it affects, so
    * 4,096 barrier waiters on a counter do not make each arrival's ADD walk all of them. */
@@ -87,6 +96,10 @@ static inline int fg_kv_exists(const fg_kv_entry *e) { return e && (e->has_value
 
 /* Value changes; 0, -ENOMEM or FG_ELIMIT (nothing changed then). */
 int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
+/* Another reference to e's value memory (e must have a value); give it back with
+ * fg_kv_blob_unref. */
+fg_kv_blob *fg_kv_blob_ref(fg_kv_entry *e);
+void fg_kv_blob_unref(fg_kv_blob *b);
 int fg_kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
 void fg_kv_unset(fg_kv *kv, fg_kv_entry *e);
 

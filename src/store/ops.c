@@ -51,10 +51,47 @@ void fg_session_init(fg_session *s) {
   fg_link_init(&s->dirty);
 }
 
+fg_share *fg_session_take_shares(fg_session *s, size_t *n) {
+  fg_share *taken = s->shares;
+  *n = s->nshares;
+  s->shares = NULL;
+  s->nshares = s->cap_shares = s->shared = 0;
+  return taken;
+}
+
+static void unref_shares(fg_share *shares, size_t n) {
+  for (size_t i = 0; i < n; i++) fg_kv_blob_unref(shares[i].blob);
+  free(shares);
+}
+
+void fg_session_clear_output(fg_session *s) {
+  size_t n;
+  fg_share *shares = fg_session_take_shares(s, &n);
+  unref_shares(shares, n);
+  fg_buf_reset(&s->out);
+}
+
+void fg_session_flatten(fg_session *s) {
+  if (!s->nshares) return;
+  fg_buf flat;
+  fg_buf_init(&flat);
+  size_t from = 0;
+  for (size_t i = 0; i < s->nshares; i++) {
+    if (s->shares[i].at > from) fg_buf_put(&flat, s->out.data + from, s->shares[i].at - from);
+    fg_buf_put(&flat, s->shares[i].p, s->shares[i].len);
+    from = s->shares[i].at;
+  }
+  if (s->out.len > from) fg_buf_put(&flat, s->out.data + from, s->out.len - from);
+  fg_session_clear_output(s);
+  fg_buf_free(&s->out);
+  s->out = flat;
+}
+
 void fg_session_drop(fg_core *core, fg_session *s) {
   while (!fg_link_empty(&s->regs))
     fg_kv_unregister(&core->kv, fg_container_of(s->regs.next, fg_kv_reg, on_owner));
   fg_link_remove(&s->dirty);
+  fg_session_clear_output(s);
   fg_buf_free(&s->out);
   s->pending = s->waiting = 0;
 }
@@ -77,6 +114,28 @@ static void reply_i64(fg_core *core, fg_session *s, int64_t v) {
 
 static void reply_bytes(fg_core *core, fg_session *s, const void *p, size_t n) {
   fg_buf_put_bytes(&s->out, p, n);
+  mark_dirty(core, s);
+}
+
+/* A stored value as a reply: copied when small, else sent from the table's memory. */
+static void reply_value(fg_core *core, fg_session *s, fg_kv_entry *e) {
+  if (e->len < FG_SHARE_MIN) {
+    reply_bytes(core, s, e->value, e->len);
+    return;
+  }
+  if (s->nshares == s->cap_shares) {
+    size_t cap = s->cap_shares ? 2 * s->cap_shares : 8;
+    fg_share *grown = realloc(s->shares, cap * sizeof *grown);
+    if (!grown) { /* then a copy it is */
+      reply_bytes(core, s, e->value, e->len);
+      return;
+    }
+    s->shares = grown;
+    s->cap_shares = cap;
+  }
+  fg_buf_put_u64(&s->out, e->len);
+  s->shares[s->nshares++] = (fg_share){s->out.len, fg_kv_blob_ref(e), e->value, e->len};
+  s->shared += e->len;
   mark_dirty(core, s);
 }
 
@@ -236,7 +295,7 @@ static int do_add(fg_core *core, fg_slice key, int64_t delta, int64_t *result, f
 static int op_get(fg_core *core, fg_session *s, fg_slice key, const char **why) {
   fg_kv_entry *e = fg_kv_find(&core->kv, key.p, key.len);
   if (e && e->has_value) {
-    reply_bytes(core, s, e->value, e->len);
+    reply_value(core, s, e);
     return 0;
   }
   /* torch 1.13 drops the connection; its clients never GET before a WAIT. 2.x answers "". */
@@ -356,7 +415,7 @@ static int op_multi_get(fg_core *core, fg_session *s, fg_slice list, const char 
   while (fg_proto_next(&list, &k, NULL)) {
     fg_kv_entry *e = fg_kv_find(&core->kv, k.p, k.len);
     if (e && e->has_value)
-      reply_bytes(core, s, e->value, e->len);
+      reply_value(core, s, e);
     else
       reply_bytes(core, s, NULL, 0);
   }
@@ -527,7 +586,7 @@ int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, siz
   }
   rc = 0;
   while (pos < len) {
-    if (s->out.len >= core->out_batch) {
+    if (fg_session_pending(s) >= core->out_batch) {
       rc = FG_CORE_BLOCKED; /* the rest waits until the client has read what it asked for */
       break;
     }

@@ -14,10 +14,25 @@
 #include "store/kv.h"
 #include "store/proto.h"
 
+/* A value sent without a copy: its bytes belong at byte `at` of the session's out. */
+typedef struct fg_share {
+  size_t at;
+  fg_kv_blob *blob;
+  const uint8_t *p;
+  size_t len;
+} fg_share;
+
+/* Values from this size on are sent from the table's memory (GET, MULTI_GET), not copied
+ * into the reply. */
+#define FG_SHARE_MIN (16u << 10)
+
 typedef struct fg_session {
   enum fg_dialect dialect;
   int admitted;  /* past the token stage: the token matched, or none was asked for */
-  fg_buf out;    /* replies and notifications not yet written */
+  fg_buf out;    /* replies and notifications not yet written, but shared values */
+  fg_share *shares; /* the shared values, in order of `at` */
+  size_t nshares, cap_shares;
+  size_t shared;    /* their bytes */
   fg_link regs;  /* fg_kv_reg.on_owner: what this session waits on or watches */
   int pending;   /* wait registrations still unsatisfied */
   int waiting;   /* a WAIT or BARRIER reply is outstanding */
@@ -41,6 +56,15 @@ void fg_core_free(fg_core *core);
 int fg_core_set_token(fg_core *core, const void *token, size_t len);
 
 void fg_session_init(fg_session *s);
+/* Bytes of output waiting: out and the shared values. */
+static inline size_t fg_session_pending(const fg_session *s) { return s->out.len + s->shared; }
+/* Copies the shared values into out, for a reader of out alone (tests, the fuzz target). */
+void fg_session_flatten(fg_session *s);
+/* Hands the shared values over (the caller unrefs each blob and frees the array) and
+ * forgets them. */
+fg_share *fg_session_take_shares(fg_session *s, size_t *n);
+/* Drops the output, written or not. */
+void fg_session_clear_output(fg_session *s);
 /* Forgets everything the session registered and frees its output; call on close. */
 void fg_session_drop(fg_core *core, fg_session *s);
 

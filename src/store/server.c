@@ -72,7 +72,9 @@ typedef struct conn {
 
 typedef struct write_req {
   uv_write_t req;
-  uint8_t *data; /* a session's output buffer, handed over whole: nothing is copied */
+  uint8_t *data;    /* a session's output buffer, handed over whole: nothing is copied */
+  fg_share *shares; /* and the stored values it sends from the table's memory */
+  size_t nshares;
 } write_req;
 
 static void on_handle_closed(uv_handle_t *h);
@@ -229,10 +231,16 @@ static void update_pause(conn *c) {
 
 /* --- writing ------------------------------------------------------------------------------ */
 
+static void free_shares(fg_share *shares, size_t n) {
+  for (size_t i = 0; i < n; i++) fg_kv_blob_unref(shares[i].blob);
+  free(shares);
+}
+
 static void on_written(uv_write_t *req, int status) {
   write_req *w = (write_req *)req;
   conn *c = (conn *)req->handle;
   free(w->data);
+  free_shares(w->shares, w->nshares);
   free(w);
   if (c->closing) return;
   if (status < 0) {
@@ -242,20 +250,47 @@ static void on_written(uv_write_t *req, int status) {
   update_pause(c);
 }
 
-/* What uv_try_write left goes to uv_write with the buffer itself; the session starts a new
- * one. 0, or -1 once the connection is closed. */
-static int queue_rest(conn *c, size_t off) {
-  fg_buf *out = &c->session.out;
+/* The output as buffers for one gathering write: the bytes of out, with each shared value
+ * (ops.h) in its place. *n gets how many; NULL when out of memory. */
+static uv_buf_t *output_bufs(fg_session *s, uv_buf_t *small, size_t nsmall, size_t *n) {
+  size_t most = 2 * s->nshares + 1;
+  uv_buf_t *b = most <= nsmall ? small : malloc(most * sizeof *b);
+  if (!b) return NULL;
+  size_t k = 0, from = 0;
+  for (size_t i = 0; i < s->nshares; i++) {
+    const fg_share *sh = &s->shares[i];
+    if (sh->at > from) b[k++] = uv_buf_init((char *)s->out.data + from, (unsigned)(sh->at - from));
+    b[k++] = uv_buf_init((char *)sh->p, (unsigned)sh->len);
+    from = sh->at;
+  }
+  if (s->out.len > from) b[k++] = uv_buf_init((char *)s->out.data + from, (unsigned)(s->out.len - from));
+  *n = k;
+  return b;
+}
+
+/* Skips the first `done` bytes of b[0..*n). */
+static uv_buf_t *after(uv_buf_t *b, size_t *n, size_t done) {
+  while (*n && done >= b->len) done -= b->len, b++, (*n)--;
+  if (*n) b->base += done, b->len -= done;
+  return b;
+}
+
+/* What uv_try_write left goes to uv_write with the output itself (buffer and shared values);
+ * the session starts afresh. 0, or -1 once the connection is closed. */
+static int queue_rest(conn *c, uv_buf_t *bufs, size_t nbufs) {
+  fg_session *s = &c->session;
   write_req *w = malloc(sizeof *w);
   if (!w) {
     close_conn(c, "out of memory for replies");
     return -1;
   }
-  w->data = out->data;
-  uv_buf_t b = uv_buf_init((char *)out->data + off, (unsigned)(out->len - off));
-  fg_buf_init(out);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+  w->data = s->out.data;
+  w->shares = fg_session_take_shares(s, &w->nshares);
+  fg_buf_init(&s->out);
+  /* libuv keeps its own copy of the buffer list; the bytes stay where they are. */
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, on_written) != 0) {
     free(w->data);
+    free_shares(w->shares, w->nshares);
     free(w);
     close_conn(c, NULL);
     return -1;
@@ -268,25 +303,35 @@ static int queue_rest(conn *c, size_t off) {
   return 0;
 }
 
+/* One gathering write of everything waiting, when nothing is queued ahead of it. */
 static void flush(conn *c) {
-  fg_buf *out = &c->session.out;
-  if (c->closing || out->len == 0) return;
-  size_t off = 0;
-  if (queued(c) == 0) { /* in order: only when nothing is queued ahead of these bytes */
-    uv_buf_t b = uv_buf_init((char *)out->data, (unsigned)out->len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n < 0 && n != UV_EAGAIN) {
-      close_conn(c, NULL);
-      return;
-    }
-    if (n > 0) off = (size_t)n;
-  }
-  if (off < out->len) {
-    queue_rest(c, off);
+  fg_session *s = &c->session;
+  size_t total = fg_session_pending(s);
+  if (c->closing || total == 0) return;
+  uv_buf_t small[8], *bufs;
+  size_t nbufs;
+  if (!(bufs = output_bufs(s, small, FG_ARRAY_LEN(small), &nbufs))) {
+    close_conn(c, "out of memory for replies");
     return;
   }
-  fg_buf_reset(out);
-  if (out->cap > OUT_KEEP_BYTES) fg_buf_free(out);
+  size_t done = 0;
+  if (queued(c) == 0) { /* in order: only when nothing is queued ahead of these bytes */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs);
+    if (n < 0 && n != UV_EAGAIN) {
+      close_conn(c, NULL);
+      goto out;
+    }
+    if (n > 0) done = (size_t)n;
+  }
+  if (done < total) {
+    uv_buf_t *rest = after(bufs, &nbufs, done);
+    queue_rest(c, rest, nbufs);
+    goto out;
+  }
+  fg_session_clear_output(s);
+  if (s->out.cap > OUT_KEEP_BYTES) fg_buf_free(&s->out);
+out:
+  if (bufs != small) free(bufs);
 }
 
 static void flush_dirty(fg_server *srv) {

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm/comm_internal.h" /* the half-type conversions */
 #include "tools/conform.h"
 
 /* Enough lines to see a pattern, not so many that a broken backend floods the log. */
@@ -22,12 +21,12 @@ double cf_input(const tcase *t, int rank, size_t j) {
   size_t r = (size_t)rank;
   if (!t->reducing) return (double)((r * 31 + j * 7 + (size_t)t->salt) % 100) - 50 * neg;
   switch (t->rop) {
-    case FG_PROD:
+    case FG_REDOP_PROD:
       /* Few twos per element and the odd -1: the product of 16 ranks is at most 16. */
       if ((r + j) % 4 == 0) return 2;
       return neg && (r + 2 * j) % 5 == 1 ? -1 : 1;
-    case FG_MIN:
-    case FG_MAX: return (double)((r * 5 + j * 3 + (size_t)t->salt) % 11) - 5 * neg;
+    case FG_REDOP_MIN:
+    case FG_REDOP_MAX: return (double)((r * 5 + j * 3 + (size_t)t->salt) % 11) - 5 * neg;
     default: return (double)((r * 3 + j * 7 + (size_t)t->salt) % 5) - 2 * neg;
   }
 }
@@ -37,13 +36,13 @@ double cf_fold(const tcase *t, int size, size_t j) {
   for (int r = 1; r < size; r++) {
     double v = cf_input(t, r, j);
     switch (t->rop) {
-      case FG_PROD: acc *= v; break;
-      case FG_MIN: acc = v < acc ? v : acc; break;
-      case FG_MAX: acc = v > acc ? v : acc; break;
+      case FG_REDOP_PROD: acc *= v; break;
+      case FG_REDOP_MIN: acc = v < acc ? v : acc; break;
+      case FG_REDOP_MAX: acc = v > acc ? v : acc; break;
       default: acc += v; break;
     }
   }
-  return t->rop == FG_AVG ? acc / size : acc;
+  return t->rop == FG_REDOP_AVG ? acc / size : acc;
 }
 
 void cf_fill_input(const conform *cf, const fg_comm *c, const tcase *t, void *host, size_t n) {
@@ -105,7 +104,7 @@ static void report(conform *cf, const fg_comm *c, const char *fmt, ...) {
  * dtype's rounding, and keep it out of the digest (libraries round it differently). */
 static int exact(const fg_comm *c, const tcase *t) {
   int n = fg_comm_size(c);
-  return !(t->reducing && t->rop == FG_AVG) || (n & (n - 1)) == 0;
+  return !(t->reducing && t->rop == FG_REDOP_AVG) || (n & (n - 1)) == 0;
 }
 
 static double slack(fg_dtype dt, double want) {

@@ -288,7 +288,7 @@ static void run_case(conform *cf, fg_comm *c, const op_spec *op, const tcase *t)
 static int redops_for(fg_dtype dt, fg_redop *out) {
   int n = 0;
   for (int r = 0; r < FG_REDOP_COUNT; r++)
-    if (r != FG_AVG || dt >= FG_FLOAT16) out[n++] = (fg_redop)r;
+    if (r != FG_REDOP_AVG || dt >= FG_FLOAT16) out[n++] = (fg_redop)r;
   return n;
 }
 
@@ -298,7 +298,7 @@ static void sweep_op(conform *cf, fg_comm *c, const op_spec *op, int salt, size_
                      int all_roots) {
   int size = fg_comm_size(c), turn = salt;
   for (int d = 0; d < FG_DTYPE_COUNT; d++) {
-    fg_redop rops[FG_REDOP_COUNT] = {FG_SUM};
+    fg_redop rops[FG_REDOP_COUNT] = {FG_REDOP_SUM};
     int nrops = op->reducing ? redops_for((fg_dtype)d, rops) : 1;
     for (int r = 0; r < nrops; r++)
       for (int m = 2 - op->modes; m < 2; m++) {
@@ -334,10 +334,10 @@ static void refusals(conform *cf, fg_comm *c) {
   }
   void *p = b.dev;
   refused(cf, c, "broadcast from root -1", fg_broadcast(c, p, 1, FG_INT32, -1));
-  refused(cf, c, "reduce to root <size>", fg_reduce(c, p, p, 1, FG_INT32, FG_SUM, n));
+  refused(cf, c, "reduce to root <size>", fg_reduce(c, p, p, 1, FG_INT32, FG_REDOP_SUM, n));
   refused(cf, c, "gather to root -1", fg_gather(c, p, p, 1, FG_INT32, -1));
   refused(cf, c, "scatter from root <size>", fg_scatter(c, p, p, 1, FG_INT32, n));
-  refused(cf, c, "allreduce of dtype 99", fg_allreduce(c, p, p, 1, (fg_dtype)99, FG_SUM));
+  refused(cf, c, "allreduce of dtype 99", fg_allreduce(c, p, p, 1, (fg_dtype)99, FG_REDOP_SUM));
   refused(cf, c, "allreduce with reduction 99", fg_allreduce(c, p, p, 1, FG_INT32, (fg_redop)99));
   refused(cf, c, "send to itself", fg_send(c, p, 1, FG_INT32, me));
   refused(cf, c, "recv from rank <size>", fg_recv(c, p, 1, FG_INT32, n));
@@ -359,7 +359,7 @@ void cf_run_collectives(conform *cf, fg_comm *c) {
   cf_true(cf, c, 1, "barrier");
   for (size_t o = 0; o < sizeof ops / sizeof *ops && !cf->broken; o++) {
     /* Nothing to move is still a call every rank must survive. */
-    tcase empty = {ops[o].name, FG_INT32, FG_SUM, ops[o].reducing, ops[o].rooted ? 0 : -1, 0,
+    tcase empty = {ops[o].name, FG_INT32, FG_REDOP_SUM, ops[o].reducing, ops[o].rooted ? 0 : -1, 0,
                    ops[o].modes == 1, (int)o};
     run_case(cf, c, &ops[o], &empty);
     for (size_t k = 0; k < ncounts && !cf->broken; k++)
@@ -369,7 +369,7 @@ void cf_run_collectives(conform *cf, fg_comm *c) {
   /* Past gloo's 1 MB segments and NCCL's chunking. */
   static const size_t big = 300007;
   for (size_t o = 0; o < 3 && !cf->quick && !cf->broken; o++) {
-    tcase t = {ops[o].name, FG_FLOAT32, FG_SUM, ops[o].reducing, ops[o].rooted ? 0 : -1, big,
+    tcase t = {ops[o].name, FG_FLOAT32, FG_REDOP_SUM, ops[o].reducing, ops[o].rooted ? 0 : -1, big,
                ops[o].modes == 1, (int)o};
     run_case(cf, c, &ops[o], &t);
   }

@@ -18,7 +18,7 @@ static const size_t sizes_per_peer[] = {13, 0, 5}; /* in one batch, matched in o
 
 /* Message k from rank `from` to rank `to`: its own values, so a misrouted one shows. */
 static tcase message(fg_dtype dt, int from, int to, int k, size_t count) {
-  return (tcase){"send/recv", dt, FG_SUM, 0, -1, count, 0, 40 + from * 7 + to * 3 + k};
+  return (tcase){"send/recv", dt, FG_REDOP_SUM, 0, -1, count, 0, 40 + from * 7 + to * 3 + k};
 }
 
 static int quick_dtype(const conform *cf, int d) {
@@ -211,10 +211,10 @@ int cf_fault_at(conform *cf, int victim, int stall) {
   for (int i = 0; i < 100000; i++) {
     if (me == victim && stall && i == 3) {
       fprintf(stderr, "fgconform: rank %d: stalling at %.3f\n", me, now_s());
-      usleep((useconds_t)fg_comm_get_timeout(c) * 2000);
+      usleep((useconds_t)fg_comm_timeout(c) * 2000);
     }
     double t0 = now_s();
-    rc = fg_allreduce(c, b.dev, b.dev, n, FG_FLOAT32, FG_SUM);
+    rc = fg_allreduce(c, b.dev, b.dev, n, FG_FLOAT32, FG_REDOP_SUM);
     if (rc != 0) {
       double t1 = now_s();
       fprintf(stderr, "fgconform: rank %d: allreduce %d failed at %.3f after %.3f s (%s): %s\n",
@@ -237,14 +237,14 @@ int cf_mismatch(conform *cf, const char *what) {
   if (rc == 0) rc = cf_buf_upload(c, &b);
   if (rc != 0) return cf_call_failed(cf, c, "setup", rc), 1;
   if (!strcmp(what, "count"))
-    rc = fg_allreduce(c, b.dev, b.dev, odd ? 5 : 4, FG_FLOAT32, FG_SUM);
+    rc = fg_allreduce(c, b.dev, b.dev, odd ? 5 : 4, FG_FLOAT32, FG_REDOP_SUM);
   else if (!strcmp(what, "dtype"))
-    rc = fg_allreduce(c, b.dev, b.dev, 4, odd ? FG_INT32 : FG_FLOAT32, FG_SUM);
+    rc = fg_allreduce(c, b.dev, b.dev, 4, odd ? FG_INT32 : FG_FLOAT32, FG_REDOP_SUM);
   else if (!strcmp(what, "root"))
     rc = fg_broadcast(c, b.dev, 4, FG_FLOAT32, odd ? 1 : 0);
   else
     rc = odd ? fg_broadcast(c, b.dev, 4, FG_FLOAT32, 0)
-             : fg_allreduce(c, b.dev, b.dev, 4, FG_FLOAT32, FG_SUM);
+             : fg_allreduce(c, b.dev, b.dev, 4, FG_FLOAT32, FG_REDOP_SUM);
   if (rc == FG_EMISMATCH)
     fprintf(stderr, "fgconform: rank %d: %s (%s)\n", me, fg_comm_errmsg(c), fg_strerror(rc));
   else
@@ -252,7 +252,7 @@ int cf_mismatch(conform *cf, const char *what) {
             rc ? fg_strerror(rc) : "call returned 0", rc ? ": " : "", rc ? fg_comm_errmsg(c) : "");
   int32_t caught = rc == FG_EMISMATCH, all = 0;
   int vrc = fg_comm_upload(c, b.dev, &caught, sizeof caught);
-  if (vrc == 0) vrc = fg_allreduce(c, b.dev, b.dev, 1, FG_INT32, FG_MIN);
+  if (vrc == 0) vrc = fg_allreduce(c, b.dev, b.dev, 1, FG_INT32, FG_REDOP_MIN);
   if (vrc == 0) vrc = fg_comm_download(c, &all, b.dev, sizeof all);
   cf_buf_free(c, &b);
   if (vrc != 0) return cf_call_failed(cf, c, "verdict", vrc), 1;

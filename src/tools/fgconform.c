@@ -281,7 +281,7 @@ static int verdict(conform *cf, const options *o) {
     rc = cf_buf_upload(w, &tally);
   }
   if (rc == 0) rc = cf_buf_upload(w, &mine);
-  if (rc == 0) rc = fg_allreduce(w, tally.dev, tally.dev, 2, FG_INT64, FG_SUM);
+  if (rc == 0) rc = fg_allreduce(w, tally.dev, tally.dev, 2, FG_INT64, FG_REDOP_SUM);
   if (rc == 0) rc = fg_allgather(w, mine.dev, all.dev, sizeof(uint64_t), FG_UINT8);
   if (rc == 0) rc = cf_buf_download(w, &tally);
   if (rc == 0) rc = cf_buf_download(w, &all);

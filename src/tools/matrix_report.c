@@ -2,23 +2,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "tools/matrix.h"
-
-/* The length of the well-formed UTF-8 sequence at s, or 0: a case's output is whatever its
- * programs printed, and both formats must be valid UTF-8 whatever it holds. */
-static size_t utf8_len(const unsigned char *s) {
-  size_t n = s[0] < 0x80 ? 1 : (s[0] >> 5) == 0x6 ? 2 : (s[0] >> 4) == 0xe ? 3
-             : (s[0] >> 3) == 0x1e ? 4 : 0;
-  for (size_t i = 1; i < n; i++)
-    if ((s[i] & 0xc0) != 0x80) return 0;
-  return n;
-}
 
 static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
 
 static void xml_text(FILE *f, const char *text) {
   for (const unsigned char *s = (const unsigned char *)text; s && *s;) {
-    size_t n = utf8_len(s);
+    size_t n = fg_utf8_len(s);
     unsigned char c = *s;
     if (c == '<') fputs("&lt;", f);
     else if (c == '>') fputs("&gt;", f);
@@ -29,21 +20,6 @@ static void xml_text(FILE *f, const char *text) {
     else fwrite(s, 1, n, f);
     s += n ? n : 1;
   }
-}
-
-static void json_text(FILE *f, const char *text) {
-  fputc('"', f);
-  for (const unsigned char *s = (const unsigned char *)text; s && *s;) {
-    size_t n = utf8_len(s);
-    unsigned char c = *s;
-    if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-    else if (c == '\n') fputs("\\n", f);
-    else if (c < 0x20) fprintf(f, "\\u%04x", c);
-    else if (n == 0) fputs(replacement, f);
-    else fwrite(s, 1, n, f);
-    s += n ? n : 1;
-  }
-  fputc('"', f);
 }
 
 static size_t count(const matrix *m, const char *result) {
@@ -96,22 +72,22 @@ int matrix_write_json(const matrix *m, const char *path, double total) {
   for (size_t i = 0; i < m->n; i++) {
     const matrix_case *c = &m->cases[i];
     fprintf(f, "  {\"name\": ");
-    json_text(f, c->name);
+    fg_json_string(f, c->name);
     fprintf(f, ", \"scenario\": ");
-    json_text(f, c->scenario);
+    fg_json_string(f, c->scenario);
     fprintf(f, ", \"backend\": ");
-    json_text(f, c->backend);
+    fg_json_string(f, c->backend);
     fprintf(f, ", \"launcher\": ");
-    json_text(f, c->launcher);
+    fg_json_string(f, c->launcher);
     fprintf(f, ", \"processes\": %d, \"expect\": \"%s\", \"result\": ", c->processes,
             c->expect_fail ? "fail" : "pass");
-    json_text(f, c->result ? c->result : "NOT RUN");
+    fg_json_string(f, c->result ? c->result : "NOT RUN");
     fprintf(f, ", \"exit_code\": %d, \"seconds\": %.3f, \"why\": ", c->exit_code, c->seconds);
-    json_text(f, c->why ? c->why : "");
+    fg_json_string(f, c->why ? c->why : "");
     fprintf(f, ", \"source\": ");
-    json_text(f, c->source);
+    fg_json_string(f, c->source);
     fprintf(f, ", \"command\": ");
-    json_text(f, c->command ? c->command : "");
+    fg_json_string(f, c->command ? c->command : "");
     fprintf(f, "}%s\n", i + 1 < m->n ? "," : "");
   }
   fprintf(f, "]}\n");

@@ -26,7 +26,7 @@ static int cmp_double(const void *a, const void *b) {
 /* A one-slot progress file, as fgrun makes them. */
 static void own_file(void) {
   int fd = memfd_create("fault-overhead", 0);
-  if (fd < 0 || ftruncate(fd, 2 * FG_PROGRESS_SLOT_SIZE) != 0) exit(1);
+  if (fd < 0 || ftruncate(fd, (off_t)fg_progress_file_size(1)) != 0) exit(1);
   fg_progress_header h = {FG_PROGRESS_MAGIC, FG_PROGRESS_VERSION, FG_PROGRESS_SLOT_SIZE, 1};
   if (pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h) exit(1);
   char path[64];
@@ -39,7 +39,8 @@ static int marks(long n) {
   uint64_t t0 = fg_now_ns();
   for (long i = 0; i < n; i++) {
     fg_op_mark m = {0};
-    fg_op_enter(&m, "allreduce", "world", (uint64_t)i + 1, NULL);
+    fg_op_args a = {1024, "float32", FG_PROGRESS_NO_RANK, FG_PROGRESS_NO_RANK};
+    fg_op_enter(&m, "allreduce", "world", (uint64_t)i + 1, NULL, &a);
     fg_op_leave(&m);
   }
   printf("marks: %.1f ns per enter/leave pair (progress file %s)\n",
@@ -59,7 +60,7 @@ static int allreduce(long n, size_t bytes) {
   double *us = calloc((size_t)n, sizeof *us);
   for (long i = -n / 10 - 10; i < n; i++) { /* the first tenth warms up */
     uint64_t t0 = fg_now_ns();
-    if (fg_allreduce(c, buf, buf, count, FG_FLOAT32, FG_SUM) != 0) {
+    if (fg_allreduce(c, buf, buf, count, FG_FLOAT32, FG_REDOP_SUM) != 0) {
       fprintf(stderr, "allreduce: %s\n", fg_comm_errmsg(c));
       return 1;
     }

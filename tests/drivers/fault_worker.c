@@ -1,11 +1,12 @@
 /* fault_worker - a rank that runs one operation in a loop and, if told to, breaks at a
  * chosen iteration, for the fault-injection tests (tests/integration/test_faults.py).
  *
- *   fault_worker [options] OP      (every rank; under fgrun, torchrun or mpirun)
+ *   fault_worker [options] OP      (every rank; under fgrun, torchrun, mpirun or srun)
  *
  * OP: allreduce, barrier, p2p (each rank sends to the next and receives from the previous
- * in one batch), store-barrier (fg_store_barrier on the world's store), or spew (no
- * communicator: write --bytes of numbered lines to stdout and exit).
+ * in one batch), pingpong (even ranks receive from the next rank, odd ranks send to the one
+ * before: one send or recv each), store-barrier (fg_store_barrier on the world's store), or
+ * spew (no communicator: write --bytes of numbered lines to stdout and exit).
  *
  *   --backend NAME   gloo (default) or mpi
  *   --iters N        iterations (default 10; 0: until killed)
@@ -14,8 +15,12 @@
  *   --at K           ... at iteration K, before entering the operation (default 3); -1:
  *                    before fg_comm_init
  *   --fault F        kill (SIGKILL itself), exit0 (exit 0 without a word), leave (destroy
- *                    the communicator, then exit 0), exit3, or hang (never enter the
- *                    operation; sleep until killed)
+ *                    the communicator, then exit 0), exit3, hang (never enter the
+ *                    operation; sleep until killed), busy (never enter it; spin on the CPU
+ *                    until killed), dstate (never enter it; wait in uninterruptible sleep,
+ *                    as the parent of a vfork child that never execs or exits), count
+ *                    (enter this allreduce with half the count the others pass), or
+ *                    barrier (call a barrier where the others call OP)
  *   --attempt A      break only when TORCHELASTIC_RESTART_COUNT is A (default: any)
  *   --dir D          write D/pid.R, D/child.R (with --child), D/ready.R after init,
  *                    D/fault_at (CLOCK_REALTIME seconds) just before the fault
@@ -92,6 +97,15 @@ static void fault(const options *o, fg_comm *c) {
     exit(0);
   }
   if (!strcmp(o->fault, "exit0")) exit(0);
+  if (!strcmp(o->fault, "busy"))
+    for (volatile unsigned long spin = 0;; spin++) {
+    }
+  if (!strcmp(o->fault, "dstate")) {
+    /* vfork's parent waits for its child to exec or exit in the kernel's killable
+     * uninterruptible sleep (state D); the child, sharing its memory, only pauses. */
+    if (vfork() == 0)
+      for (;;) pause();
+  }
   if (!strcmp(o->fault, "exit3")) {
     fprintf(stderr, "rank %d: exiting with 3 on purpose\n", g_rank);
     exit(3);
@@ -104,11 +118,12 @@ static int restart_count(void) {
   return v ? atoi(v) : -1;
 }
 
-static int one_op(fg_comm *c, const options *o, int iter, float *buf) {
+static int one_op(fg_comm *c, const options *o, const char *op, int iter, float *buf,
+                  int count) {
   int rank = fg_comm_rank(c), size = fg_comm_size(c);
-  if (!strcmp(o->op, "allreduce")) {
+  if (!strcmp(op, "allreduce")) {
     for (int i = 0; i < o->count; i++) buf[i] = (float)(rank + i);
-    int rc = fg_allreduce(c, buf, buf, (size_t)o->count, FG_FLOAT32, FG_SUM);
+    int rc = fg_allreduce(c, buf, buf, (size_t)count, FG_FLOAT32, FG_REDOP_SUM);
     float want = (float)(size * (size - 1) / 2);
     if (rc == 0 && buf[0] != want) {
       fprintf(stderr, "rank %d: allreduce #%d gave %g, want %g\n", rank, iter, buf[0], want);
@@ -116,8 +131,14 @@ static int one_op(fg_comm *c, const options *o, int iter, float *buf) {
     }
     return rc;
   }
-  if (!strcmp(o->op, "barrier")) return fg_barrier(c);
-  if (!strcmp(o->op, "p2p")) {
+  if (!strcmp(op, "barrier")) return fg_barrier(c);
+  if (!strcmp(op, "pingpong")) {
+    float x = (float)rank;
+    if (rank % 2 == 0 && rank + 1 < size) return fg_recv(c, &x, 1, FG_FLOAT32, rank + 1);
+    if (rank % 2 == 1) return fg_send(c, &x, 1, FG_FLOAT32, rank - 1);
+    return 0;
+  }
+  if (!strcmp(op, "p2p")) {
     float in = -1, out = (float)rank;
     fg_p2p_op ops[2] = {{1, &out, 1, FG_FLOAT32, (rank + 1) % size},
                         {0, &in, 1, FG_FLOAT32, (rank + size - 1) % size}};
@@ -127,7 +148,7 @@ static int one_op(fg_comm *c, const options *o, int iter, float *buf) {
   }
   char name[32];
   snprintf(name, sizeof name, "fault-%d", iter);
-  int rc = fg_store_barrier(c->store, name, rank, size, fg_comm_get_timeout(c));
+  int rc = fg_store_barrier(c->store, name, rank, size, fg_comm_timeout(c));
   if (rc) snprintf(c->err, sizeof c->err, "%s", fg_store_errmsg(c->store));
   return rc;
 }
@@ -179,12 +200,15 @@ static int parse(int argc, char **argv, options *o) {
 int main(int argc, char **argv) {
   options o;
   if (parse(argc, argv, &o) != 0) {
-    fprintf(stderr, "usage: fault_worker [options] allreduce|barrier|p2p|store-barrier|spew\n");
+    fprintf(stderr, "usage: fault_worker [options] allreduce|barrier|p2p|pingpong|store-barrier|"
+                    "spew\n");
     return 2;
   }
   if (!strcmp(o.op, "spew")) spew(o.bytes);
   if (o.ignore_term) signal(SIGTERM, SIG_IGN);
+  /* Before fg_comm_init: the rank as fgrun/torchrun, mpirun or srun gives it. */
   const char *rank_env = getenv("RANK") ? getenv("RANK") : getenv("OMPI_COMM_WORLD_RANK");
+  if (!rank_env && getenv("SLURM_STEP_ID")) rank_env = getenv("SLURM_PROCID");
   g_rank = rank_env ? atoi(rank_env) : 0;
   char name[32];
   snprintf(name, sizeof name, "pid.%d", g_rank);
@@ -207,8 +231,18 @@ int main(int argc, char **argv) {
   fg_comm *c = g_comm;
   float *buf = g_buf = calloc((size_t)o.count, sizeof *buf);
   for (int i = 0; o.iters == 0 || i < o.iters; i++) {
-    if (armed && i == o.at) fault(&o, c);
-    int rc = one_op(c, &o, i, buf);
+    int count = o.count;
+    const char *op = o.op;
+    if (armed && i == o.at && !strcmp(o.fault, "count")) {
+      write_file(&o, "fault_at", "%.6f\n", realtime());
+      count = o.count / 2 ? o.count / 2 : 1;
+    } else if (armed && i == o.at && !strcmp(o.fault, "barrier")) {
+      write_file(&o, "fault_at", "%.6f\n", realtime());
+      op = "barrier";
+    } else if (armed && i == o.at) {
+      fault(&o, c);
+    }
+    int rc = one_op(c, &o, op, i, buf, count);
     if (rc != 0) {
       fprintf(stderr, "rank %d: %s #%d failed: %s\n", g_rank, o.op, i, fg_comm_errmsg(c));
       if (o.ignore_term)

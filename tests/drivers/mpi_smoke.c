@@ -59,9 +59,9 @@ static const char *code_name(int rc) {
 /* Exact in every type: products stay powers of two, sums small; int8 sums of 6 ranks fit.
  * Element 0 of int32 and int64 sums is near the top of the range, so the sum wraps. */
 static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
-  if (op == FG_PROD) return 1 + (double)((rank + i) % 2);
-  if (i == 0 && op == FG_SUM && dt == FG_INT32) return 2147483000.0;
-  if (i == 0 && op == FG_SUM && dt == FG_INT64) return 9223372036854000000.0;
+  if (op == FG_REDOP_PROD) return 1 + (double)((rank + i) % 2);
+  if (i == 0 && op == FG_REDOP_SUM && dt == FG_INT32) return 2147483000.0;
+  if (i == 0 && op == FG_REDOP_SUM && dt == FG_INT64) return 9223372036854000000.0;
   double v = (double)((rank * 7 + i * 3) % 11);
   return dt == FG_UINT8 ? v : v - 5;
 }
@@ -82,7 +82,7 @@ static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block
     fg_reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
     free(x);
   }
-  if (op == FG_AVG) fg_divide_local(acc, n, dt, size);
+  if (op == FG_REDOP_AVG) fg_divide_local(acc, n, dt, size);
   return acc;
 }
 
@@ -132,13 +132,14 @@ static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
 static void movement(fg_comm *c, fg_dtype dt) {
   int me = fg_comm_rank(c), n = fg_comm_size(c), root = n > 1 ? 1 : 0;
   size_t esz = fg_dtype_size(dt), all = COUNT * (size_t)n;
-  void *mine = fill(dt, FG_MAX, me, COUNT), *want = calloc(all, esz), *recv = calloc(all, esz);
+  void *mine = fill(dt, FG_REDOP_MAX, me, COUNT), *want = calloc(all, esz),
+       *recv = calloc(all, esz);
   for (int r = 0; r < n; r++) {
-    void *x = fill(dt, FG_MAX, r, COUNT);
+    void *x = fill(dt, FG_REDOP_MAX, r, COUNT);
     memcpy((char *)want + (size_t)r * COUNT * esz, x, COUNT * esz);
     free(x);
   }
-  void *buf = fill(dt, FG_MAX, me, COUNT);
+  void *buf = fill(dt, FG_REDOP_MAX, me, COUNT);
   CHECK(c, fg_broadcast(c, buf, COUNT, dt, root));
   same(c, "broadcast", dt, (char *)want + (size_t)root * COUNT * esz, buf, COUNT);
   CHECK(c, fg_allgather(c, mine, recv, COUNT, dt));
@@ -169,7 +170,7 @@ static void movement(fg_comm *c, fg_dtype dt) {
   for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
   void *vwant = calloc(total, esz), *vrecv = calloc(total, esz);
   for (int r = 0, off = 0; r < n; off += r + 1, r++) {
-    void *x = fill(dt, FG_MAX, r, (size_t)r + 1);
+    void *x = fill(dt, FG_REDOP_MAX, r, (size_t)r + 1);
     memcpy((char *)vwant + (size_t)off * esz, x, ((size_t)r + 1) * esz);
     free(x);
   }
@@ -250,7 +251,7 @@ static int report(fg_comm *c, int rc) {
 
 static void mismatch(fg_comm *w) {
   int32_t buf[8] = {0};
-  report(w, fg_allreduce(w, buf, buf, g_rank == 1 ? 5 : 4, FG_INT32, FG_SUM));
+  report(w, fg_allreduce(w, buf, buf, g_rank == 1 ? 5 : 4, FG_INT32, FG_REDOP_SUM));
 }
 
 /* On the world, or (in_group) on a group of every rank, whose name the messages carry. */
@@ -266,7 +267,7 @@ static int timeout(fg_comm *w, int p2p, int in_group) {
   } else if (!p2p || g_rank == 0) {
     rc = report(c, p2p ? fg_recv(c, &x, 1, FG_INT32, n - 1) : fg_barrier(c));
     if (rc != -ETIMEDOUT) DIE("expected ETIMEDOUT");
-    rc = report(c, fg_allreduce(c, &x, &x, 1, FG_INT32, FG_SUM)); /* refused, no new wait */
+    rc = report(c, fg_allreduce(c, &x, &x, 1, FG_INT32, FG_REDOP_SUM)); /* refused, no new wait */
     rc = rc == -ETIMEDOUT ? 0 : 1;
   }
   if (c != w) fg_comm_destroy(c);

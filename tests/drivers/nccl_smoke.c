@@ -43,24 +43,10 @@ static long g_checks;
     exit(1);                                    \
   } while (0)
 
-static const char *code_name(int rc) {
-  switch (rc) {
-    case -ETIMEDOUT: return "ETIMEDOUT";
-    case -EINVAL: return "EINVAL";
-    case -ENOMEM: return "ENOMEM";
-    case FG_EMISMATCH: return "FG_EMISMATCH";
-    case FG_EBACKEND: return "FG_EBACKEND";
-    case FG_EPEER: return "FG_EPEER";
-    case FG_ENODEV: return "FG_ENODEV";
-    case FG_ENOTBUILT: return "FG_ENOTBUILT";
-    default: return fg_strerror(rc);
-  }
-}
-
 #define CHECK(c, call)                                                                   \
   do {                                                                                   \
     int rc_ = (call);                                                                    \
-    if (rc_ != 0) DIE("%s failed: %s: %s", #call, code_name(rc_), fg_comm_errmsg(c));     \
+    if (rc_ != 0) DIE("%s failed: %s: %s", #call, fg_err_name(rc_), fg_comm_errmsg(c));  \
   } while (0)
 
 /* --- device buffers ---------------------------------------------------------------------- */
@@ -87,7 +73,7 @@ static void *host_copy(fg_comm *c, const void *dev, size_t bytes) {
 
 /* Exact in every type: products stay powers of two, sums small. */
 static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
-  if (op == FG_PROD) return 1 + (double)((rank + i) % 2);
+  if (op == FG_REDOP_PROD) return 1 + (double)((rank + i) % 2);
   double v = (double)((rank * 7 + i * 3) % 11);
   return dt == FG_UINT8 ? v : v - 5;
 }
@@ -108,7 +94,7 @@ static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block
     fg_reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
     free(x);
   }
-  if (op == FG_AVG) fg_divide_local(acc, n, dt, size);
+  if (op == FG_REDOP_AVG) fg_divide_local(acc, n, dt, size);
   return acc;
 }
 
@@ -118,7 +104,7 @@ static void same(fg_comm *c, const char *what, fg_dtype dt, fg_redop op, const v
                  const void *dev, size_t n) {
   g_checks++;
   void *got = host_copy(c, dev, n * fg_dtype_size(dt));
-  int inexact = op == FG_AVG && dt >= FG_FLOAT16;
+  int inexact = op == FG_REDOP_AVG && dt >= FG_FLOAT16;
   for (size_t i = 0; i < n; i++) {
     double w = fg_dtype_get(want, dt, i), g = fg_dtype_get(got, dt, i);
     if (inexact ? fabs(w - g) <= 1e-2 * fmax(1, fabs(w)) : w == g) continue;
@@ -166,9 +152,9 @@ static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
 static void movement(fg_comm *c, fg_dtype dt) {
   int me = fg_comm_rank(c), n = fg_comm_size(c), root = n > 1 ? 1 : 0;
   size_t esz = fg_dtype_size(dt), bytes = COUNT * esz, all = bytes * (size_t)n;
-  void *mine = fill(dt, FG_MAX, me, COUNT), *want = calloc(1, all);
+  void *mine = fill(dt, FG_REDOP_MAX, me, COUNT), *want = calloc(1, all);
   for (int r = 0; r < n; r++) {
-    void *x = fill(dt, FG_MAX, r, COUNT);
+    void *x = fill(dt, FG_REDOP_MAX, r, COUNT);
     memcpy((char *)want + (size_t)r * bytes, x, bytes);
     free(x);
   }
@@ -206,7 +192,7 @@ static void movement(fg_comm *c, fg_dtype dt) {
   for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
   void *vwant = calloc(total, esz), *vrecv = dev_alloc(c, total * esz);
   for (int r = 0, off = 0; r < n; off += r + 1, r++) {
-    void *x = fill(dt, FG_MAX, r, (size_t)r + 1);
+    void *x = fill(dt, FG_REDOP_MAX, r, (size_t)r + 1);
     memcpy((char *)vwant + (size_t)off * esz, x, ((size_t)r + 1) * esz);
     free(x);
   }
@@ -248,7 +234,7 @@ static void blobs_and_edges(fg_comm *c) {
   if (len != sizeof text || memcmp(data, text, len)) DIE("broadcast_bytes: wrong blob");
   if (me != 0) free(data);
   void *empty = dev_alloc(c, 0);
-  CHECK(c, fg_allreduce(c, empty, empty, 0, FG_FLOAT32, FG_SUM)); /* count 0: nothing to do */
+  CHECK(c, fg_allreduce(c, empty, empty, 0, FG_FLOAT32, FG_REDOP_SUM)); /* count 0: nothing to do */
   CHECK(c, fg_broadcast(c, empty, 0, FG_INT8, 0));
   fg_comm_free(c, empty);
   g_checks++;
@@ -291,9 +277,9 @@ static void groups(fg_comm *w) {
     fg_comm *dim = fg_mesh_group(m, d);
     if (fg_comm_size(dim) != sizes[d]) DIE("mesh %s has %d ranks", names[d], fg_comm_size(dim));
     float x = 1, *dx = dev_copy(dim, &x, sizeof x);
-    CHECK(dim, fg_allreduce(dim, dx, dx, 1, FG_FLOAT32, FG_SUM));
+    CHECK(dim, fg_allreduce(dim, dx, dx, 1, FG_FLOAT32, FG_REDOP_SUM));
     float want = (float)sizes[d];
-    same(dim, "mesh allreduce", FG_FLOAT32, FG_SUM, &want, dx, 1);
+    same(dim, "mesh allreduce", FG_FLOAT32, FG_REDOP_SUM, &want, dx, 1);
     fg_comm_free(dim, dx);
   }
   fg_mesh_destroy(m);
@@ -302,13 +288,15 @@ static void groups(fg_comm *w) {
 static void latency(fg_comm *w, int iters) {
   size_t big = 64u << 20;
   void *small = dev_alloc(w, 8), *buf = dev_alloc(w, big);
-  for (int i = 0; i < 10; i++) CHECK(w, fg_allreduce(w, small, small, 2, FG_FLOAT32, FG_SUM));
+  for (int i = 0; i < 10; i++) CHECK(w, fg_allreduce(w, small, small, 2, FG_FLOAT32, FG_REDOP_SUM));
   double t0 = fg_now_s();
-  for (int i = 0; i < iters; i++) CHECK(w, fg_allreduce(w, small, small, 2, FG_FLOAT32, FG_SUM));
+  for (int i = 0; i < iters; i++)
+    CHECK(w, fg_allreduce(w, small, small, 2, FG_FLOAT32, FG_REDOP_SUM));
   double small_s = (fg_now_s() - t0) / iters;
-  CHECK(w, fg_allreduce(w, buf, buf, big / 4, FG_FLOAT32, FG_SUM));
+  CHECK(w, fg_allreduce(w, buf, buf, big / 4, FG_FLOAT32, FG_REDOP_SUM));
   t0 = fg_now_s();
-  for (int i = 0; i < 5; i++) CHECK(w, fg_allreduce(w, buf, buf, big / 4, FG_FLOAT32, FG_SUM));
+  for (int i = 0; i < 5; i++)
+    CHECK(w, fg_allreduce(w, buf, buf, big / 4, FG_FLOAT32, FG_REDOP_SUM));
   double big_s = (fg_now_s() - t0) / 5;
   int n = fg_comm_size(w);
   /* nccl-tests' bus bandwidth: 2(n-1)/n of the algorithm bandwidth; with 1 rank, the latter. */
@@ -324,10 +312,10 @@ static void latency(fg_comm *w, int iters) {
 
 static void refused(fg_comm *w) {
   void *x = dev_alloc(w, 8);
-  int rc = fg_allreduce(w, x, x, 1, (fg_dtype)99, FG_SUM);
-  printf("rank %d: err %s: %s\n", g_rank, code_name(rc), fg_comm_errmsg(w));
-  if (rc != -EINVAL) DIE("a bad dtype gave %s, not EINVAL", code_name(rc));
-  CHECK(w, fg_allreduce(w, x, x, 1, FG_FLOAT32, FG_SUM));
+  int rc = fg_allreduce(w, x, x, 1, (fg_dtype)99, FG_REDOP_SUM);
+  printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
+  if (rc != -EINVAL) DIE("a bad dtype gave %s, not EINVAL", fg_err_name(rc));
+  CHECK(w, fg_allreduce(w, x, x, 1, FG_FLOAT32, FG_REDOP_SUM));
   fg_comm_free(w, x);
 }
 
@@ -339,11 +327,11 @@ static int timeout(fg_comm *w) {
     return 0;
   }
   int rc = fg_barrier(w);
-  printf("rank %d: err %s: %s\n", g_rank, code_name(rc), fg_comm_errmsg(w));
+  printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
   if (rc != -ETIMEDOUT) DIE("expected ETIMEDOUT");
   double t0 = fg_now_s();
   rc = fg_barrier(w);
-  printf("rank %d: err %s: %s\n", g_rank, code_name(rc), fg_comm_errmsg(w));
+  printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
   if (rc != -ETIMEDOUT || fg_now_s() - t0 > 0.5) DIE("the next call was not refused at once");
   return 0;
 }
@@ -380,7 +368,7 @@ int main(int argc, char **argv) {
       printf("SKIP: %s\n", err);
       return 0;
     }
-    printf("init failed: %s: %s\n", code_name(rc), err);
+    printf("init failed: %s: %s\n", fg_err_name(rc), err);
     return 2;
   }
   g_rank = fg_comm_rank(w);

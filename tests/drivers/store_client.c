@@ -85,23 +85,8 @@ static void put_field(const void *p, size_t len) {
   }
 }
 
-static const char *code_name(int rc) {
-  static const struct {
-    int code;
-    const char *name;
-  } fg_codes[] = {
-      {FG_EPROTO, "FG_EPROTO"},     {FG_EPEER, "FG_EPEER"},     {FG_EMISMATCH, "FG_EMISMATCH"},
-      {FG_EBACKEND, "FG_EBACKEND"}, {FG_ENODEV, "FG_ENODEV"},   {FG_ENOTBUILT, "FG_ENOTBUILT"},
-      {FG_ECLOSED, "FG_ECLOSED"},   {FG_ELIMIT, "FG_ELIMIT"},
-  };
-  for (size_t i = 0; i < sizeof fg_codes / sizeof fg_codes[0]; i++)
-    if (fg_codes[i].code == rc) return fg_codes[i].name;
-  const char *name = rc < 0 ? strerrorname_np(-rc) : NULL;
-  return name ? name : "UNKNOWN";
-}
-
 static void reply_err(int rc, const char *msg) {
-  printf("err\t%s\t", code_name(rc));
+  printf("err\t%s\t", fg_err_name(rc));
   for (const char *p = msg; *p; p++) putchar(*p == '\n' || *p == '\t' ? ' ' : *p);
   putchar('\n');
 }

@@ -72,9 +72,9 @@ static void run(world *w, int i) {
     check(need >= 1, "need >= 1");
     fg_buf_consume(&f->in, used);
     uint64_t cap = w->core.out_batch + w->core.max_reply + (64u << 10);
-    check(f->s.out.len <= cap, "unread output is bounded");
+    check(fg_session_pending(&f->s) <= cap, "unread output is bounded");
     if (rc != FG_CORE_BLOCKED) return;
-    fg_buf_reset(&f->s.out); /* the client read its replies: the rest may run */
+    fg_session_clear_output(&f->s); /* the client read its replies: the rest may run */
   }
 }
 
@@ -97,7 +97,7 @@ static void feed(world *w, int i, const uint8_t *p, size_t n) {
 
 static void drain_all(world *w) {
   for (int i = 0; i < SESSIONS; i++)
-    if (w->ses[i].open) fg_buf_reset(&w->ses[i].s.out);
+    if (w->ses[i].open) fg_session_clear_output(&w->ses[i].s);
 }
 
 static void setup_core(world *w) {

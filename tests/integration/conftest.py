@@ -2,6 +2,7 @@
 and a check that no process of a job is left behind."""
 import functools
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,11 @@ BUILD = os.environ.get("FG_BUILD") or os.path.join(
 BIN = os.path.abspath(os.path.join(BUILD, "bin"))
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, the one with python3-torch
 
+# Run inside a Slurm job (srun make test), the programs the tests start must not take
+# themselves for srun's tasks: libfg and fgrun read a step's SLURM_* variables.
+for _name in [k for k in os.environ if k.startswith("SLURM_")]:
+    del os.environ[_name]
+
 
 def bin_path(name):
     path = os.path.join(BIN, name)
@@ -21,8 +27,24 @@ def bin_path(name):
     return path
 
 
+# Ports for servers the tests start: below the kernel's ephemeral range (32768-60999), where
+# bind(0) and every outgoing connection take theirs, so a port picked here and released is
+# not taken by someone's connection before the server binds it; a slice per xdist worker.
+PORT_SLICE = 2000
+_PORT_BASE = 20000 + PORT_SLICE * (int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0) % 6)
+_port_rng = random.Random(os.getpid())
+
+
 def free_port():
-    with socket.socket() as s:
+    for _ in range(200):
+        port = _PORT_BASE + _port_rng.randrange(PORT_SLICE)
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # every try taken: the kernel's choice
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
@@ -56,3 +78,10 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.skip(reason="python3-torch is not installed"))
         if "mpi" in item.keywords and not have_mpi():
             item.add_marker(pytest.mark.skip(reason="Open MPI (mpirun) is not installed"))
+
+
+@pytest.fixture
+def torch2():
+    """torch 2.6's version in the root of scripts/torch2-root.sh (skips or fails without it)."""
+    from torch2_util import require_torch2
+    return require_torch2()

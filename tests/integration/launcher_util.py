@@ -101,3 +101,15 @@ def stderr_lines(cp):
 
 def error_lines(cp):
     return [l for l in stderr_lines(cp) if l.startswith("fgrun: error:")]
+
+
+def finish_agent(p, timeout=TIMEOUT):
+    """(exit status, stdout, stderr) of an agent started with Popen, killed if it hangs."""
+    import pytest
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+        pytest.fail(f"agent hung for {timeout}s; stderr:\n{err.decode(errors='replace')}")
+    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")

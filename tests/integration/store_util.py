@@ -73,12 +73,13 @@ sys.stdin.read()
 
 
 class TorchStore:
-    """torch 1.13's own TCPStore server, alive until stop()."""
+    """torch's own TCPStore server (1.13's; python= another, e.g. torch 2.6's), alive until
+    stop()."""
 
-    def __init__(self):
+    def __init__(self, python=SYSTEM_PYTHON):
         self.port = free_port()
         self.host = "127.0.0.1"
-        self.proc = subprocess.Popen([SYSTEM_PYTHON, "-c", TORCH_SERVER, str(self.port)],
+        self.proc = subprocess.Popen([python, "-c", TORCH_SERVER, str(self.port)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
             raise RuntimeError("torch's TCPStore server did not start")

@@ -177,8 +177,9 @@ def test_fgconform_dead_rank_ends_the_job():
 
 # --- refusing to start outside an MPI launcher ------------------------------------------
 
-LAUNCHER_MESSAGE = ("the mpi backend needs an MPI launcher: run `mpirun -np N <program> "
-                    "--backend mpi`; under fgrun use --backend gloo")
+LAUNCHER_MESSAGE = ("the mpi backend needs an MPI launcher: fgrun with its PMIx server (not "
+                    "--pmix off) or `mpirun -np N <program> --backend mpi`; else use --backend "
+                    "gloo")
 
 
 def without_mpi_vars(**extra):
@@ -199,9 +200,11 @@ def test_refuses_without_an_mpi_launcher(env):
     assert "EINVAL" in r.stdout
 
 
-def test_refuses_under_fgrun():
+def test_refuses_under_fgrun_without_its_pmix_server():
+    """With its PMIx server fgrun is an MPI launcher (test_pmix.py); without, no world."""
     fgrun = bin_path("fgrun")
-    job = run_job([fgrun, "--master-port", str(free_port()), "--nproc-per-node", "2", smoke(),
+    job = run_job([fgrun, "--pmix", "off", "--master-port", str(free_port()),
+                   "--nproc-per-node", "2", smoke(),
                    "--backend", "mpi", "init"], env=without_mpi_vars(), timeout=60)
     assert job.rc != 0, str(job)
     assert job.out.count(LAUNCHER_MESSAGE) + job.err.count(LAUNCHER_MESSAGE) >= 1, str(job)

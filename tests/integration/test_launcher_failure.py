@@ -176,19 +176,19 @@ def children_of(pid):
         if entry.isdigit():
             try:
                 fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+                comm = open(f"/proc/{entry}/comm").read().strip()
             except (FileNotFoundError, ProcessLookupError):
                 continue
             if int(fields[1]) == pid and fields[0] != "Z":
-                found.append((int(entry), cmd))
+                found.append((int(entry), comm))
     return found
 
 
 def watchdog_of(fgrun_pid, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for pid, cmd in children_of(fgrun_pid):
-            if b"--watchdog" in cmd:
+        for pid, comm in children_of(fgrun_pid):
+            if comm == "fgrun-watchdog":
                 return pid
         time.sleep(0.02)
     raise AssertionError("fgrun has no watchdog")

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import bin_path, free_port, have_mpi
-from launcher_util import alive, error_lines, fgrun_env, run, wait_for_files, worker
+from launcher_util import (alive, error_lines, fgrun_env, finish_agent, run, wait_for_files,
+                           worker)
 from netns import cluster  # noqa: F401  (the fixture)
 
 TIMEOUT = 60  # per agent; every case here takes a few seconds
@@ -41,14 +42,7 @@ def start_agent(c, host, *args, env):
 
 
 def finish(p, timeout=TIMEOUT):
-    """(exit status, stdout, stderr) of an agent, killed if it hangs."""
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        out, err = p.communicate()
-        pytest.fail(f"agent hung for {timeout}s; stderr:\n{err.decode(errors='replace')}")
-    return p.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return finish_agent(p, timeout)
 
 
 def read_env(path):
@@ -136,7 +130,11 @@ def test_static_failure_restarts_every_node_in_a_new_round(cluster, tmp_path):
     c = cluster(2)
     script = ('echo $$ > "$FG_TEST_DIR/r$TORCHELASTIC_RESTART_COUNT.rank$RANK"; '
               'if [ "$TORCHELASTIC_RESTART_COUNT" = 0 ]; then '
-              '  if [ "$RANK" = 1 ]; then exit 3; fi; exec sleep 60; fi')
+              # rank 1 fails once rank 0 (the other node) has written its file: on a slow
+              # machine (ASan) the restart would otherwise stop rank 0 before its echo.
+              '  if [ "$RANK" = 1 ]; then i=0; while [ ! -e "$FG_TEST_DIR/r0.rank0" ] && '
+              '    [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; exit 3; fi; '
+              '  exec sleep 60; fi')
     agents = [start_agent(c, i, *static_args(c, i, 2, 29500, "--max_restarts", "1",
                                              "--rdzv_conf", FAST),
                           "--no_python", "sh", "-c", script, env=agent_env(tmp_path))

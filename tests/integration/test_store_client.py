@@ -1,5 +1,5 @@
-"""libfg's store client (driven through tests/drivers/store_client) against torch 1.13's own
-TCPStore server and against ours (fgstore), in each dialect they speak, plus interop with
+"""libfg's store client (driven through tests/drivers/store_client) against torch 1.13's and
+torch 2.6's own TCPStore servers and against ours (fgstore), in each dialect they speak, plus interop with
 torch's Python client through the same key layout."""
 import json
 import os
@@ -118,6 +118,16 @@ def torch_server():
 
 
 @pytest.fixture(scope="module")
+def torch2_server():
+    """torch 2.6's server (the root of scripts/torch2-root.sh): the 2.x dialect's reference."""
+    from torch2_util import PYTHON, require_torch2
+    require_torch2()
+    s = TorchStore(python=PYTHON)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
 def our_server():
     s = Fgstore()
     yield s
@@ -127,6 +137,7 @@ def our_server():
 
 TARGETS = [
     pytest.param(("torch", "auto", "legacy"), id="torch-auto", marks=pytest.mark.torch),
+    pytest.param(("torch2", "auto", "v2"), id="torch2-auto", marks=pytest.mark.torch2),
     pytest.param(("fgstore", "auto", "v2"), id="fgstore-auto"),
     pytest.param(("fgstore", "legacy", "legacy"), id="fgstore-legacy"),
 ]
@@ -135,6 +146,7 @@ TARGETS = [
 class Target:
     def __init__(self, server, dialect, expected):
         self.server, self.dialect, self.expected = server, dialect, expected
+        self.python = SYSTEM_PYTHON  # torch's Python client for the interop checks
         self.clients = []
 
     def client(self, **kw):
@@ -146,8 +158,11 @@ class Target:
 @pytest.fixture(params=TARGETS)
 def target(request):
     name, dialect, expected = request.param
-    server = request.getfixturevalue("torch_server" if name == "torch" else "our_server")
+    server = request.getfixturevalue("our_server" if name == "fgstore" else f"{name}_server")
     t = Target(server, dialect, expected)
+    if name == "torch2":  # its clients too are torch 2.6's (1.13's cannot talk to it)
+        from torch2_util import PYTHON
+        t.python = PYTHON
     yield t
     for c in t.clients:
         c.close()
@@ -186,9 +201,10 @@ print(json.dumps(out))
 """
 
 
-def torch_client(server, *ops):
-    """Runs [op, [prefix, ...], args...] with torch 1.13's Python client; returns the results."""
-    r = subprocess.run([SYSTEM_PYTHON, "-c", TORCH_CLIENT, server.host, str(server.port),
+def torch_client(server, *ops, python=SYSTEM_PYTHON):
+    """Runs [op, [prefix, ...], args...] with torch's Python client (1.13's unless python names
+    another); returns the results."""
+    r = subprocess.run([python, "-c", TORCH_CLIENT, server.host, str(server.port),
                         json.dumps(ops)], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -427,6 +443,9 @@ def test_appends_from_many_clients_all_land(target, key):
     for cl in clients:
         for _ in range(20):
             cl.recv()
+        # APPEND has no reply on the wire: one round trip on each connection makes its appends
+        # land before the read (a server serves one connection in order, not one against another)
+        cl("check", key("log"))
     log = clients[0].one("get", key("log")).decode()
     assert sorted(log.split(">")[:-1]) == sorted(f"<{i}.{j}" for i in range(4) for j in range(20))
 
@@ -518,6 +537,7 @@ def test_torch_python_client_sees_the_same_keys(target, c, key):
         ["get", ["/worker/attempt_0"], key("x")],
         ["get", [], f"/worker/attempt_0/{key('x')}"],
         ["set", ["/worker/attempt_0", "default_pg"], key("y"), "from Python"],
+        python=target.python,
     )
     assert got == ["from C", 5, "scoped from C", "scoped from C", None]
     c("use", "pg")

@@ -152,6 +152,43 @@ def test_one_byte_a_second_client_does_not_stall_others(store):
     slow.close()
 
 
+def recv_exactly(sock, n):
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(min(n - len(data), 1 << 20))
+        assert chunk, f"server closed after {len(data)} of {n} bytes"
+        data += chunk
+    return bytes(data)
+
+
+def test_a_big_reply_still_unread_keeps_its_value_when_the_key_changes(store):
+    """A big GET reply goes out from the table's memory (no copy). A reader that has not read
+    it yet, while another client overwrites the key, deletes it and sets it again, still gets
+    the value as it was when it asked, byte for byte; so does one that changes the key itself
+    in the same batch of requests."""
+    size = 8 << 20  # far over the socket buffers: most of the reply waits in the server
+    old, new = bytes(range(256)) * (size // 256), b"n" * size
+    with raw(store) as writer, raw(store) as reader:
+        writer.settimeout(10)
+        reader.settimeout(30)
+        writer.sendall(legacy_set(b"/big", old) + legacy_get(b"/big"))
+        assert recv_exactly(writer, 8 + size) == u64(size) + old
+        reader.sendall(legacy_get(b"/big"))
+        time.sleep(0.5)  # the reply is queued, mostly unwritten
+        delete = b"\x08" + u64(4) + b"/big"  # legacy DELETE_KEY: 1 if it was there
+        writer.sendall(legacy_set(b"/big", b"x" * size) + delete + legacy_set(b"/big", new))
+        assert recv_exactly(writer, 8) == u64(1)
+        assert recv_exactly(reader, 8 + size) == u64(size) + old
+        writer.sendall(legacy_get(b"/big"))
+        assert recv_exactly(writer, 8 + size) == u64(size) + new
+        # One batch: GET a value big enough to be shared, SET it, GET it again.
+        mid = os.urandom(256 << 10)
+        reader.sendall(legacy_set(b"/mid", mid) + legacy_get(b"/mid") +
+                       legacy_set(b"/mid", b"mine") + legacy_get(b"/mid"))
+        assert recv_exactly(reader, 8 + len(mid) + 8 + 4) == u64(len(mid)) + mid + u64(4) + b"mine"
+    check_alive(store)
+
+
 def test_4096_idle_connections(store):
     conns = []
     try:

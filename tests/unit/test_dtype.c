@@ -47,7 +47,7 @@ static void test_names_and_sizes(void **state) {
   assert_int_equal(fg_dtype_parse(""), -1);
   for (int r = 0; r < FG_REDOP_COUNT; r++)
     assert_int_equal(fg_redop_parse(fg_redop_name((fg_redop)r)), r);
-  assert_int_equal(fg_redop_parse("MAX"), FG_MAX);
+  assert_int_equal(fg_redop_parse("MAX"), FG_REDOP_MAX);
   assert_int_equal(fg_redop_parse("mean"), -1);
   assert_string_equal(fg_redop_name(FG_REDOP_COUNT), "?");
 }
@@ -189,27 +189,27 @@ static void test_bf16_rounding_cases(void **state) {
 static void test_int8_uint8_wrap(void **state) {
   (void)state;
   int8_t a[4] = {127, -128, 3, -4}, b[4] = {1, -1, -5, 2}, d[4];
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_SUM);
+  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_SUM);
   assert_int_equal(d[0], -128);
   assert_int_equal(d[1], 127);
   assert_int_equal(d[2], -2);
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_PROD);
+  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_PROD);
   assert_int_equal(d[0], 127);
   assert_int_equal(d[1], -128); /* 128 wraps */
   assert_int_equal(d[3], -8);
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_MIN);
+  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_MIN);
   assert_int_equal(d[2], -5);
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_MAX);
+  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_MAX);
   assert_int_equal(d[3], 2);
   uint8_t u[3] = {255, 16, 7}, v[3] = {1, 16, 200}, w[3];
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_SUM);
+  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_SUM);
   assert_int_equal(w[0], 0);
   assert_int_equal(w[2], 207);
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_PROD);
+  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_PROD);
   assert_int_equal(w[1], 0); /* 256 wraps */
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_MIN);
+  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_MIN);
   assert_int_equal(w[0], 1);
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_MAX);
+  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_MAX);
   assert_int_equal(w[2], 200);
 }
 
@@ -218,49 +218,49 @@ static void test_int8_uint8_wrap(void **state) {
 static void test_int32_int64_wrap(void **state) {
   (void)state;
   int32_t a[3] = {INT32_MAX, INT32_MIN, -7}, b[3] = {1, -1, 3}, d[3];
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_SUM);
+  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_SUM);
   assert_int_equal(d[0], INT32_MIN);
   assert_int_equal(d[1], INT32_MAX);
   assert_int_equal(d[2], -4);
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_AVG); /* AVG reduces as SUM */
+  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_AVG); /* AVG reduces as SUM */
   assert_int_equal(d[2], -4);
   int32_t big[1] = {65536}, sq[1];
-  fg_reduce_local3(sq, big, big, 1, FG_INT32, FG_PROD);
+  fg_reduce_local3(sq, big, big, 1, FG_INT32, FG_REDOP_PROD);
   assert_int_equal(sq[0], 0);
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_MIN);
+  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_MIN);
   assert_int_equal(d[0], 1);
   assert_int_equal(d[1], INT32_MIN);
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_MAX);
+  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_MAX);
   assert_int_equal(d[2], 3);
 
   int64_t x[3] = {INT64_MAX, INT64_MIN, (int64_t)1 << 40}, y[3] = {1, -1, (int64_t)1 << 30}, z[3];
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_SUM);
+  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_SUM);
   assert_true(z[0] == INT64_MIN && z[1] == INT64_MAX);
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_PROD);
+  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_PROD);
   assert_true(z[0] == INT64_MAX);
   assert_true(z[1] == INT64_MIN); /* -INT64_MIN wraps back */
   assert_true(z[2] == 0);         /* 2^70 wraps to 0 */
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_MIN);
+  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_MIN);
   assert_true(z[1] == INT64_MIN && z[2] == (int64_t)1 << 30);
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_MAX);
+  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_MAX);
   assert_true(z[0] == INT64_MAX && z[1] == -1);
 }
 
 static void test_floats(void **state) {
   (void)state;
   float a[3] = {1.5f, -2.0f, 1e30f}, b[3] = {2.0f, 3.0f, 1e30f}, d[3];
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_SUM);
+  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_SUM);
   assert_true(d[0] == 3.5f && d[1] == 1.0f && d[2] == 2e30f);
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_PROD);
+  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_PROD);
   assert_true(d[0] == 3.0f && d[1] == -6.0f && isinf(d[2]));
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_MIN);
+  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_MIN);
   assert_true(d[0] == 1.5f && d[1] == -2.0f);
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_MAX);
+  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_MAX);
   assert_true(d[0] == 2.0f && d[1] == 3.0f);
   double x[2] = {0.1, -1e308}, y[2] = {0.2, -1e308}, z[2];
-  fg_reduce_local3(z, x, y, 2, FG_FLOAT64, FG_SUM);
+  fg_reduce_local3(z, x, y, 2, FG_FLOAT64, FG_REDOP_SUM);
   assert_true(z[0] == 0.1 + 0.2 && isinf(z[1]) && z[1] < 0);
-  fg_reduce_local3(z, x, y, 2, FG_FLOAT64, FG_MAX);
+  fg_reduce_local3(z, x, y, 2, FG_FLOAT64, FG_REDOP_MAX);
   assert_true(z[0] == 0.2);
 }
 
@@ -275,31 +275,31 @@ static void test_half_kernels(void **state) {
   uint16_t a[4], b[4], d[4];
   put_halves(a, af, 4, 0);
   put_halves(b, bf, 4, 0);
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_SUM);
+  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_SUM);
   assert_true(fg_half_to_float(d[0]) == 2048); /* 2049 rounds to even */
   assert_true(fg_half_to_float(d[1]) == 3.75f);
   assert_true(fg_half_to_float(d[2]) == 1);
   assert_int_equal(d[3], 0x7c00); /* overflows to infinity */
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_PROD);
+  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_PROD);
   assert_true(fg_half_to_float(d[1]) == 3.375f && fg_half_to_float(d[2]) == -12);
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_MIN);
+  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_MIN);
   assert_true(fg_half_to_float(d[0]) == 1 && fg_half_to_float(d[2]) == -3);
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_MAX);
+  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_MAX);
   assert_true(fg_half_to_float(d[1]) == 2.25f);
 
   static const float xf[3] = {256, 1, -0.5f}, yf[3] = {1, 1.0f / 128, 0.25f};
   uint16_t x[3], y[3], z[3];
   put_halves(x, xf, 3, 1);
   put_halves(y, yf, 3, 1);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_SUM);
+  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_SUM);
   assert_true(fg_bf16_to_float(z[0]) == 256); /* 257 rounds to even */
   assert_true(fg_bf16_to_float(z[1]) == 1 + 1.0f / 128);
   assert_true(fg_bf16_to_float(z[2]) == -0.25f);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_PROD);
+  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_PROD);
   assert_true(fg_bf16_to_float(z[0]) == 256 && fg_bf16_to_float(z[2]) == -0.125f);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_MIN);
+  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_MIN);
   assert_true(fg_bf16_to_float(z[2]) == -0.5f);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_MAX);
+  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_MAX);
   assert_true(fg_bf16_to_float(z[0]) == 256);
 }
 
@@ -307,14 +307,14 @@ static void test_half_kernels(void **state) {
 static void test_aliasing(void **state) {
   (void)state;
   int32_t a[3] = {1, 2, 3}, b[3] = {10, 20, 30};
-  fg_reduce_local(a, b, 3, FG_INT32, FG_SUM);
+  fg_reduce_local(a, b, 3, FG_INT32, FG_REDOP_SUM);
   assert_true(a[0] == 11 && a[1] == 22 && a[2] == 33);
-  fg_reduce_local3(b, a, b, 3, FG_INT32, FG_MAX);
+  fg_reduce_local3(b, a, b, 3, FG_INT32, FG_REDOP_MAX);
   assert_true(b[0] == 11 && b[2] == 33);
   uint16_t h[2], g[2];
   put_halves(h, (const float[]){1, 2}, 2, 0);
   put_halves(g, (const float[]){3, 4}, 2, 0);
-  fg_reduce_local3(g, h, g, 2, FG_FLOAT16, FG_SUM);
+  fg_reduce_local3(g, h, g, 2, FG_FLOAT16, FG_REDOP_SUM);
   assert_true(fg_half_to_float(g[0]) == 4 && fg_half_to_float(g[1]) == 6);
 }
 

@@ -29,12 +29,12 @@ static double value(int which, size_t i) {
 /* Integers take the ordinary values scaled to reach past their range (so sums and
  * products wrap), and their extremes where the floats take the specials. */
 static double pick(fg_redop op, double x, double y) {
-  return op == FG_MIN ? (y < x ? y : x) : (y > x ? y : x);
+  return op == FG_REDOP_MIN ? (y < x ? y : x) : (y > x ? y : x);
 }
 
 /* The reference: one element, in the type's own arithmetic. */
 static void reference(void *d, const void *a, const void *b, size_t i, fg_dtype dt, fg_redop op) {
-  int mul = op == FG_PROD, minmax = op == FG_MIN || op == FG_MAX;
+  int mul = op == FG_REDOP_PROD, minmax = op == FG_REDOP_MIN || op == FG_REDOP_MAX;
 #define INTS(T, U)                                                                        \
   {                                                                                       \
     T x = ((const T *)a)[i], y = ((const T *)b)[i];                                       \
@@ -48,8 +48,8 @@ static void reference(void *d, const void *a, const void *b, size_t i, fg_dtype 
     case FG_INT32: INTS(int32_t, uint32_t);
     case FG_INT64: { /* through double would lose bits: compare directly */
       int64_t x = ((const int64_t *)a)[i], y = ((const int64_t *)b)[i];
-      ((int64_t *)d)[i] = op == FG_MIN   ? (y < x ? y : x)
-                          : op == FG_MAX ? (y > x ? y : x)
+      ((int64_t *)d)[i] = op == FG_REDOP_MIN   ? (y < x ? y : x)
+                          : op == FG_REDOP_MAX ? (y > x ? y : x)
                                          : (int64_t)(mul ? (uint64_t)x * (uint64_t)y
                                                          : (uint64_t)x + (uint64_t)y);
       break;
@@ -60,13 +60,15 @@ static void reference(void *d, const void *a, const void *b, size_t i, fg_dtype 
       uint16_t hx = ((const uint16_t *)a)[i], hy = ((const uint16_t *)b)[i];
       float x = bf ? fg_bf16_to_float(hx) : fg_half_to_float(hx);
       float y = bf ? fg_bf16_to_float(hy) : fg_half_to_float(hy);
-      float r = minmax ? (op == FG_MIN ? (y < x ? y : x) : (y > x ? y : x)) : mul ? x * y : x + y;
+      float r = minmax ? (op == FG_REDOP_MIN ? (y < x ? y : x) : (y > x ? y : x))
+                       : mul  ? x * y
+                              : x + y;
       ((uint16_t *)d)[i] = bf ? fg_float_to_bf16(r) : fg_float_to_half(r);
       break;
     }
     case FG_FLOAT32: {
       float x = ((const float *)a)[i], y = ((const float *)b)[i];
-      ((float *)d)[i] = minmax ? (op == FG_MIN ? (y < x ? y : x) : (y > x ? y : x))
+      ((float *)d)[i] = minmax ? (op == FG_REDOP_MIN ? (y < x ? y : x) : (y > x ? y : x))
                         : mul  ? x * y
                                : x + y;
       break;
@@ -123,7 +125,7 @@ static void test_every_kernel_matches_one_element_at_a_time(void **state) {
   (void)state;
   static const size_t lengths[] = {1, 7, 8, 9, 31, 33, 64, N};
   for (int dt = 0; dt < FG_DTYPE_COUNT; dt++)
-    for (int op = 0; op < FG_AVG; op++)
+    for (int op = 0; op < FG_REDOP_AVG; op++)
       for (size_t l = 0; l < sizeof lengths / sizeof lengths[0]; l++)
         for (size_t skew = 0; skew < 2; skew++) check((fg_dtype)dt, (fg_redop)op, lengths[l], skew);
 }
@@ -133,8 +135,8 @@ static void test_avg_reduces_as_sum(void **state) {
   (void)state;
   float a[40], b[40], s[40], v[40];
   for (int i = 0; i < 40; i++) a[i] = (float)i, b[i] = (float)(3 * i);
-  fg_reduce_local3(s, a, b, 40, FG_FLOAT32, FG_SUM);
-  fg_reduce_local3(v, a, b, 40, FG_FLOAT32, FG_AVG);
+  fg_reduce_local3(s, a, b, 40, FG_FLOAT32, FG_REDOP_SUM);
+  fg_reduce_local3(v, a, b, 40, FG_FLOAT32, FG_REDOP_AVG);
   assert_memory_equal(s, v, sizeof s);
 }
 

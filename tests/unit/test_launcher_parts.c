@@ -205,6 +205,23 @@ static void worker_env_is_torchruns(void **state) {
   unsetenv("FG_TEST_KEEP");
 }
 
+static void env_overlay_replaces_by_name_in_one_allocation(void **state) {
+  (void)state;
+  char *base[] = {"PATH=/bin", "PMIX_RANK=9", "PMIX_RANKS=x", "RANK=1", NULL};
+  char *over[] = {"PMIX_RANK=0", "PMIX_NAMESPACE=ns", NULL};
+  char **env = fg_env_overlay(base, over);
+  assert_non_null(env);
+  const char *want[] = {"PATH=/bin", "PMIX_RANKS=x", "RANK=1", "PMIX_RANK=0", "PMIX_NAMESPACE=ns"};
+  size_t n = 0;
+  for (; env[n]; n++) {
+    assert_true(n < sizeof want / sizeof *want);
+    assert_string_equal(env[n], want[n]);
+    assert_ptr_not_equal(env[n], n < 3 ? base[n == 0 ? 0 : n + 1] : over[n - 3]); /* copies */
+  }
+  assert_int_equal(n, sizeof want / sizeof *want);
+  free(env);
+}
+
 static void job_defaults_respect_the_users_values(void **state) {
   (void)state;
   unsetenv("OMP_NUM_THREADS");
@@ -311,15 +328,15 @@ static void helpers_are_found_next_to_fgrun_or_in_libexec(void **state) {
   char bin[300], libexec[300], path[512], cmd[1200];
   snprintf(bin, sizeof bin, "%s/bin", dir);
   snprintf(libexec, sizeof libexec, "%s/libexec/fgrun", dir);
-  snprintf(cmd, sizeof cmd, "mkdir -p %s %s && cp /bin/true %s/fgrun-exec", bin, libexec,
+  snprintf(cmd, sizeof cmd, "mkdir -p %s %s && cp /bin/true %s/fgscenario", bin, libexec,
            libexec);
   assert_int_equal(system(cmd), 0);
-  assert_int_equal(fg_find_helper(bin, "fgrun-exec", path, sizeof path), 0);
-  assert_non_null(strstr(path, "libexec/fgrun/fgrun-exec"));
-  snprintf(cmd, sizeof cmd, "cp /bin/true %s/fgrun-exec", bin);
+  assert_int_equal(fg_find_helper(bin, "fgscenario", path, sizeof path), 0);
+  assert_non_null(strstr(path, "libexec/fgrun/fgscenario"));
+  snprintf(cmd, sizeof cmd, "cp /bin/true %s/fgscenario", bin);
   assert_int_equal(system(cmd), 0);
-  assert_int_equal(fg_find_helper(bin, "fgrun-exec", path, sizeof path), 0);
-  snprintf(cmd, sizeof cmd, "%s/fgrun-exec", bin);
+  assert_int_equal(fg_find_helper(bin, "fgscenario", path, sizeof path), 0);
+  snprintf(cmd, sizeof cmd, "%s/fgscenario", bin);
   assert_string_equal(path, cmd);
   assert_int_equal(fg_find_helper(bin, "fgnothing", path, sizeof path), -ENOENT);
   assert_int_equal(fg_remove_tree(dir), 0);
@@ -372,6 +389,7 @@ int main(void) {
       cmocka_unit_test(torch_error_files_are_read),
       cmocka_unit_test(the_tail_keeps_the_last_lines),
       cmocka_unit_test(worker_env_is_torchruns),
+      cmocka_unit_test(env_overlay_replaces_by_name_in_one_allocation),
       cmocka_unit_test(job_defaults_respect_the_users_values),
       cmocka_unit_test(programs_resolve_like_torchrun),
       cmocka_unit_test(helpers_are_found_next_to_fgrun_or_in_libexec),

@@ -157,16 +157,85 @@ static void pipelined_replies_stop_at_the_batch_limit(void **state) {
   for (int i = 0; i < 10; i++) put_get(&f->in, "/big");
   size_t request = 1 + 8 + 4;
   assert_int_equal(feed(f, &why), FG_CORE_BLOCKED);
-  assert_int_equal(f->s.out.len, 2 * (8 + 40000));
+  assert_int_equal(fg_session_pending(&f->s), 2 * (8 + 40000));
   assert_int_equal(f->in.len, 8 * request);
-  fg_buf_reset(&f->s.out); /* the client reads */
+  fg_session_clear_output(&f->s); /* the client reads */
   assert_int_equal(feed(f, &why), FG_CORE_BLOCKED);
   assert_int_equal(f->in.len, 6 * request);
-  fg_buf_reset(&f->s.out);
+  fg_session_clear_output(&f->s);
   while (f->in.len) {
     assert_true(feed(f, &why) >= 0);
-    fg_buf_reset(&f->s.out);
+    fg_session_clear_output(&f->s);
   }
+}
+
+/* A big value goes out from the table's memory, not copied (ops.h: FG_SHARE_MIN); a SET of
+ * the key while that reply is unwritten leaves the reply the old value, and the output
+ * reads as if copied. A small value is copied. */
+static void a_big_get_shares_the_value_and_a_later_set_leaves_it_alone(void **state) {
+  fixture *f = *state;
+  const char *why;
+  size_t big = FG_SHARE_MIN + 100;
+  put_set(&f->in, "/big", big);
+  put_get(&f->in, "/big");
+  put_set(&f->in, "/small", 10);
+  put_get(&f->in, "/small");
+  assert_int_equal(feed(f, &why), 0);
+  assert_int_equal(f->s.nshares, 1);
+  assert_int_equal(f->s.out.len, 8 + 8 + 10); /* the big value is not in out */
+  fg_kv_entry *e = fg_kv_find(&f->core.kv, (const uint8_t *)"/big", 4);
+  assert_non_null(e);
+  assert_ptr_equal(f->s.shares[0].p, e->value);
+  /* Now the key changes before the reply is written. */
+  fg_buf_reset(&f->in);
+  fg_proto_put_op(&f->in, FG_DIALECT_LEGACY, FG_OP_SET);
+  put_str(&f->in, "/big");
+  put_str(&f->in, "changed");
+  assert_int_equal(feed(f, &why), 0);
+  assert_ptr_not_equal(e->value, f->s.shares[0].p);
+  fg_session_flatten(&f->s);
+  assert_int_equal(f->s.nshares, 0);
+  assert_int_equal(f->s.out.len, 8 + big + 8 + 10);
+  uint64_t len;
+  memcpy(&len, f->s.out.data, 8);
+  assert_int_equal(len, big);
+  for (size_t i = 0; i < big; i++) assert_int_equal(f->s.out.data[8 + i], 'v');
+  assert_memory_equal(e->value, "changed", 7);
+  fg_session_clear_output(&f->s);
+}
+
+/* The table's side of sharing: while a reference is held, APPEND and SET move the value to
+ * memory of its own (APPEND keeping the old bytes), and DELETE leaves the reference alone. */
+static void a_held_value_survives_append_set_and_unset(void **state) {
+  fixture *f = *state;
+  fg_kv *kv = &f->core.kv;
+  int err = 0;
+  fg_kv_entry *e = fg_kv_intern(kv, (const uint8_t *)"/k", 2, &err);
+  assert_non_null(e);
+  assert_int_equal(fg_kv_set(kv, e, (const uint8_t *)"abc", 3), 0);
+  fg_kv_blob *held = fg_kv_blob_ref(e);
+  assert_int_equal(held->refs, 2);
+  assert_int_equal(fg_kv_append(kv, e, (const uint8_t *)"def", 3), 0);
+  assert_ptr_not_equal(e->blob, held);
+  assert_int_equal(e->len, 6);
+  assert_memory_equal(e->value, "abcdef", 6);
+  assert_memory_equal(held->data, "abc", 3);
+  assert_int_equal(held->refs, 1);
+  /* Unshared now: a further APPEND stays in place when it fits. */
+  fg_kv_blob *own = e->blob;
+  assert_int_equal(fg_kv_append(kv, e, (const uint8_t *)"g", 1), 0);
+  assert_ptr_equal(e->blob, own);
+  fg_kv_blob_unref(held);
+  held = fg_kv_blob_ref(e);
+  assert_int_equal(fg_kv_set(kv, e, (const uint8_t *)"x", 1), 0);
+  assert_memory_equal(held->data, "abcdefg", 7);
+  fg_kv_blob_unref(held);
+  held = fg_kv_blob_ref(e);
+  fg_kv_unset(kv, e);
+  assert_null(e->blob);
+  assert_memory_equal(held->data, "x", 1);
+  fg_kv_blob_unref(held);
+  fg_kv_release(kv, e);
 }
 
 static void a_multi_get_reply_over_the_limit_is_refused(void **state) {
@@ -210,6 +279,10 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(a_half_sent_token_waits_for_the_rest, setup, teardown),
       cmocka_unit_test_setup_teardown(pipelined_replies_stop_at_the_batch_limit, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(a_big_get_shares_the_value_and_a_later_set_leaves_it_alone,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(a_held_value_survives_append_set_and_unset, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(a_multi_get_reply_over_the_limit_is_refused, setup,
                                       teardown),
