@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import BIN, SYSTEM_PYTHON
 
 WORKERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "workers")
@@ -28,6 +30,64 @@ def run(fgrun, *args, env=None, timeout=TIMEOUT, **kw):
     """Runs fgrun to completion; returns the CompletedProcess (bytes output)."""
     return subprocess.run([fgrun, *args], env=env or fgrun_env(), capture_output=True,
                           timeout=timeout, **kw)
+
+
+def descendants(pid):
+    """Every live process below pid, parents first."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(0), [])
+        out += kids
+        todo += kids
+    return out
+
+
+def stacks_below(pid):
+    """What a hung launcher's processes are doing: state, command line, and the native and
+    Python stacks fgrun-stack reads from outside (a test that times out shows where)."""
+    from conftest import bin_path
+    report = []
+    for p in descendants(pid):
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{p}/wchan") as f:
+                wchan = f.read()
+        except OSError:
+            continue
+        report.append(f"pid {p} ({wchan}): {cmd}")
+        if "python" in cmd:
+            r = subprocess.run([bin_path("fgrun-stack"), str(p)], capture_output=True,
+                               text=True, timeout=60)
+            report.append(r.stdout + r.stderr)
+    return "\n".join(report)
+
+
+def run_or_stacks(argv, env, timeout, **kw):
+    """subprocess.run(argv, capture_output=True, text=True) that, when timeout passes, fails
+    the test with the stacks of every process below the launcher and its output so far."""
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, **kw)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stacks = stacks_below(p.pid)
+        pids = descendants(p.pid)
+        p.kill()
+        kill_all(pids)
+        out, err = p.communicate()
+        pytest.fail(f"{' '.join(argv)}: still running after {timeout} s\n--- processes\n"
+                    f"{stacks}\n--- stdout\n{out[-4000:]}\n--- stderr\n{err[-4000:]}")
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 def start(fgrun, *args, env=None, **kw):

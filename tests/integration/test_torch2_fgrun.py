@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import free_port
-from launcher_util import kill_all, worker
+from launcher_util import kill_all, run_or_stacks, worker
 from torch2_util import TIMEOUT, sigterm_when_ready, torch2_env
 
 pytestmark = pytest.mark.torch2
@@ -17,8 +17,7 @@ PROBE = worker("torch2_probe.py")
 
 def fgrun2(fgrun, *args, env=None, **kw):
     """fgrun running torch2_probe.py's workers with the root's python (PYTHON_EXEC)."""
-    return subprocess.run([fgrun, *args], env=env or torch2_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT, **kw)
+    return run_or_stacks([fgrun, *args], env or torch2_env(), TIMEOUT, **kw)
 
 
 def rank_lines(cp, prefix="[rank"):

@@ -5,12 +5,11 @@ difference here is asserted as it is, so a change on either side shows."""
 import json
 import os
 import signal
-import subprocess
 
 import pytest
 
 from conftest import free_port
-from launcher_util import worker
+from launcher_util import run_or_stacks, worker
 from torch2_util import PYTHON, TIMEOUT, TORCHRUN, sigterm_when_ready, torch2_env
 
 pytestmark = pytest.mark.torch2
@@ -40,8 +39,7 @@ def launch(which, *args, env=None, same_prefix=False, **kw):
     head = [TORCHRUN] if which == "torchrun" else [bin_fgrun(), f"--python={PYTHON}",
                                                    *([TORCHRUN_PREFIX] if same_prefix else [])]
     port = [] if "--standalone" in args else [f"--master-port={free_port()}"]
-    return subprocess.run([*head, *port, *args], env=env or launcher_env(), capture_output=True,
-                          text=True, timeout=TIMEOUT, **kw)
+    return run_or_stacks([*head, *port, *args], env or launcher_env(), TIMEOUT, **kw)
 
 
 def bin_fgrun():

@@ -25,6 +25,15 @@ def say(*args):
     print(*args, flush=True)
 
 
+# keep_tensors_past_destroy: torch 2.6 destroys a ProcessGroup holding the GIL (pybind11
+# binding without a GIL-releasing destructor; fixed in torch 2.8 by pytorch#154976). The
+# destructor joins gloo's worker threads; a worker that still has to drop the last reference to
+# a tensor Python created (its input, once the Python object is gone) waits for the GIL: both
+# wait for good. On a loaded machine, a worker starved between finishing an op and dropping it
+# made about 1 run in 20 of `collectives` hang. So the modes name every tensor they pass to a
+# collective (no temporaries) and destroy the groups while those names still hold them.
+
+
 def collectives():
     """all_reduce, broadcast_object_list, new_group, all_gather, barrier over gloo from env://,
     then the rank's own gloo keys read back through the agent's store."""
@@ -44,7 +53,8 @@ def collectives():
         dist.all_reduce(g, group=group)
         assert g.item() == len(evens), g
     parts = [torch.zeros(2) for _ in range(world)]
-    dist.all_gather(parts, torch.tensor([rank, 10.0 * rank]))
+    mine = torch.tensor([rank, 10.0 * rank])
+    dist.all_gather(parts, mine)
     assert [p.tolist() for p in parts] == [[r, 10.0 * r] for r in range(world)], parts
     dist.barrier()
     assert os.environ["TORCHELASTIC_USE_AGENT_STORE"] == "True"
@@ -55,6 +65,7 @@ def collectives():
     assert store.check([f"default_pg/0//cpu//0/{r}" for r in range(world)])
     dist.barrier()
     dist.destroy_process_group()
+    del group  # while g lives: see keep_tensors_past_destroy
     say(f"rank {rank}/{world} ok torch {torch.__version__}")
 
 
@@ -112,13 +123,15 @@ def mesh():
     from torch.distributed.device_mesh import init_device_mesh
     m = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
     rank = dist.get_rank()
-    sums = {}
+    sums, used = {}, []  # used: see keep_tensors_past_destroy
     for dim in ("dp", "tp"):
         t = torch.tensor([float(rank)])
+        used.append(t)
         dist.all_reduce(t, group=m.get_group(dim))
         sums[dim] = t.item()
     assert sums == {"dp": 2 * (rank % 2) + 2, "tp": 4 * (rank // 2) + 1}, (rank, sums)
     dist.destroy_process_group()
+    del m
     say(f"rank {rank} mesh {json.dumps(sums, sort_keys=True)}")
 
 
