@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
-#include "comm/progress.h"
+#include "common/progress.h"
 
 enum { OP_BARRIER = 1, OP_BROADCAST, OP_REDUCE, OP_ALLREDUCE, OP_ALLGATHER, OP_ALLGATHERV,
        OP_GATHER, OP_SCATTER, OP_REDUCE_SCATTER, OP_ALLTOALL };

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
-#include "comm/progress.h"
-#include "comm/trace.h"
+#include "common/progress.h"
+#include "common/trace.h"
 #include "common/util.h"
 
 static const fg_backend *backend_named(const char *name) {

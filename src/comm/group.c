@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "comm/comm_internal.h"
-#include "comm/progress.h"
+#include "common/progress.h"
 
 typedef struct member {
   int64_t colour, key, parent_rank;

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "comm/progress_slot.h"
+#include "common/progress_slot.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "launcher/hang_classify.h"

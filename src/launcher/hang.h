@@ -1,6 +1,6 @@
 /* hang.h - fgrun's side of hang attribution.
  *
- * fgrun makes the progress file (src/comm/progress_slot.h: one slot per local rank, which
+ * fgrun makes the progress file (src/common/progress_slot.h: one slot per local rank, which
  * libfg, or fgrun's Python hook for torch, writes on entering and leaving every operation)
  * before the first attempt and names it in each worker's FG_PROGRESS_FILE. With
  * --hang_timeout, a timer reads the slots; once a running rank has been in one operation

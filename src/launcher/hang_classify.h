@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-#include "comm/progress_slot.h"
+#include "common/progress_slot.h"
 #include "common/buf.h"
 #include "launcher/procinfo.h"
 

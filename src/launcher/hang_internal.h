@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "comm/progress_slot.h"
+#include "common/progress_slot.h"
 #include "common/buf.h"
 #include "launcher/hang.h"
 #include "launcher/hang_classify.h"

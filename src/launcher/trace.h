@@ -1,7 +1,7 @@
 /* trace.h - fgrun --trace FILE: the run's timeline as a Chrome trace-event file, which
  * Perfetto (ui.perfetto.dev) and chrome://tracing open.
  *
- * Each rank's library writes its operations to a file of its own (src/comm/trace.h), which
+ * Each rank's library writes its operations to a file of its own (src/common/trace.h), which
  * fgrun names in FG_TRACE_FILE: <run dir>/attempt_<n>/<local rank>/trace.jsonl. fgrun
  * records its own events - every worker's life from spawn to exit, every attempt and every
  * restart - and when the job ends merges everything into FILE:

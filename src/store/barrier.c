@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "comm/progress.h"
+#include "common/progress.h"
 #include "common/util.h"
 #include "store/client_internal.h"
 

@@ -1,4 +1,4 @@
-/* fault_overhead - what the progress marks (src/comm/progress.h) cost, for the figures in
+/* fault_overhead - what the progress marks (src/common/progress.h) cost, for the figures in
  * the hang-attribution work; not run by the tests.
  *
  *   fault_overhead marks N        N enter/leave pairs; ns per pair. With FG_PROGRESS_FILE
@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "comm/comm_internal.h"
-#include "comm/progress.h"
+#include "common/progress.h"
 #include "common/util.h"
 
 static int cmp_double(const void *a, const void *b) {

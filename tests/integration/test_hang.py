@@ -140,7 +140,7 @@ def test_bad_hang_options_are_usage_errors(tmp_path, args, error):
     assert job.rc == 2 and f"fgrun: error: {error}" in job.err, job
 
 
-# The progress file's layout (src/comm/progress_slot.h), as fgrun's Python hook writes it.
+# The progress file's layout (src/common/progress_slot.h), as fgrun's Python hook writes it.
 HOOK = os.path.join(os.path.dirname(__file__), "..", "..", "src", "launcher", "pyhook")
 sys.path.insert(0, HOOK)
 import _fgrun_hook as layout  # noqa: E402

@@ -1,7 +1,7 @@
 """The work of fgrun's sitecustomize (see there): tracebacks on a signal, progress marks
 for torch.distributed, and getting out of the way.
 
-The progress file's layout is src/comm/progress_slot.h's (version 2): a 16-byte header,
+The progress file's layout is src/common/progress_slot.h's (version 2): a 16-byte header,
 then one 192-byte slot per local rank at (local_rank + 1) * 192, written under a sequence
 lock (an odd generation while the rank writes).
 """

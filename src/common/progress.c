@@ -1,5 +1,5 @@
 /* progress.c - the writer's side of the progress file (see progress.h). */
-#include "comm/progress.h"
+#include "common/progress.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "comm/trace.h"
+#include "common/trace.h"
 #include "common/util.h"
 
 /* Set up once, on the first operation: the environment does not change under a running

@@ -15,12 +15,12 @@
  *
  * The file layout, shared by the writers (the library, fgrun's Python hook) and the reader
  * (fgrun), is progress_slot.h. */
-#ifndef FG_COMM_PROGRESS_H
-#define FG_COMM_PROGRESS_H
+#ifndef FG_COMMON_PROGRESS_H
+#define FG_COMMON_PROGRESS_H
 
 #include <stdint.h>
 
-#include "comm/progress_slot.h"
+#include "common/progress_slot.h"
 
 /* What the rank passed, so that ranks that called the same number differently are told
  * apart. FG_OP_ARGS_NONE: no count, no dtype, no root, no peer. */

@@ -8,8 +8,8 @@
  * killed); the file is cut to its length when the world communicator is destroyed and at
  * exit. When the disk is full tracing stops with one message; the rank goes on. A forked
  * child does not trace. */
-#ifndef FG_COMM_TRACE_H
-#define FG_COMM_TRACE_H
+#ifndef FG_COMMON_TRACE_H
+#define FG_COMMON_TRACE_H
 
 #include <stdint.h>
 

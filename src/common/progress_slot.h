@@ -7,8 +7,8 @@
  * A slot has one writer, its rank, under a sequence lock: gen is odd while the rank writes,
  * and a reader that sees it odd or changed retries. Writes are plain stores: no syscall, no
  * lock, nothing the reader can block. */
-#ifndef FG_COMM_PROGRESS_SLOT_H
-#define FG_COMM_PROGRESS_SLOT_H
+#ifndef FG_COMMON_PROGRESS_SLOT_H
+#define FG_COMMON_PROGRESS_SLOT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -7,7 +7,7 @@
  * an error there, never a SIGBUS on a page later), and the file is cut to its length at
  * destroy and exit; a rank killed before that leaves zeros after its last line, which
  * fgrun skips. */
-#include "comm/trace.h"
+#include "common/trace.h"
 
 #include <errno.h>
 #include <fcntl.h>
