@@ -3,7 +3,7 @@
  *
  * Every group gets its own gloo context (connected through the group's store scope) over
  * one TCP device per process. gloo has every collective but reduce-scatter, which is an
- * allreduce here. Reductions always run our kernels (fg_reduce_local3), so half
+ * allreduce here. Reductions always run our kernels (fg__reduce_local3), so half
  * types and integer wrap-around match the other backends. A peer that dies fails every
  * operation of the groups it was in within milliseconds, naming it (gloo_shim.cc keeps
  * that watch); every wait is bounded by the communicator's timeout. */
@@ -53,7 +53,7 @@ static int failed(fg_comm *c, int rc, const char *what, const fg_gloo_error *e) 
 static void listen_address(const fg_comm *w, char *host, size_t len, const char **iface) {
   *iface = getenv("GLOO_SOCKET_IFNAME");
   snprintf(host, len, "127.0.0.1");
-  if (w->local_size != w->size) fg_advertised_host(host, len);
+  if (w->local_size != w->size) fg__advertised_host(host, len);
 }
 
 static int connect_group(fg_comm *c, fg_gloo_device *dev, gloo_comm *g) {
@@ -61,7 +61,7 @@ static int connect_group(fg_comm *c, fg_gloo_device *dev, gloo_comm *g) {
   int rc = fg_store_scope(c->store, "gloo", &scope);
   if (rc != 0) return fg__comm_fail(c, rc, "rendezvous", "out of memory");
   fg_gloo_error e;
-  rc = fg_gloo_connect(dev, scope, c->rank, c->size, c->timeout_ms, &g->ctx, &e);
+  rc = fg__gloo_connect(dev, scope, c->rank, c->size, c->timeout_ms, &g->ctx, &e);
   fg_store_close(scope);
   return rc ? failed(c, rc, "rendezvous", &e) : 0;
 }
@@ -69,8 +69,8 @@ static int connect_group(fg_comm *c, fg_gloo_device *dev, gloo_comm *g) {
 static void gloo_destroy(fg_comm *c) {
   gloo_comm *g = c->impl;
   if (!g) return;
-  fg_gloo_close(g->ctx);
-  fg_gloo_device_close(g->dev);
+  fg__gloo_close(g->ctx);
+  fg__gloo_device_close(g->dev);
   free(g->scratch);
   free(g);
   c->impl = NULL;
@@ -92,7 +92,7 @@ static int gloo_init(fg_comm *w) {
   const char *iface;
   listen_address(w, host, sizeof host, &iface);
   fg_gloo_error e;
-  int rc = fg_gloo_device_open(host, iface, &g->dev, &e);
+  int rc = fg__gloo_device_open(host, iface, &g->dev, &e);
   if (rc != 0) {
     free(g);
     return fg__comm_fail(w, rc, "init", "cannot listen on %s: %s", iface ? iface : host, e.msg);
@@ -117,7 +117,7 @@ static int gloo_split(fg_comm *parent, fg_comm *child, int colour, int key) {
 
 static void reduce_kernel(void *dst, const void *a, const void *b, size_t n, void *arg) {
   const reduction *r = arg;
-  fg_reduce_local3(dst, a, b, n, r->dt, r->op);
+  fg__reduce_local3(dst, a, b, n, r->dt, r->op);
 }
 
 static fg_gloo_op op_of(const fg_comm *c, const void *send, void *recv, size_t count,
@@ -135,14 +135,14 @@ static const void *unless_own_block(const void *send, const void *recv, size_t o
 static int gloo_barrier(fg_comm *c) {
   fg_gloo_op op = op_of(c, NULL, NULL, 0, FG_UINT8, 0);
   fg_gloo_error e;
-  int rc = fg_gloo_barrier(ctx_of(c), &op, &e);
+  int rc = fg__gloo_barrier(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "barrier", &e) : 0;
 }
 
 static int gloo_broadcast(fg_comm *c, void *buf, size_t count, fg_dtype dt, int root) {
   fg_gloo_op op = op_of(c, NULL, buf, count, dt, root);
   fg_gloo_error e;
-  int rc = fg_gloo_broadcast(ctx_of(c), &op, &e);
+  int rc = fg__gloo_broadcast(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "broadcast", &e) : 0;
 }
 
@@ -175,7 +175,7 @@ static int gloo_reduce(fg_comm *c, const void *send, void *recv, size_t count, f
   op.reduce = reduce_kernel;
   op.reduce_arg = &r;
   fg_gloo_error e;
-  int rc = fg_gloo_reduce(ctx_of(c), &op, &e);
+  int rc = fg__gloo_reduce(ctx_of(c), &op, &e);
   if (scratch && scratch != ((gloo_comm *)c->impl)->scratch) free(scratch);
   return rc ? failed(c, rc, "reduce", &e) : 0;
 }
@@ -187,7 +187,7 @@ static int gloo_allreduce(fg_comm *c, const void *send, void *recv, size_t count
   op.reduce = reduce_kernel;
   op.reduce_arg = &r;
   fg_gloo_error e;
-  int rc = fg_gloo_allreduce(ctx_of(c), &op, &e);
+  int rc = fg__gloo_allreduce(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "allreduce", &e) : 0;
 }
 
@@ -203,7 +203,7 @@ static int gloo_reduce_scatter(fg_comm *c, const void *send, void *recv, size_t 
   op.reduce = reduce_kernel;
   op.reduce_arg = &r;
   fg_gloo_error e;
-  int rc = fg_gloo_allreduce(ctx_of(c), &op, &e);
+  int rc = fg__gloo_allreduce(ctx_of(c), &op, &e);
   if (rc == 0 && count) memcpy(recv, (char *)all + (size_t)c->rank * block, block);
   if (all && all != ((gloo_comm *)c->impl)->scratch) free(all);
   return rc ? failed(c, rc, "reduce_scatter", &e) : 0;
@@ -213,7 +213,7 @@ static int gloo_allgather(fg_comm *c, const void *send, void *recv, size_t count
   size_t mine = (size_t)c->rank * count * fg_dtype_size(dt);
   fg_gloo_op op = op_of(c, unless_own_block(send, recv, mine), recv, count, dt, -1);
   fg_gloo_error e;
-  int rc = fg_gloo_allgather(ctx_of(c), &op, &e);
+  int rc = fg__gloo_allgather(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "allgather", &e) : 0;
 }
 
@@ -228,7 +228,7 @@ static int gloo_allgatherv(fg_comm *c, const void *send, void *recv, const size_
                         dt, -1);
   op.counts = counts;
   fg_gloo_error e;
-  int rc = fg_gloo_allgatherv(ctx_of(c), &op, &e);
+  int rc = fg__gloo_allgatherv(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "allgatherv", &e) : 0;
 }
 
@@ -238,7 +238,7 @@ static int gloo_gather(fg_comm *c, const void *send, void *recv, size_t count, f
   fg_gloo_op op = op_of(c, c->rank == root ? unless_own_block(send, recv, mine) : send, recv,
                         count, dt, root);
   fg_gloo_error e;
-  int rc = fg_gloo_gather(ctx_of(c), &op, &e);
+  int rc = fg__gloo_gather(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "gather", &e) : 0;
 }
 
@@ -246,14 +246,14 @@ static int gloo_scatter(fg_comm *c, const void *send, void *recv, size_t count, 
                         int root) {
   fg_gloo_op op = op_of(c, send, recv, count, dt, root);
   fg_gloo_error e;
-  int rc = fg_gloo_scatter(ctx_of(c), &op, &e);
+  int rc = fg__gloo_scatter(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "scatter", &e) : 0;
 }
 
 static int gloo_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt) {
   fg_gloo_op op = op_of(c, send == recv ? NULL : send, recv, count, dt, -1);
   fg_gloo_error e;
-  int rc = fg_gloo_alltoall(ctx_of(c), &op, &e);
+  int rc = fg__gloo_alltoall(ctx_of(c), &op, &e);
   return rc ? failed(c, rc, "alltoall", &e) : 0;
 }
 
@@ -276,7 +276,7 @@ static int gloo_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **sta
     x[i] = (fg_gloo_xfer){ops[i].is_send, ops[i].buf, ops[i].count * fg_dtype_size(ops[i].dtype),
                           ops[i].peer};
   fg_gloo_error e;
-  int rc = fg_gloo_batch_start(ctx_of(c), x, n, &s->batch, &e);
+  int rc = fg__gloo_batch_start(ctx_of(c), x, n, &s->batch, &e);
   free(x);
   if (rc != 0) {
     free(s);
@@ -290,7 +290,7 @@ static int gloo_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **sta
 static int gloo_p2p_wait(fg_comm *c, void *state) {
   p2p_state *s = state;
   fg_gloo_error e;
-  int rc = fg_gloo_batch_wait(s->batch, c->timeout_ms, &e);
+  int rc = fg__gloo_batch_wait(s->batch, c->timeout_ms, &e);
   if (rc != 0) rc = failed(c, rc, s->what, &e);
   free(s);
   return rc;
@@ -318,4 +318,4 @@ static const fg_backend gloo_backend = {
     .p2p_wait = gloo_p2p_wait,
 };
 
-const fg_backend *const fg_backend_gloo = &gloo_backend;
+const fg_backend *const fg__backend_gloo = &gloo_backend;

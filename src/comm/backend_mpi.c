@@ -2,7 +2,7 @@
  * until it completes or the communicator's timeout passes, so no call waits forever.
  *
  * Buffers are host memory. MPI has no half types: float16 and bfloat16 travel as
- * MPI_UINT16_T and reduce with user operations over fg_reduce_local (in float32, one
+ * MPI_UINT16_T and reduce with user operations over fg__reduce_local (in float32, one
  * rounding per pair, as the other backends do). The other types use MPI's built-in
  * operations; integer sums and products wrap in two's complement in Open MPI and MPICH,
  * as they do in NCCL. AVG arrives as SUM (native_avg = 0) and the generic layer divides.
@@ -31,14 +31,14 @@ static struct {
   int initialized_here; /* we called MPI_Init_thread, so we finalize */
   int users;            /* worlds holding a reference */
   int abandoned;        /* an operation was left in flight: MPI_Finalize would wait for it */
-  int timeout_ms;       /* for fg_mpi_bcast_world, which has no communicator */
+  int timeout_ms;       /* for fg__mpi_bcast_world, which has no communicator */
   int ops_created;
   MPI_Op half_ops[2][FG_REDOP_AVG]; /* [bfloat16][redop] */
 } g;
 
 /* --- types and reductions -------------------------------------------------------------- */
 
-MPI_Datatype fg_mpi_type(fg_dtype dt) {
+MPI_Datatype fg__mpi_type(fg_dtype dt) {
   switch (dt) {
     case FG_INT8: return MPI_INT8_T;
     case FG_UINT8: return MPI_UINT8_T;
@@ -53,7 +53,7 @@ MPI_Datatype fg_mpi_type(fg_dtype dt) {
 #define HALF_OP(name, dt, op)                                                    \
   static void name(void *in, void *inout, int *len, MPI_Datatype *type) {        \
     (void)type;                                                                  \
-    fg_reduce_local(inout, in, (size_t)*len, dt, op);                            \
+    fg__reduce_local(inout, in, (size_t)*len, dt, op);                            \
   }
 HALF_OP(f16_sum, FG_FLOAT16, FG_REDOP_SUM)
 HALF_OP(f16_prod, FG_FLOAT16, FG_REDOP_PROD)
@@ -85,7 +85,7 @@ static void free_half_ops(void) {
   g.ops_created = 0;
 }
 
-MPI_Op fg_mpi_op(fg_dtype dt, fg_redop op) {
+MPI_Op fg__mpi_op(fg_dtype dt, fg_redop op) {
   if (op == FG_REDOP_AVG) op = FG_REDOP_SUM;
   if (dt == FG_FLOAT16 || dt == FG_BFLOAT16) return g.half_ops[dt == FG_BFLOAT16][op];
   switch (op) {
@@ -135,18 +135,18 @@ static const void *into_block(const void *send, void *recv, int index, size_t by
 
 static int start(fg_comm *c, const call *k, MPI_Request *r) {
   MPI_Comm comm = comm_of(c);
-  MPI_Datatype t = fg_mpi_type(k->dt);
-  MPI_Op op = fg_mpi_op(k->dt, k->op);
+  MPI_Datatype t = fg__mpi_type(k->dt);
+  MPI_Op op = fg__mpi_op(k->dt, k->op);
   int n = (int)k->count, root = c->rank == k->root;
   size_t bytes = k->count * fg_dtype_size(k->dt);
   switch (k->kind) {
     case K_BARRIER: return MPI_Ibarrier(comm, r);
     case K_BROADCAST: return MPI_Ibcast(k->recv, n, t, k->root, comm, r);
     case K_REDUCE:
-      return fg_mpi_ireduce(root ? in_place(k->send, k->recv) : k->send, root ? k->recv : NULL,
+      return fg__mpi_ireduce(root ? in_place(k->send, k->recv) : k->send, root ? k->recv : NULL,
                             n, t, op, k->root, comm, r);
     case K_ALLREDUCE:
-      return fg_mpi_iallreduce(in_place(k->send, k->recv), k->recv, n, t, op, comm, c->size,
+      return fg__mpi_iallreduce(in_place(k->send, k->recv), k->recv, n, t, op, comm, c->size,
                                bytes, r);
     case K_ALLGATHER:
       return MPI_Iallgather(into_block(k->send, k->recv, c->rank, bytes, c->size), n, t, k->recv,
@@ -172,13 +172,13 @@ static size_t chunk_elements(void) {
   if (!chunk) {
     const char *v = getenv("FG_MPI_CHUNK");
     int64_t n = 0;
-    chunk = v && fg_parse_i64(v, 1, INT_MAX, &n) == 0 ? (size_t)n : (size_t)INT_MAX;
+    chunk = v && fg__parse_i64(v, 1, INT_MAX, &n) == 0 ? (size_t)n : (size_t)INT_MAX;
   }
   return chunk;
 }
 
 static int run(fg_comm *c, call k) {
-  int rc = fg_mpi_usable(c, k.what);
+  int rc = fg__mpi_usable(c, k.what);
   if (rc) return rc;
   size_t esz = fg_dtype_size(k.dt), chunk = elementwise(k.kind) ? chunk_elements() : INT_MAX;
   if (k.count > INT_MAX && !elementwise(k.kind))
@@ -190,15 +190,15 @@ static int run(fg_comm *c, call k) {
     part.count = FG_MIN(k.count - done, chunk);
     if (done && part.send) part.send = (const char *)k.send + done * esz;
     if (done && part.recv) part.recv = (char *)k.recv + done * esz;
-    if (part.kind == K_ALLREDUCE && fg_mpi_doubling_fits(c, part.count, part.dt)) {
-      rc = fg_mpi_doubling_allreduce(c, part.what, part.send, part.recv, part.count, part.dt,
+    if (part.kind == K_ALLREDUCE && fg__mpi_doubling_fits(c, part.count, part.dt)) {
+      rc = fg__mpi_doubling_allreduce(c, part.what, part.send, part.recv, part.count, part.dt,
                                      part.op);
     } else if (part.kind == K_ALLGATHER && c->size == 2 && part.count > 0) {
-      rc = fg_mpi_pair_allgather(c, part.what, part.send, part.recv, part.count, part.dt);
+      rc = fg__mpi_pair_allgather(c, part.what, part.send, part.recv, part.count, part.dt);
     } else {
       MPI_Request req;
       int err = start(c, &part, &req);
-      rc = err != MPI_SUCCESS ? fg_mpi_fail(c, k.what, err) : fg_mpi_wait_one(c, k.what, &req);
+      rc = err != MPI_SUCCESS ? fg__mpi_fail(c, k.what, err) : fg__mpi_wait_one(c, k.what, &req);
     }
     done += part.count;
   } while (rc == 0 && done < k.count);
@@ -249,7 +249,7 @@ static int be_alltoall(fg_comm *c, const void *s, void *r, size_t n, fg_dtype dt
 /* Counts and offsets are ints here too, in elements. */
 static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts,
                          fg_dtype dt) {
-  int rc = fg_mpi_usable(c, "allgatherv");
+  int rc = fg__mpi_usable(c, "allgatherv");
   if (rc) return rc;
   int *nums = calloc(2 * (size_t)c->size, sizeof *nums), *offs = nums + c->size;
   if (!nums) return fg__comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
@@ -268,11 +268,11 @@ static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t 
   size_t mine = counts[c->rank] * esz;
   char *slot = (char *)recv + (size_t)offs[c->rank] * esz;
   if (mine && slot != send) memmove(slot, send, mine);
-  MPI_Datatype t = fg_mpi_type(dt);
+  MPI_Datatype t = fg__mpi_type(dt);
   MPI_Request req;
   int err = MPI_Iallgatherv(MPI_IN_PLACE, 0, t, recv, nums, offs, t, comm_of(c), &req);
-  rc = err != MPI_SUCCESS ? fg_mpi_fail(c, "allgatherv", err)
-                          : fg_mpi_wait_one(c, "allgatherv", &req);
+  rc = err != MPI_SUCCESS ? fg__mpi_fail(c, "allgatherv", err)
+                          : fg__mpi_wait_one(c, "allgatherv", &req);
   /* A request left in flight still reads the counts. */
   if (!((mpi_state *)c->impl)->broken) free(nums);
   return rc;
@@ -281,7 +281,7 @@ static int be_allgatherv(fg_comm *c, const void *send, void *recv, const size_t 
 /* --- lifecycle ------------------------------------------------------------------------- */
 
 /* The operation stays in flight inside MPI: nothing but destroy may follow. */
-int fg_mpi_abandon(fg_comm *c, int code) {
+int fg__mpi_abandon(fg_comm *c, int code) {
   ((mpi_state *)c->impl)->broken = code;
   g.abandoned = 1;
   return code;
@@ -296,23 +296,23 @@ static int check_launcher(char *err, size_t errlen) {
   char seen[96] = "no MPI launcher variable (OMPI_COMM_WORLD_SIZE, PMIX_RANK) is set";
   if (rank) snprintf(seen, sizeof seen, "this process has RANK=%.16s but no OMPI_COMM_WORLD_SIZE "
                                         "or PMIX_RANK", rank);
-  if (!rank && fg_slurm_in_step())
-    return fg_fail(err, errlen, -EINVAL,
+  if (!rank && fg__slurm_in_step())
+    return fg__fail(err, errlen, -EINVAL,
                    "the mpi backend needs an MPI launcher: srun started this rank without PMIx "
                    "(no PMIX_RANK): run `srun --mpi=pmix ...`, as Open MPI needs, or use "
                    "--backend gloo");
-  return fg_fail(err, errlen, -EINVAL,
+  return fg__fail(err, errlen, -EINVAL,
                  "the mpi backend needs an MPI launcher: fgrun with its PMIx server (not "
                  "--pmix off) or `mpirun -np N <program> --backend mpi`; else use --backend "
                  "gloo (%s)", seen);
 }
 
-int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
+int fg__mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
   int inited = 0, finalized = 0;
   MPI_Initialized(&inited);
   MPI_Finalized(&finalized);
   if (finalized)
-    return fg_fail(err, errlen, FG_EBACKEND,
+    return fg__fail(err, errlen, FG_EBACKEND,
                    "MPI was finalized when this process's last world was destroyed and cannot "
                    "start again: keep a world alive for as long as MPI is needed");
   if (!inited) {
@@ -321,7 +321,7 @@ int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
     rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided);
     char buf[MPI_MAX_ERROR_STRING];
     if (rc != MPI_SUCCESS)
-      return fg_fail(err, errlen, FG_EBACKEND, "MPI_Init_thread failed: %s", fg_mpi_text(rc, buf));
+      return fg__fail(err, errlen, FG_EBACKEND, "MPI_Init_thread failed: %s", fg__mpi_text(rc, buf));
     g.initialized_here = 1;
     /* Open MPI raises errors of nonblocking collectives on MPI_COMM_WORLD, whatever their
      * communicator; an application that initialised MPI keeps its own choice. */
@@ -340,7 +340,7 @@ int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
    * the job now rather than after their timeout. */
   if (rank != world->rank || size != world->size) {
     g.abandoned = 1;
-    return fg_fail(err, errlen, -EINVAL,
+    return fg__fail(err, errlen, -EINVAL,
                    "MPI says this is rank %d of %d but the environment or options say rank %d "
                    "of %d (RANK/WORLD_SIZE from another launcher?)",
                    rank, size, world->rank, world->size);
@@ -348,18 +348,18 @@ int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
   return 0;
 }
 
-int fg_mpi_bcast_world(void *buf, size_t len, int root) {
+int fg__mpi_bcast_world(void *buf, size_t len, int root) {
   if (len > INT_MAX) return FG_ELIMIT;
   MPI_Request req;
   int mpi_err = 0, pending = 0;
   if (MPI_Ibcast(buf, (int)len, MPI_BYTE, root, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
     return FG_EBACKEND;
-  int rc = fg_mpi_poll_all(&req, NULL, 1, fg_mpi_deadline_after(g.timeout_ms), &mpi_err, &pending);
+  int rc = fg__mpi_poll_all(&req, NULL, 1, fg__mpi_deadline_after(g.timeout_ms), &mpi_err, &pending);
   if (rc != 0) g.abandoned = 1;
   return rc;
 }
 
-void fg_mpi_finalize(fg_comm *world) {
+void fg__mpi_finalize(fg_comm *world) {
   if (!world->mpi_initialized_here) return;
   world->mpi_initialized_here = 0;
   if (--g.users > 0) return;
@@ -369,7 +369,7 @@ void fg_mpi_finalize(fg_comm *world) {
     return;
   }
   free_half_ops();
-  fg_mpi_tuning_stop();
+  fg__mpi_tuning_stop();
   MPI_Finalize();
 }
 
@@ -384,17 +384,17 @@ static int state_new(fg_comm *c, MPI_Comm comm) {
 /* On failure fg_comm_init does not call destroy: what init made, init frees. */
 static int be_init(fg_comm *w) {
   char err[400];
-  int rc = fg_mpi_ensure_init(w, err, sizeof err);
+  int rc = fg__mpi_ensure_init(w, err, sizeof err);
   if (rc) return fg__comm_fail(w, rc, "init", "%s", err);
-  fg_mpi_tuning_start();
+  fg__mpi_tuning_start();
   int mpi_err = create_half_ops();
-  if (mpi_err != MPI_SUCCESS) return fg_mpi_fail(w, "init", mpi_err);
+  if (mpi_err != MPI_SUCCESS) return fg__mpi_fail(w, "init", mpi_err);
   if (state_new(w, MPI_COMM_NULL) != 0) return fg__comm_fail(w, -ENOMEM, "init", "out of memory");
   /* Our own copy of MPI_COMM_WORLD: the application's traffic and error handler stay its. */
   mpi_state *s = w->impl;
   MPI_Request req;
   mpi_err = MPI_Comm_idup(MPI_COMM_WORLD, &s->comm, &req);
-  rc = mpi_err != MPI_SUCCESS ? fg_mpi_fail(w, "init", mpi_err) : fg_mpi_wait_one(w, "init", &req);
+  rc = mpi_err != MPI_SUCCESS ? fg__mpi_fail(w, "init", mpi_err) : fg__mpi_wait_one(w, "init", &req);
   if (rc == 0) {
     MPI_Comm_set_errhandler(s->comm, MPI_ERRORS_RETURN);
   } else if (!s->broken) { /* a broken one's idup may still write into s */
@@ -417,13 +417,13 @@ static void be_destroy(fg_comm *c) {
 }
 
 static int be_split(fg_comm *parent, fg_comm *child, int colour, int key) {
-  int rc = fg_mpi_usable(parent, "split");
+  int rc = fg__mpi_usable(parent, "split");
   if (rc) return rc;
   /* MPI has no nonblocking split. Every rank of parent has just finished the generic
    * layer's allgather under the timeout, so every one of them is on its way here. */
   MPI_Comm comm = MPI_COMM_NULL;
   int mpi_err = MPI_Comm_split(comm_of(parent), child ? colour : MPI_UNDEFINED, key, &comm);
-  if (mpi_err != MPI_SUCCESS) return fg_mpi_fail(parent, "split", mpi_err);
+  if (mpi_err != MPI_SUCCESS) return fg__mpi_fail(parent, "split", mpi_err);
   if (!child) return 0;
   MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN);
   int rank = -1, size = -1;
@@ -460,8 +460,8 @@ static const fg_backend mpi_backend = {
     .scatter = be_scatter,
     .reduce_scatter = be_reduce_scatter,
     .alltoall = be_alltoall,
-    .p2p_start = fg_mpi_p2p_start,
-    .p2p_wait = fg_mpi_p2p_wait,
+    .p2p_start = fg__mpi_p2p_start,
+    .p2p_wait = fg__mpi_p2p_wait,
 };
 
-const fg_backend *const fg_backend_mpi = &mpi_backend;
+const fg_backend *const fg__backend_mpi = &mpi_backend;

@@ -34,9 +34,9 @@ static void p2p_cancel(p2p *p, int from) {
     }
 }
 
-int fg_mpi_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state) {
+int fg__mpi_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state) {
   const char *what = n == 1 ? (ops[0].is_send ? "send" : "recv") : "batch";
-  int rc = fg_mpi_usable(c, what);
+  int rc = fg__mpi_usable(c, what);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
     if (ops[i].count > INT_MAX)
@@ -54,14 +54,14 @@ int fg_mpi_p2p_start(fg_comm *c, const fg_p2p_op *ops, size_t n, void **state) {
   if (n) memcpy(p->ops, ops, n * sizeof *ops);
   for (int i = 0; i < p->n; i++) {
     const fg_p2p_op *o = &ops[i];
-    int err = o->is_send ? MPI_Isend(o->buf, (int)o->count, fg_mpi_type(o->dtype), o->peer,
+    int err = o->is_send ? MPI_Isend(o->buf, (int)o->count, fg__mpi_type(o->dtype), o->peer,
                                      P2P_TAG, comm_of(c), &p->reqs[i])
-                         : MPI_Irecv(o->buf, (int)o->count, fg_mpi_type(o->dtype), o->peer,
+                         : MPI_Irecv(o->buf, (int)o->count, fg__mpi_type(o->dtype), o->peer,
                                      P2P_TAG, comm_of(c), &p->reqs[i]);
     if (err != MPI_SUCCESS) {
       p2p_cancel(p, 0);
       p2p_free(p);
-      return fg_mpi_abandon(c, fg_mpi_fail(c, what, err));
+      return fg__mpi_abandon(c, fg__mpi_fail(c, what, err));
     }
   }
   *state = p;
@@ -73,7 +73,7 @@ static int check_received(fg_comm *c, const p2p *p) {
   for (int i = 0; i < p->n; i++) {
     const fg_p2p_op *o = &p->ops[i];
     int got = 0;
-    if (o->is_send || MPI_Get_count(&p->st[i], fg_mpi_type(o->dtype), &got) != MPI_SUCCESS ||
+    if (o->is_send || MPI_Get_count(&p->st[i], fg__mpi_type(o->dtype), &got) != MPI_SUCCESS ||
         (size_t)got == o->count)
       continue;
     return fg__comm_fail(c, FG_EMISMATCH, "recv", "rank %d sent %d elements, rank %d expected %zu",
@@ -82,10 +82,10 @@ static int check_received(fg_comm *c, const p2p *p) {
   return 0;
 }
 
-int fg_mpi_p2p_wait(fg_comm *c, void *state) {
+int fg__mpi_p2p_wait(fg_comm *c, void *state) {
   p2p *p = state;
   int mpi_err = 0, pending = 0;
-  int rc = fg_mpi_poll_all(p->reqs, p->st, p->n, fg_mpi_deadline_after(c->timeout_ms),
+  int rc = fg__mpi_poll_all(p->reqs, p->st, p->n, fg__mpi_deadline_after(c->timeout_ms),
                            &mpi_err, &pending);
   if (rc == 0) {
     rc = check_received(c, p);
@@ -95,8 +95,8 @@ int fg_mpi_p2p_wait(fg_comm *c, void *state) {
     char peer[64];
     snprintf(peer, sizeof peer, "rank %d to %s", o->peer, o->is_send ? "receive" : "send");
     p2p_cancel(p, pending);
-    fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
-    rc = rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, peer) : fg_mpi_fail(c, what, mpi_err);
+    fg__mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg__mpi_code(mpi_err));
+    rc = rc == -ETIMEDOUT ? fg__mpi_timed_out(c, what, peer) : fg__mpi_fail(c, what, mpi_err);
   }
   p2p_free(p);
   return rc;

@@ -59,7 +59,7 @@ static void release(tunable *t) {
   t->ready = 0;
 }
 
-void fg_mpi_tuning_start(void) {
+void fg__mpi_tuning_start(void) {
   int provided;
   if (t_inited || MPI_T_init_thread(MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) return;
   take(&allreduce_alg);
@@ -67,7 +67,7 @@ void fg_mpi_tuning_start(void) {
   t_inited = 1;
 }
 
-void fg_mpi_tuning_stop(void) {
+void fg__mpi_tuning_stop(void) {
   if (!t_inited) return;
   release(&allreduce_alg);
   release(&reduce_alg);
@@ -98,7 +98,7 @@ static int allreduce_schedule(int ranks, size_t bytes) {
                                : NBC_RING;
 }
 
-int fg_mpi_iallreduce(const void *send, void *recv, int n, MPI_Datatype t, MPI_Op op,
+int fg__mpi_iallreduce(const void *send, void *recv, int n, MPI_Datatype t, MPI_Op op,
                       MPI_Comm comm, int ranks, size_t bytes, MPI_Request *r) {
   int alg = usable(&allreduce_alg, allreduce_schedule(ranks, bytes));
   set(&allreduce_alg, alg);
@@ -109,7 +109,7 @@ int fg_mpi_iallreduce(const void *send, void *recv, int n, MPI_Datatype t, MPI_O
 
 /* The binomial tree measured 0.8-1.1 of MPI_Reduce on 2 and 4 ranks at every size; libnbc's
  * own choice, a chain from 64 KB up, 0.3-0.5. */
-int fg_mpi_ireduce(const void *send, void *recv, int n, MPI_Datatype t, MPI_Op op, int root,
+int fg__mpi_ireduce(const void *send, void *recv, int n, MPI_Datatype t, MPI_Op op, int root,
                    MPI_Comm comm, MPI_Request *r) {
   int alg = usable(&reduce_alg, NBC_BINOMIAL);
   set(&reduce_alg, alg);
@@ -120,7 +120,7 @@ int fg_mpi_ireduce(const void *send, void *recv, int n, MPI_Datatype t, MPI_Op o
 
 /* --- recursive doubling -------------------------------------------------------------------- */
 
-int fg_mpi_doubling_fits(const fg_comm *c, size_t count, fg_dtype dt) {
+int fg__mpi_doubling_fits(const fg_comm *c, size_t count, fg_dtype dt) {
   return c->size >= 2 && (c->size & (c->size - 1)) == 0 && count > 0 &&
          count * fg_dtype_size(dt) <= (c->size == 2 ? PAIR_MAX : SHORT_MAX);
 }
@@ -133,17 +133,17 @@ static int swap_with(fg_comm *c, const char *what, const void *mine, void *their
   MPI_Status st[2];
   int err = MPI_Irecv(theirs, n, t, peer, EXCHANGE_TAG, comm_of(c), &r[0]);
   if (err == MPI_SUCCESS) err = MPI_Isend(mine, n, t, peer, EXCHANGE_TAG, comm_of(c), &r[1]);
-  if (err != MPI_SUCCESS) return fg_mpi_abandon(c, fg_mpi_fail(c, what, err));
-  int rc = fg_mpi_poll_all(r, st, 2, deadline, &mpi_err, &pending);
+  if (err != MPI_SUCCESS) return fg__mpi_abandon(c, fg__mpi_fail(c, what, err));
+  int rc = fg__mpi_poll_all(r, st, 2, deadline, &mpi_err, &pending);
   if (rc != 0) {
     if (pending == 0) { /* a cancelled receive writes nothing later */
       MPI_Cancel(&r[0]);
       MPI_Request_free(&r[0]);
     }
-    fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
+    fg__mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg__mpi_code(mpi_err));
     char who[32];
     snprintf(who, sizeof who, "rank %d", peer);
-    return rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, who) : fg_mpi_fail(c, what, mpi_err);
+    return rc == -ETIMEDOUT ? fg__mpi_timed_out(c, what, who) : fg__mpi_fail(c, what, mpi_err);
   }
   if (MPI_Get_count(&st[0], t, &got) == MPI_SUCCESS && got != n)
     return fg__comm_fail(c, FG_EMISMATCH, what,
@@ -155,7 +155,7 @@ static int swap_with(fg_comm *c, const char *what, const void *mine, void *their
 /* The lower rank's partial result goes first in every reduction, so every rank computes
  * the same operations in the same order, bit for bit. acc is this rank's partial result:
  * send at first (read only), then recv or the kept buffer, whichever saves a copy. */
-int fg_mpi_doubling_allreduce(fg_comm *c, const char *what, const void *send, void *recv,
+int fg__mpi_doubling_allreduce(fg_comm *c, const char *what, const void *send, void *recv,
                               size_t count, fg_dtype dt, fg_redop op) {
   mpi_state *s = c->impl;
   size_t bytes = count * fg_dtype_size(dt);
@@ -163,9 +163,9 @@ int fg_mpi_doubling_allreduce(fg_comm *c, const char *what, const void *send, vo
     return fg__comm_fail(c, -ENOMEM, what, "out of memory");
   void *tmp = s->theirs;
   const void *acc = send;
-  uint64_t deadline = fg_mpi_deadline_after(c->timeout_ms);
-  MPI_Datatype t = fg_mpi_type(dt);
-  MPI_Op mop = fg_mpi_op(dt, op);
+  uint64_t deadline = fg__mpi_deadline_after(c->timeout_ms);
+  MPI_Datatype t = fg__mpi_type(dt);
+  MPI_Op mop = fg__mpi_op(dt, op);
   for (int mask = 1; mask < c->size; mask <<= 1) {
     int peer = c->rank ^ mask, lower = c->rank < peer;
     /* The higher rank reduces into its own partial result, which must be writable. */
@@ -191,7 +191,7 @@ int fg_mpi_doubling_allreduce(fg_comm *c, const char *what, const void *send, vo
 /* One exchange, as MPI_Allgather's two-process schedule; libnbc's linear one took twice as
  * long up to 1 MB. send may lie in recv (in place); MPI forbids the overlap, so it moves to
  * this rank's block first. */
-int fg_mpi_pair_allgather(fg_comm *c, const char *what, const void *send, void *recv,
+int fg__mpi_pair_allgather(fg_comm *c, const char *what, const void *send, void *recv,
                           size_t count, fg_dtype dt) {
   size_t bytes = count * fg_dtype_size(dt);
   char *mine = (char *)recv + (size_t)c->rank * bytes;
@@ -201,8 +201,8 @@ int fg_mpi_pair_allgather(fg_comm *c, const char *what, const void *send, void *
     if (from != mine) memmove(mine, send, bytes);
     from = mine;
   }
-  int rc = swap_with(c, what, from, theirs, (int)count, fg_mpi_type(dt), 1 - c->rank,
-                     fg_mpi_deadline_after(c->timeout_ms));
+  int rc = swap_with(c, what, from, theirs, (int)count, fg__mpi_type(dt), 1 - c->rank,
+                     fg__mpi_deadline_after(c->timeout_ms));
   if (rc == 0 && from != mine) memcpy(mine, from, bytes);
   return rc;
 }

@@ -13,14 +13,14 @@
 #include "comm/backend_mpi.h"
 #include "common/util.h"
 
-const char *fg_mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]) {
+const char *fg__mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]) {
   int n = 0;
   if (MPI_Error_string(err, msg, &n) != MPI_SUCCESS || n <= 0) return "unknown MPI error";
   msg[FG_MIN(n, MPI_MAX_ERROR_STRING - 1)] = '\0';
   return msg;
 }
 
-int fg_mpi_code(int err) {
+int fg__mpi_code(int err) {
   int cls = MPI_ERR_OTHER;
   MPI_Error_class(err, &cls);
 #ifdef MPIX_ERR_PROC_FAILED
@@ -29,10 +29,10 @@ int fg_mpi_code(int err) {
   return cls == MPI_ERR_TRUNCATE ? FG_EMISMATCH : FG_EBACKEND;
 }
 
-int fg_mpi_fail(fg_comm *c, const char *what, int err) {
+int fg__mpi_fail(fg_comm *c, const char *what, int err) {
   char buf[MPI_MAX_ERROR_STRING];
-  const char *msg = fg_mpi_text(err, buf);
-  int code = fg_mpi_code(err);
+  const char *msg = fg__mpi_text(err, buf);
+  int code = fg__mpi_code(err);
   if (code == FG_EMISMATCH)
     return fg__comm_fail(c, code, what,
                          "ranks passed different counts (MPI: %s); FG_DEBUG=detail names them",
@@ -43,7 +43,7 @@ int fg_mpi_fail(fg_comm *c, const char *what, int err) {
                        "cause this too: FG_DEBUG=detail compares them)", msg);
 }
 
-int fg_mpi_usable(fg_comm *c, const char *what) {
+int fg__mpi_usable(fg_comm *c, const char *what) {
   int code = ((mpi_state *)c->impl)->broken;
   if (!code) return 0;
   return fg__comm_fail(c, code, what,
@@ -51,8 +51,8 @@ int fg_mpi_usable(fg_comm *c, const char *what) {
                        "cannot cancel it; only fg_comm_destroy is allowed now");
 }
 
-uint64_t fg_mpi_deadline_after(int timeout_ms) {
-  return timeout_ms > 0 ? fg_now_ns() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX;
+uint64_t fg__mpi_deadline_after(int timeout_ms) {
+  return timeout_ms > 0 ? fg__now_ns() + (uint64_t)timeout_ms * 1000000u : UINT64_MAX;
 }
 
 /* MPI progresses only inside MPI calls, so waiting means testing: busily for the first
@@ -74,7 +74,7 @@ static void nap(uint64_t waited_ns) {
   nanosleep(&ts, NULL);
 }
 
-int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
+int fg__mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline, int *mpi_err,
                     int *pending) {
   uint64_t start = 0;
   int next = 0;
@@ -92,7 +92,7 @@ int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline,
     }
     if (next == n) return 0;
     if (tests % TESTS_PER_CLOCK) continue;
-    uint64_t now = fg_now_ns();
+    uint64_t now = fg__now_ns();
     if (!start) start = now;
     if (now >= deadline) return -ETIMEDOUT;
     if (now - start >= YIELD_NS)
@@ -102,18 +102,18 @@ int fg_mpi_poll_all(MPI_Request *reqs, MPI_Status *st, int n, uint64_t deadline,
   }
 }
 
-int fg_mpi_timed_out(fg_comm *c, const char *what, const char *waiting_for) {
+int fg__mpi_timed_out(fg_comm *c, const char *what, const char *waiting_for) {
   return fg__comm_fail(c, -ETIMEDOUT, what,
                        "timed out after %.1f s waiting for %s (operation #%llu); a rank did not "
                        "call it, called another operation, or is stuck",
                        c->timeout_ms / 1000.0, waiting_for, (unsigned long long)c->seq);
 }
 
-int fg_mpi_wait_one(fg_comm *c, const char *what, MPI_Request *req) {
+int fg__mpi_wait_one(fg_comm *c, const char *what, MPI_Request *req) {
   int mpi_err = 0, pending = 0;
-  int rc = fg_mpi_poll_all(req, NULL, 1, fg_mpi_deadline_after(c->timeout_ms), &mpi_err, &pending);
+  int rc = fg__mpi_poll_all(req, NULL, 1, fg__mpi_deadline_after(c->timeout_ms), &mpi_err, &pending);
   if (rc == 0) return 0;
-  fg_mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg_mpi_code(mpi_err));
-  return rc == -ETIMEDOUT ? fg_mpi_timed_out(c, what, "the other ranks of the group")
-                          : fg_mpi_fail(c, what, mpi_err);
+  fg__mpi_abandon(c, rc == -ETIMEDOUT ? rc : fg__mpi_code(mpi_err));
+  return rc == -ETIMEDOUT ? fg__mpi_timed_out(c, what, "the other ranks of the group")
+                          : fg__mpi_fail(c, what, mpi_err);
 }

@@ -104,13 +104,13 @@ static int nccl_fail(fg_comm *c, const char *what, const char *call, ncclResult_
 
 /* A timeout of 0 or less waits for ever. */
 static int64_t deadline_of(const fg_comm *c) {
-  return c->timeout_ms > 0 ? fg_now_ms() + c->timeout_ms : INT64_MAX;
+  return c->timeout_ms > 0 ? fg__now_ms() + c->timeout_ms : INT64_MAX;
 }
 
 /* Spin for the first 2 ms, where small operations finish, then poll every 50 us: late by
  * at most that much, at a cost of a few percent of one core. */
 static void backoff(uint64_t started_ns) {
-  if (fg_now_ns() - started_ns < 2000000u) return;
+  if (fg__now_ns() - started_ns < 2000000u) return;
   struct timespec ts = {0, 50000};
   nanosleep(&ts, NULL);
 }
@@ -136,13 +136,13 @@ static int async_fail(fg_comm *c, const char *what, ncclResult_t state) {
  * or the launch of an operation, which connects to the peers on first use). */
 static int wait_issued(fg_comm *c, ncclComm_t comm, const char *what, const char *waiting_for,
                        int64_t deadline) {
-  uint64_t started = fg_now_ns();
+  uint64_t started = fg__now_ns();
   for (;;) {
     ncclResult_t state;
     NCCL_TRY(c, what, ncclCommGetAsyncError(comm, &state));
     if (state == ncclSuccess) return 0;
     if (state != ncclInProgress) return async_fail(c, what, state);
-    if (fg_now_ms() > deadline) return timed_out(c, what, waiting_for);
+    if (fg__now_ms() > deadline) return timed_out(c, what, waiting_for);
     backoff(started);
   }
 }
@@ -156,7 +156,7 @@ static int wait_done(fg_comm *c, const char *what) {
     int rc = wait_issued(c, s->comm, what, "NCCL to connect to the other ranks", deadline);
     if (rc) return rc;
   }
-  uint64_t started = fg_now_ns();
+  uint64_t started = fg__now_ns();
   for (;;) {
     cudaError_t e = cudaStreamQuery(s->stream);
     if (e == cudaSuccess) return 0;
@@ -168,7 +168,7 @@ static int wait_done(fg_comm *c, const char *what) {
     ncclResult_t state = ncclSuccess;
     if (s->comm) NCCL_TRY(c, what, ncclCommGetAsyncError(s->comm, &state));
     if (state != ncclSuccess && state != ncclInProgress) return async_fail(c, what, state);
-    if (fg_now_ms() > deadline) return timed_out(c, what, "the other ranks");
+    if (fg__now_ms() > deadline) return timed_out(c, what, "the other ranks");
     backoff(started);
   }
 }
@@ -556,4 +556,4 @@ static const fg_backend nccl_backend = {
     .device = nccl_device,
 };
 
-const fg_backend *const fg_backend_nccl = &nccl_backend;
+const fg_backend *const fg__backend_nccl = &nccl_backend;

@@ -4,25 +4,25 @@
 #include "common/util.h"
 
 #ifndef FG_HAVE_GLOO
-const fg_backend *const fg_backend_gloo = NULL;
+const fg_backend *const fg__backend_gloo = NULL;
 #endif
 
 #ifndef FG_HAVE_MPI
-const fg_backend *const fg_backend_mpi = NULL;
+const fg_backend *const fg__backend_mpi = NULL;
 
-int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
+int fg__mpi_ensure_init(fg_comm *world, char *err, size_t errlen) {
   (void)world;
-  return fg_fail(err, errlen, FG_ENOTBUILT,
+  return fg__fail(err, errlen, FG_ENOTBUILT,
                  "started by mpirun without MASTER_ADDR/MASTER_PORT, and this build has no MPI "
                  "to share the store's address: set MASTER_ADDR and MASTER_PORT");
 }
-int fg_mpi_bcast_world(void *buf, size_t len, int root) {
+int fg__mpi_bcast_world(void *buf, size_t len, int root) {
   (void)buf, (void)len, (void)root;
   return FG_ENOTBUILT;
 }
-void fg_mpi_finalize(fg_comm *world) { (void)world; }
+void fg__mpi_finalize(fg_comm *world) { (void)world; }
 #endif
 
 #ifndef FG_HAVE_NCCL
-const fg_backend *const fg_backend_nccl = NULL;
+const fg_backend *const fg__backend_nccl = NULL;
 #endif

@@ -33,32 +33,32 @@ static void host_run(void *arg) {
 
 static void host_on_stop(uv_async_t *a) {
   struct fg_store_host *h = a->data;
-  fg_server_close(h->server);
+  fg__server_close(h->server);
   uv_close((uv_handle_t *)a, NULL);
 }
 
 static int host_start(const char *addr, int port, struct fg_store_host **out, int *bound,
                       char *err, size_t errlen) {
   struct fg_store_host *h = calloc(1, sizeof *h);
-  if (!h) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!h) return fg__fail(err, errlen, -ENOMEM, "out of memory");
   uv_loop_init(&h->loop);
   fg_server_config cfg;
-  fg_server_config_init(&cfg);
+  fg__server_config_init(&cfg);
   cfg.host = addr;
   cfg.port = port;
-  int rc = fg_server_start(&h->loop, &cfg, &h->server, err, errlen);
+  int rc = fg__server_start(&h->loop, &cfg, &h->server, err, errlen);
   if (rc == 0) {
     uv_async_init(&h->loop, &h->stop, host_on_stop);
     h->stop.data = h;
-    *bound = fg_server_port(h->server);
+    *bound = fg__server_port(h->server);
     rc = uv_thread_create(&h->thread, host_run, h);
     if (rc == 0) {
       *out = h;
       return 0;
     }
-    fg_server_close(h->server);
+    fg__server_close(h->server);
     uv_close((uv_handle_t *)&h->stop, NULL);
-    fg_fail(err, errlen, rc, "cannot start the store thread: %s", uv_strerror(rc));
+    fg__fail(err, errlen, rc, "cannot start the store thread: %s", uv_strerror(rc));
   }
   uv_run(&h->loop, UV_RUN_DEFAULT); /* runs the close callbacks */
   uv_loop_close(&h->loop);
@@ -81,7 +81,7 @@ static int connect_scoped(fg_comm *w, const char *host, int port, const char *pr
   so.timeout_ms = w->timeout_ms;
   int rc = fg_store_connect(&w->store_conn, host, port, &so);
   if (rc != 0) {
-    fg_fail(err, errlen, rc, "cannot reach the store at %s:%d: %s", host, port,
+    fg__fail(err, errlen, rc, "cannot reach the store at %s:%d: %s", host, port,
             w->store_conn ? fg_store_errmsg(w->store_conn) : fg_strerror(rc));
     fg_store_close(w->store_conn);
     w->store_conn = NULL;
@@ -89,15 +89,15 @@ static int connect_scoped(fg_comm *w, const char *host, int port, const char *pr
   }
   fg_store *attempt = NULL;
   if (prefix && (rc = fg_store_scope(w->store_conn, prefix, &attempt)) != 0)
-    return fg_fail(err, errlen, rc, "out of memory");
+    return fg__fail(err, errlen, rc, "out of memory");
   rc = fg_store_scope(attempt ? attempt : w->store_conn, "fgcomm", &w->store);
   fg_store_close(attempt); /* a scope of a scope keeps the full prefix, not its parent */
-  return rc ? fg_fail(err, errlen, rc, "out of memory") : 0;
+  return rc ? fg__fail(err, errlen, rc, "out of memory") : 0;
 }
 
 /* Under mpirun without MASTER_ADDR: rank 0 serves, and tells the others over MPI. */
 static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
-  int rc = fg_mpi_ensure_init(w, err, errlen);
+  int rc = fg__mpi_ensure_init(w, err, errlen);
   if (rc != 0) return rc;
   char where[320] = "";
   int single_host = w->local_size == w->size;
@@ -107,24 +107,24 @@ static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
                     errlen);
     if (rc == 0) {
       char host[256] = "127.0.0.1";
-      if (!single_host) fg_advertised_host(host, sizeof host);
+      if (!single_host) fg__advertised_host(host, sizeof host);
       snprintf(where, sizeof where, "%s:%d", host, port);
     } else {
       snprintf(where, sizeof where, "!%s", err);
     }
   }
-  int sent = fg_mpi_bcast_world(where, sizeof where, 0);
+  int sent = fg__mpi_bcast_world(where, sizeof where, 0);
   if (sent != 0)
-    return fg_fail(err, errlen, sent, "cannot share the store's address over MPI: %s",
+    return fg__fail(err, errlen, sent, "cannot share the store's address over MPI: %s",
                    fg_strerror(sent));
   if (where[0] == '!')
     return w->rank == 0 ? rc
-                        : fg_fail(err, errlen, FG_EPEER, "rank 0 could not serve the store: %s",
+                        : fg__fail(err, errlen, FG_EPEER, "rank 0 could not serve the store: %s",
                                   where + 1);
   char host[256];
   int port = 0;
-  if (fg_split_hostport(where, host, sizeof host, &port) != 0)
-    return fg_fail(err, errlen, FG_EPROTO, "bad store address '%s' from rank 0", where);
+  if (fg__split_hostport(where, host, sizeof host, &port) != 0)
+    return fg__fail(err, errlen, FG_EPROTO, "bad store address '%s' from rank 0", where);
   w->store_on_rank0 = 1;
   return connect_scoped(w, host, port, NULL, err, errlen);
 }
@@ -134,7 +134,7 @@ static int bootstrap_mpi(fg_comm *w, char *err, size_t errlen) {
 static int with_origin(int rc, const fg_comm_env *env, char *err, size_t errlen) {
   char first[512];
   snprintf(first, sizeof first, "%s", err ? err : "");
-  return fg_fail(err, errlen, rc, "%s (under srun: %s; set MASTER_ADDR or MASTER_PORT to choose "
+  return fg__fail(err, errlen, rc, "%s (under srun: %s; set MASTER_ADDR or MASTER_PORT to choose "
                  "others)", first, env->store_origin);
 }
 
@@ -143,7 +143,7 @@ int fg__comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size
   const char *addr = env->master_addr[0] ? env->master_addr : NULL;
   if (env->agent_store) {
     if (!addr || !env->master_port)
-      return fg_fail(err, errlen, -EINVAL,
+      return fg__fail(err, errlen, -EINVAL,
                      "TORCHELASTIC_USE_AGENT_STORE is set but MASTER_ADDR/MASTER_PORT are not");
     char prefix[64];
     snprintf(prefix, sizeof prefix, "/worker/attempt_%d", env->restart_count);
@@ -154,7 +154,7 @@ int fg__comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size
     rc = 0;
     if (w->rank == 0) {
       int port;
-      rc = host_start(fg_is_loopback(addr) ? addr : "0.0.0.0", env->master_port, &w->store_host,
+      rc = host_start(fg__is_loopback(addr) ? addr : "0.0.0.0", env->master_port, &w->store_host,
                       &port, err, errlen);
     }
     if (rc == 0) rc = connect_scoped(w, addr, env->master_port, NULL, err, errlen);
@@ -167,7 +167,7 @@ int fg__comm_bootstrap_store(fg_comm *w, const fg_comm_env *env, char *err, size
     return connect_scoped(w, "127.0.0.1", port, NULL, err, errlen);
   }
   if (env->mpi_launched) return bootstrap_mpi(w, err, errlen);
-  return fg_fail(err, errlen, -EINVAL,
+  return fg__fail(err, errlen, -EINVAL,
                  "no rendezvous store: start the ranks with fgrun, torchrun, mpirun or srun, or "
                  "set MASTER_ADDR and MASTER_PORT");
 }

@@ -70,7 +70,7 @@ static int begin(fg_comm *c, fg_op_mark *m, int op, size_t count, fg_dtype dt, i
   c->err[0] = '\0';
   fg_op_args args = {count, op == OP_BARRIER ? NULL : fg_dtype_name(dt),
                      rooted(op) ? root : FG_PROGRESS_NO_RANK, FG_PROGRESS_NO_RANK};
-  fg_op_enter(m, op_names[op], c->name, c->seq, c->err, &args);
+  fg__op_enter(m, op_names[op], c->name, c->seq, c->err, &args);
   int rc = bad_dtype(c, op_names[op], dt);
   if (rc == 0 && rooted(op)) rc = bad_rank(c, op_names[op], "root", root);
   if (rc == 0) rc = compare_args(c, op, count, dt, root);
@@ -83,7 +83,7 @@ static fg_redop lowered(const fg_comm *c, fg_redop op) {
 }
 
 static void finish_avg(fg_comm *c, fg_redop op, void *buf, size_t count, fg_dtype dt) {
-  if (op == FG_REDOP_AVG && !c->be->native_avg) fg_divide_local(buf, count, dt, c->size);
+  if (op == FG_REDOP_AVG && !c->be->native_avg) fg__divide_local(buf, count, dt, c->size);
 }
 
 int fg_barrier(fg_comm *c) {
@@ -330,10 +330,10 @@ int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
   if (!b) return fg__comm_fail(c, -ENOMEM, "batch", "out of memory");
   b->c = c;
   fg_op_args args = batch_args(ops, n);
-  fg_op_enter(&b->mark, batch_name(ops, n), c->name, c->seq, c->err, &args);
+  fg__op_enter(&b->mark, batch_name(ops, n), c->name, c->seq, c->err, &args);
   int rc = c->be->p2p_start(c, ops, n, &b->state);
   if (rc != 0) {
-    fg_op_leave(&b->mark);
+    fg__op_leave(&b->mark);
     free(b);
     return rc;
   }
@@ -344,7 +344,7 @@ int fg_batch_start(fg_comm *c, const fg_p2p_op *ops, size_t n, fg_batch **out) {
 int fg_batch_wait(fg_batch *b) {
   if (!b) return 0;
   int rc = b->c->be->p2p_wait(b->c, b->state);
-  fg_op_leave(&b->mark);
+  fg__op_leave(&b->mark);
   free(b);
   return rc;
 }

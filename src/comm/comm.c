@@ -11,16 +11,16 @@
 #include "common/util.h"
 
 static const fg_backend *backend_named(const char *name) {
-  if (!strcmp(name, "gloo")) return fg_backend_gloo;
-  if (!strcmp(name, "mpi")) return fg_backend_mpi;
-  if (!strcmp(name, "nccl")) return fg_backend_nccl;
+  if (!strcmp(name, "gloo")) return fg__backend_gloo;
+  if (!strcmp(name, "mpi")) return fg__backend_mpi;
+  if (!strcmp(name, "nccl")) return fg__backend_nccl;
   return NULL;
 }
 
 const char *fg_comm_backends(void) {
   static char list[32];
   if (!list[0]) {
-    const fg_backend *all[] = {fg_backend_gloo, fg_backend_mpi, fg_backend_nccl};
+    const fg_backend *all[] = {fg__backend_gloo, fg__backend_mpi, fg__backend_nccl};
     for (size_t i = 0; i < FG_ARRAY_LEN(all); i++)
       if (all[i]) {
         if (list[0]) strcat(list, " ");
@@ -51,7 +51,7 @@ static __thread char init_err[512];
 
 static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size_t errlen) {
   FG_OP_MARK(m); /* the rendezvous: a rank missing here shows in fgrun's hang report */
-  fg_op_enter(&m, "init", "world", 0, NULL, NULL);
+  fg__op_enter(&m, "init", "world", 0, NULL, NULL);
   fg_comm_options defaults;
   if (!opts) {
     fg_comm_options_init(&defaults);
@@ -62,9 +62,9 @@ static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size
   const fg_backend *be = backend_named(name);
   if (!be) {
     if (strcmp(name, "gloo") && strcmp(name, "mpi") && strcmp(name, "nccl"))
-      return fg_fail(err, errlen, -EINVAL, "unknown backend '%s' (this build has: %s)", name,
+      return fg__fail(err, errlen, -EINVAL, "unknown backend '%s' (this build has: %s)", name,
                      fg_comm_backends());
-    return fg_fail(err, errlen, FG_ENOTBUILT,
+    return fg__fail(err, errlen, FG_ENOTBUILT,
                    "the %s backend was not compiled into this build (it has: %s)", name,
                    fg_comm_backends());
   }
@@ -77,7 +77,7 @@ static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size
   if (!c || !ranks) {
     free(c);
     free(ranks);
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   }
   for (int i = 0; i < env.size; i++) ranks[i] = i;
   c->be = be;
@@ -97,7 +97,7 @@ static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size
     return rc;
   }
   if ((rc = be->init(c)) != 0) {
-    fg_fail(err, errlen, rc, "%s", c->err[0] ? c->err : fg_strerror(rc));
+    fg__fail(err, errlen, rc, "%s", c->err[0] ? c->err : fg_strerror(rc));
     c->be = NULL; /* nothing of the backend's to tear down */
     fg_comm_destroy(c);
     return rc;
@@ -109,13 +109,13 @@ static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size
 void fg_comm_destroy(fg_comm *c) {
   if (!c) return;
   fg_op_mark m = {0};
-  if (c->world == c) fg_op_enter(&m, "destroy", c->name, 0, NULL, NULL);
+  if (c->world == c) fg__op_enter(&m, "destroy", c->name, 0, NULL, NULL);
   if (c->be) c->be->destroy(c);
   if (c->world == c) {
     fg__comm_release_store(c);
-    if (c->mpi_initialized_here) fg_mpi_finalize(c);
-    fg_op_leave(&m); /* before c->name goes */
-    fg_trace_flush();
+    if (c->mpi_initialized_here) fg__mpi_finalize(c);
+    fg__op_leave(&m); /* before c->name goes */
+    fg__trace_flush();
   } else {
     fg_store_close(c->store);
   }

@@ -100,14 +100,14 @@ int fg__comm_bootstrap_store(fg_comm *world, const fg_comm_env *env, char *err, 
 void fg__comm_release_store(fg_comm *world);
 
 /* MPI helpers the bootstrap needs (backend_mpi.c; absent without MPI). */
-int fg_mpi_ensure_init(fg_comm *world, char *err, size_t errlen);
-int fg_mpi_bcast_world(void *buf, size_t len, int root);
-void fg_mpi_finalize(fg_comm *world);
+int fg__mpi_ensure_init(fg_comm *world, char *err, size_t errlen);
+int fg__mpi_bcast_world(void *buf, size_t len, int root);
+void fg__mpi_finalize(fg_comm *world);
 
 /* The compiled-in backends; a backend that was not built is NULL. */
-extern const fg_backend *const fg_backend_gloo;
-extern const fg_backend *const fg_backend_mpi;
-extern const fg_backend *const fg_backend_nccl;
+extern const fg_backend *const fg__backend_gloo;
+extern const fg_backend *const fg__backend_mpi;
+extern const fg_backend *const fg__backend_nccl;
 
 /* Writes "<what> on <comm name>: <message>" as c's error and returns code. */
 int fg__comm_fail(fg_comm *c, int code, const char *what, const char *fmt, ...)
@@ -119,16 +119,16 @@ int fg__comm_allgather_host(fg_comm *c, const void *mine, void *all, size_t byte
 /* Local reductions, shared by composed operations and by backends whose library lacks a
  * type (gloo's bfloat16, MPI's half types): dst[i] = dst[i] op src[i]. AVG reduces as SUM
  * (the division comes after). */
-void fg_reduce_local(void *dst, const void *src, size_t count, fg_dtype dt, fg_redop op);
+void fg__reduce_local(void *dst, const void *src, size_t count, fg_dtype dt, fg_redop op);
 /* dst[i] = a[i] op b[i] (gloo's reduction signature). */
-void fg_reduce_local3(void *dst, const void *a, const void *b, size_t count, fg_dtype dt,
+void fg__reduce_local3(void *dst, const void *a, const void *b, size_t count, fg_dtype dt,
                       fg_redop op);
 /* buf[i] /= n, for AVG on libraries without it. */
-void fg_divide_local(void *buf, size_t count, fg_dtype dt, int n);
+void fg__divide_local(void *buf, size_t count, fg_dtype dt, int n);
 
-float fg_half_to_float(uint16_t h);
-uint16_t fg_float_to_half(float f);
-float fg_bf16_to_float(uint16_t b);
-uint16_t fg_float_to_bf16(float f);
+float fg__half_to_float(uint16_t h);
+uint16_t fg__float_to_half(float f);
+float fg__bf16_to_float(uint16_t b);
+uint16_t fg__float_to_bf16(float f);
 
 #endif

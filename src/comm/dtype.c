@@ -46,7 +46,7 @@ int fg_redop_parse(const char *name) {
 
 /* --- half types ---------------------------------------------------------------------- */
 
-float fg_half_to_float(uint16_t h) {
+float fg__half_to_float(uint16_t h) {
   uint32_t sign = (uint32_t)(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
   if (exp == 0x1f) {
@@ -70,7 +70,7 @@ float fg_half_to_float(uint16_t h) {
   return f;
 }
 
-uint16_t fg_float_to_half(float f) {
+uint16_t fg__float_to_half(float f) {
   uint32_t x;
   memcpy(&x, &f, 4);
   uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
@@ -107,9 +107,9 @@ static inline uint16_t bf16_out(float f) {
   return (uint16_t)((x & 0x7fffffff) > 0x7f800000 ? quiet : rounded);
 }
 
-float fg_bf16_to_float(uint16_t b) { return bf16_in(b); }
+float fg__bf16_to_float(uint16_t b) { return bf16_in(b); }
 
-uint16_t fg_float_to_bf16(float f) { return bf16_out(f); }
+uint16_t fg__float_to_bf16(float f) { return bf16_out(f); }
 
 void fg_dtype_set(void *buf, fg_dtype dt, size_t i, double v) {
   switch (dt) {
@@ -117,8 +117,8 @@ void fg_dtype_set(void *buf, fg_dtype dt, size_t i, double v) {
     case FG_UINT8: ((uint8_t *)buf)[i] = (uint8_t)v; break;
     case FG_INT32: ((int32_t *)buf)[i] = (int32_t)v; break;
     case FG_INT64: ((int64_t *)buf)[i] = (int64_t)v; break;
-    case FG_FLOAT16: ((uint16_t *)buf)[i] = fg_float_to_half((float)v); break;
-    case FG_BFLOAT16: ((uint16_t *)buf)[i] = fg_float_to_bf16((float)v); break;
+    case FG_FLOAT16: ((uint16_t *)buf)[i] = fg__float_to_half((float)v); break;
+    case FG_BFLOAT16: ((uint16_t *)buf)[i] = fg__float_to_bf16((float)v); break;
     case FG_FLOAT32: ((float *)buf)[i] = (float)v; break;
     case FG_FLOAT64: ((double *)buf)[i] = v; break;
     case FG_DTYPE_COUNT: break;
@@ -131,8 +131,8 @@ double fg_dtype_get(const void *buf, fg_dtype dt, size_t i) {
     case FG_UINT8: return ((const uint8_t *)buf)[i];
     case FG_INT32: return ((const int32_t *)buf)[i];
     case FG_INT64: return (double)((const int64_t *)buf)[i];
-    case FG_FLOAT16: return fg_half_to_float(((const uint16_t *)buf)[i]);
-    case FG_BFLOAT16: return fg_bf16_to_float(((const uint16_t *)buf)[i]);
+    case FG_FLOAT16: return fg__half_to_float(((const uint16_t *)buf)[i]);
+    case FG_BFLOAT16: return fg__bf16_to_float(((const uint16_t *)buf)[i]);
     case FG_FLOAT32: return ((const float *)buf)[i];
     case FG_FLOAT64: return ((const double *)buf)[i];
     case FG_DTYPE_COUNT: break;
@@ -194,14 +194,14 @@ static void reduce_bf16(uint16_t *d, const uint16_t *a, const uint16_t *b, size_
 static void reduce_half_scalar(uint16_t *d, const uint16_t *a, const uint16_t *b, size_t n,
                                fg_redop op) {
   for (size_t i = 0; i < n; i++)
-    d[i] = fg_float_to_half(APPLY(op, fg_half_to_float(a[i]), fg_half_to_float(b[i])));
+    d[i] = fg__float_to_half(APPLY(op, fg__half_to_float(a[i]), fg__half_to_float(b[i])));
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
 /* float16 through the CPU's own conversions (F16C, every x86-64 since 2012): they round to
- * nearest even, as fg_float_to_half does. minps(y, x) is exactly "y < x ? y : x". */
+ * nearest even, as fg__float_to_half does. minps(y, x) is exactly "y < x ? y : x". */
 __attribute__((target("avx,f16c"))) static void reduce_half_f16c(uint16_t *d, const uint16_t *a,
                                                                   const uint16_t *b, size_t n,
                                                                   fg_redop op) {
@@ -228,7 +228,7 @@ static void reduce_half(uint16_t *d, const uint16_t *a, const uint16_t *b, size_
 #define reduce_half reduce_half_scalar
 #endif
 
-void fg_reduce_local3(void *dst, const void *a, const void *b, size_t n, fg_dtype dt,
+void fg__reduce_local3(void *dst, const void *a, const void *b, size_t n, fg_dtype dt,
                       fg_redop op) {
   switch (dt) {
     case FG_INT8: reduce_int8_t(dst, a, b, n, op); break;
@@ -243,11 +243,11 @@ void fg_reduce_local3(void *dst, const void *a, const void *b, size_t n, fg_dtyp
   }
 }
 
-void fg_reduce_local(void *dst, const void *src, size_t n, fg_dtype dt, fg_redop op) {
-  fg_reduce_local3(dst, dst, src, n, dt, op);
+void fg__reduce_local(void *dst, const void *src, size_t n, fg_dtype dt, fg_redop op) {
+  fg__reduce_local3(dst, dst, src, n, dt, op);
 }
 
-void fg_divide_local(void *buf, size_t n, fg_dtype dt, int k) {
+void fg__divide_local(void *buf, size_t n, fg_dtype dt, int k) {
   switch (dt) {
     case FG_INT8: for (size_t i = 0; i < n; i++) ((int8_t *)buf)[i] /= k; break;
     case FG_UINT8: for (size_t i = 0; i < n; i++) ((uint8_t *)buf)[i] /= k; break;
@@ -255,11 +255,11 @@ void fg_divide_local(void *buf, size_t n, fg_dtype dt, int k) {
     case FG_INT64: for (size_t i = 0; i < n; i++) ((int64_t *)buf)[i] /= k; break;
     case FG_FLOAT16:
       for (size_t i = 0; i < n; i++)
-        ((uint16_t *)buf)[i] = fg_float_to_half(fg_half_to_float(((uint16_t *)buf)[i]) / k);
+        ((uint16_t *)buf)[i] = fg__float_to_half(fg__half_to_float(((uint16_t *)buf)[i]) / k);
       break;
     case FG_BFLOAT16:
       for (size_t i = 0; i < n; i++)
-        ((uint16_t *)buf)[i] = fg_float_to_bf16(fg_bf16_to_float(((uint16_t *)buf)[i]) / k);
+        ((uint16_t *)buf)[i] = fg__float_to_bf16(fg__bf16_to_float(((uint16_t *)buf)[i]) / k);
       break;
     case FG_FLOAT32: for (size_t i = 0; i < n; i++) ((float *)buf)[i] /= (float)k; break;
     case FG_FLOAT64: for (size_t i = 0; i < n; i++) ((double *)buf)[i] /= k; break;

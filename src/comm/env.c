@@ -38,8 +38,8 @@ static int env_int(const char *const *names, int slurm, int min, int fallback, i
     *out = fallback;
     return 0;
   }
-  if (fg_parse_int(v, min, 1 << 24, out) != 0)
-    return fg_fail(err, errlen, -EINVAL, "%s=%s is not a number of at least %d", name, v, min);
+  if (fg__parse_int(v, min, 1 << 24, out) != 0)
+    return fg__fail(err, errlen, -EINVAL, "%s=%s is not a number of at least %d", name, v, min);
   return 0;
 }
 
@@ -60,7 +60,7 @@ static int slurm_sizes(fg_comm_env *env, char *err, size_t errlen) {
   const char *name = NULL, *tasks = first_env(SLURM_SIZE_VARS, 1, &name);
   const char *ws = getenv("WORLD_SIZE");
   if (tasks && ws && *ws && strcmp(ws, tasks) != 0)
-    return fg_fail(err, errlen, -EINVAL,
+    return fg__fail(err, errlen, -EINVAL,
                    "WORLD_SIZE=%s disagrees with the %s tasks srun started (%s=%s): unset "
                    "WORLD_SIZE, or set RANK too for torch's variables to win",
                    ws, tasks, name, tasks);
@@ -68,13 +68,13 @@ static int slurm_sizes(fg_comm_env *env, char *err, size_t errlen) {
   const char *list = getenv("SLURM_STEP_TASKS_PER_NODE");
   const char *node = getenv("SLURM_NODEID");
   int id;
-  if (!list || !*list || !node || fg_parse_int(node, 0, 1 << 24, &id) != 0) return 0;
-  int rc = fg_slurm_count_on_node(list, id, &env->local_size);
+  if (!list || !*list || !node || fg__parse_int(node, 0, 1 << 24, &id) != 0) return 0;
+  int rc = fg__slurm_count_on_node(list, id, &env->local_size);
   if (rc == -ERANGE)
-    return fg_fail(err, errlen, -EINVAL, "SLURM_NODEID=%s is beyond SLURM_STEP_TASKS_PER_NODE=%s",
+    return fg__fail(err, errlen, -EINVAL, "SLURM_NODEID=%s is beyond SLURM_STEP_TASKS_PER_NODE=%s",
                    node, list);
   if (rc != 0 || env->local_size < 1)
-    return fg_fail(err, errlen, -EINVAL, "SLURM_STEP_TASKS_PER_NODE=%s is not a list of task "
+    return fg__fail(err, errlen, -EINVAL, "SLURM_STEP_TASKS_PER_NODE=%s is not a list of task "
                    "counts", list);
   return 0;
 }
@@ -88,14 +88,14 @@ static int slurm_store(fg_comm_env *env, char *err, size_t errlen) {
     const char *var = "SLURM_STEP_NODELIST", *list = getenv(var);
     if (!list || !*list) list = getenv(var = "SLURM_JOB_NODELIST");
     if (!list || !*list)
-      return fg_fail(err, errlen, -EINVAL, "srun started this rank, but neither "
+      return fg__fail(err, errlen, -EINVAL, "srun started this rank, but neither "
                      "SLURM_STEP_NODELIST nor SLURM_JOB_NODELIST is set: set MASTER_ADDR");
-    if (fg_slurm_first_host(list, env->master_addr, sizeof env->master_addr) != 0)
-      return fg_fail(err, errlen, -EINVAL, "%s=%s is not a Slurm node list: set MASTER_ADDR",
+    if (fg__slurm_first_host(list, env->master_addr, sizeof env->master_addr) != 0)
+      return fg__fail(err, errlen, -EINVAL, "%s=%s is not a Slurm node list: set MASTER_ADDR",
                      var, list);
     const char *node = getenv("SLURMD_NODENAME");
     if (env->rank == 0 && node && *node && strcmp(node, env->master_addr) != 0)
-      return fg_fail(err, errlen, -EINVAL, "rank 0 runs on %s, but the other ranks look for its "
+      return fg__fail(err, errlen, -EINVAL, "rank 0 runs on %s, but the other ranks look for its "
                      "store on %s, the first node of %s=%s: set MASTER_ADDR to rank 0's node",
                      node, env->master_addr, var, list);
     at += (size_t)snprintf(why, len, "%s is the first node of %s=%s", env->master_addr, var,
@@ -103,8 +103,8 @@ static int slurm_store(fg_comm_env *env, char *err, size_t errlen) {
   }
   if (!env->master_port) {
     const char *job = getenv("SLURM_JOB_ID");
-    if (fg_slurm_job_port(job, &env->master_port) != 0)
-      return fg_fail(err, errlen, -EINVAL, "SLURM_JOB_ID=%s is not a job id to derive the "
+    if (fg__slurm_job_port(job, &env->master_port) != 0)
+      return fg__fail(err, errlen, -EINVAL, "SLURM_JOB_ID=%s is not a job id to derive the "
                      "store's port from: set MASTER_PORT", job ? job : "(unset)");
     snprintf(why + FG_MIN(at, len - 1), len - FG_MIN(at, len - 1),
              "%sport %d is %d + SLURM_JOB_ID=%s %% %d", at ? "; " : "", env->master_port,
@@ -117,7 +117,7 @@ int fg__comm_env_resolve(const fg_comm_options *o, fg_comm_env *env, char *err, 
   memset(env, 0, sizeof *env);
   const char *which = NULL;
   const char *unused = NULL;
-  int in_step = fg_slurm_in_step();
+  int in_step = fg__slurm_in_step();
   env->launcher = "none";
   if (first_env(RANK_VARS, in_step, &which)) {
     int slurm_rank = in_step && (!strcmp(which, "SLURM_PROCID") || !strcmp(which, "PMIX_RANK"));
@@ -137,27 +137,27 @@ int fg__comm_env_resolve(const fg_comm_options *o, fg_comm_env *env, char *err, 
       (env->srun && (rc = slurm_sizes(env, err, errlen))))
     return rc;
   if (!strcmp(env->launcher, "fgrun/torchrun") && !first_env(SIZE_VARS, 0, &unused))
-    return fg_fail(err, errlen, -EINVAL, "RANK is set but WORLD_SIZE is not");
+    return fg__fail(err, errlen, -EINVAL, "RANK is set but WORLD_SIZE is not");
   if (o->rank >= 0) env->rank = o->rank;
   if (o->world_size > 0) env->size = o->world_size;
   if (o->local_rank >= 0) env->local_rank = o->local_rank;
   if (env->local_rank < 0) env->local_rank = env->size == 1 ? 0 : env->rank;
   if (env->local_size < 0) env->local_size = env->size;
   if (env->rank >= env->size)
-    return fg_fail(err, errlen, -EINVAL, "rank %d is not below the world size %d", env->rank,
+    return fg__fail(err, errlen, -EINVAL, "rank %d is not below the world size %d", env->rank,
                    env->size);
 
   const char *addr = o->master_addr ? o->master_addr : getenv("MASTER_ADDR");
   if (addr && *addr) snprintf(env->master_addr, sizeof env->master_addr, "%s", addr);
   env->master_port = o->master_port;
   const char *port = getenv("MASTER_PORT");
-  if (!env->master_port && port && *port && fg_parse_int(port, 1, 65535, &env->master_port))
-    return fg_fail(err, errlen, -EINVAL, "MASTER_PORT=%s is not a port", port);
+  if (!env->master_port && port && *port && fg__parse_int(port, 1, 65535, &env->master_port))
+    return fg__fail(err, errlen, -EINVAL, "MASTER_PORT=%s is not a port", port);
   const char *agent = getenv("TORCHELASTIC_USE_AGENT_STORE");
   env->agent_store = agent && (!strcmp(agent, "True") || !strcmp(agent, "1"));
   const char *restarts = getenv("TORCHELASTIC_RESTART_COUNT");
-  if (restarts && fg_parse_int(restarts, 0, 1 << 30, &env->restart_count))
-    return fg_fail(err, errlen, -EINVAL, "TORCHELASTIC_RESTART_COUNT=%s is not a count",
+  if (restarts && fg__parse_int(restarts, 0, 1 << 30, &env->restart_count))
+    return fg__fail(err, errlen, -EINVAL, "TORCHELASTIC_RESTART_COUNT=%s is not a count",
                    restarts);
   /* Under srun --mpi=pmix with neither set, rank 0 tells the others over MPI instead: no
    * port to agree on. */
@@ -172,8 +172,8 @@ int fg__comm_env_resolve(const fg_comm_options *o, fg_comm_env *env, char *err, 
   if (env->timeout_ms <= 0) {
     const char *t = getenv("FG_TIMEOUT");
     double s = 300;
-    if (t && *t && (fg_parse_seconds(t, &s) != 0 || s <= 0))
-      return fg_fail(err, errlen, -EINVAL, "FG_TIMEOUT=%s is not a number of seconds", t);
+    if (t && *t && (fg__parse_seconds(t, &s) != 0 || s <= 0))
+      return fg__fail(err, errlen, -EINVAL, "FG_TIMEOUT=%s is not a number of seconds", t);
     env->timeout_ms = (int)(s * 1000 > 1 << 30 ? 1 << 30 : s * 1000);
   }
   return 0;

@@ -229,7 +229,7 @@ void forget(fg_gloo_batch *b) {
 
 extern "C" {
 
-int fg_gloo_device_open(const char *hostname, const char *iface, fg_gloo_device **out,
+int fg__gloo_device_open(const char *hostname, const char *iface, fg_gloo_device **out,
                         fg_gloo_error *e) {
   *out = nullptr;
   return guarded(nullptr, e, [&] {
@@ -243,9 +243,9 @@ int fg_gloo_device_open(const char *hostname, const char *iface, fg_gloo_device 
   });
 }
 
-void fg_gloo_device_close(fg_gloo_device *d) { delete d; }
+void fg__gloo_device_close(fg_gloo_device *d) { delete d; }
 
-int fg_gloo_connect(fg_gloo_device *d, fg_store *store, int rank, int size, int timeout_ms,
+int fg__gloo_connect(fg_gloo_device *d, fg_store *store, int rank, int size, int timeout_ms,
                     fg_gloo **out, fg_gloo_error *e) {
   *out = nullptr;
   std::unique_ptr<fg_gloo> g;
@@ -263,7 +263,7 @@ int fg_gloo_connect(fg_gloo_device *d, fg_store *store, int rank, int size, int 
   return rc;
 }
 
-void fg_gloo_close(fg_gloo *g) {
+void fg__gloo_close(fg_gloo *g) {
   if (!g) return;
   fg_gloo_error ignored;
   if (!failed_before(g, &ignored)) {
@@ -276,7 +276,7 @@ void fg_gloo_close(fg_gloo *g) {
   delete g;
 }
 
-int fg_gloo_barrier(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_barrier(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return guarded(g, e, [&] {
     gloo::BarrierOptions o(g->ctx);
     common(g, o, op);
@@ -284,7 +284,7 @@ int fg_gloo_barrier(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::BroadcastOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     o.template setOutput<decltype(t)>(w(op->recv, bytes_of(op, 1)));
     o.setRoot(op->root);
@@ -292,7 +292,7 @@ int fg_gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::ReduceOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     using T = decltype(t);
     if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
@@ -303,7 +303,7 @@ int fg_gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::AllreduceOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     using T = decltype(t);
     if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
@@ -313,7 +313,7 @@ int fg_gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::AllgatherOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     using T = decltype(t);
     if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
@@ -323,7 +323,7 @@ int fg_gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
 }
 
 /* op->count is the total here: nothing to move when every rank gives nothing. */
-int fg_gloo_allgatherv(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_allgatherv(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::AllgathervOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     using T = decltype(t);
     std::vector<size_t> counts(op->counts, op->counts + g->ctx->size);
@@ -333,7 +333,7 @@ int fg_gloo_allgatherv(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_gather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_gather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::GatherOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     using T = decltype(t);
     const int rank = g->ctx->rank;
@@ -347,7 +347,7 @@ int fg_gloo_gather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_scatter(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_scatter(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::ScatterOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
     using T = decltype(t);
     if (g->ctx->rank == op->root) {
@@ -362,7 +362,7 @@ int fg_gloo_scatter(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_alltoall(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
+int fg__gloo_alltoall(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   /* gloo sends from its input while receiving into its output: in place needs a copy. */
   const size_t bytes = bytes_of(op, (size_t)g->ctx->size);
   std::vector<char> copy;
@@ -375,7 +375,7 @@ int fg_gloo_alltoall(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   });
 }
 
-int fg_gloo_batch_start(fg_gloo *g, const fg_gloo_xfer *x, size_t n, fg_gloo_batch **out,
+int fg__gloo_batch_start(fg_gloo *g, const fg_gloo_xfer *x, size_t n, fg_gloo_batch **out,
                         fg_gloo_error *e) {
   *out = nullptr;
   std::unique_ptr<fg_gloo_batch> b;
@@ -406,7 +406,7 @@ int fg_gloo_batch_start(fg_gloo *g, const fg_gloo_xfer *x, size_t n, fg_gloo_bat
   return 0;
 }
 
-int fg_gloo_batch_wait(fg_gloo_batch *batch, int timeout_ms, fg_gloo_error *e) {
+int fg__gloo_batch_wait(fg_gloo_batch *batch, int timeout_ms, fg_gloo_error *e) {
   std::unique_ptr<fg_gloo_batch> b(batch);
   fg_gloo *g = b->g;
   e->peer = -1;

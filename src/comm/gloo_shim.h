@@ -30,16 +30,16 @@ typedef struct fg_gloo_error {
 typedef void (*fg_gloo_reduce_fn)(void *dst, const void *a, const void *b, size_t n, void *arg);
 
 /* Listens on iface when given, else on the address hostname resolves to. */
-int fg_gloo_device_open(const char *hostname, const char *iface, fg_gloo_device **out,
+int fg__gloo_device_open(const char *hostname, const char *iface, fg_gloo_device **out,
                         fg_gloo_error *e);
 /* Contexts keep the device alive; this drops only the caller's hold. */
-void fg_gloo_device_close(fg_gloo_device *d);
+void fg__gloo_device_close(fg_gloo_device *d);
 
 /* Connects rank to every other rank of a group of size, meeting through store (whose keys
  * it owns), within timeout_ms. */
-int fg_gloo_connect(fg_gloo_device *d, fg_store *store, int rank, int size, int timeout_ms,
+int fg__gloo_connect(fg_gloo_device *d, fg_store *store, int rank, int size, int timeout_ms,
                     fg_gloo **out, fg_gloo_error *e);
-void fg_gloo_close(fg_gloo *g);
+void fg__gloo_close(fg_gloo *g);
 
 /* One collective's arguments. send == NULL means in place (the data is in recv already, at
  * this rank's block for the gathers). */
@@ -56,15 +56,15 @@ typedef struct fg_gloo_op {
   int timeout_ms;
 } fg_gloo_op;
 
-int fg_gloo_barrier(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_allgatherv(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_gather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_scatter(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
-int fg_gloo_alltoall(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_barrier(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_allgatherv(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_gather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_scatter(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
+int fg__gloo_alltoall(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e);
 
 typedef struct fg_gloo_xfer {
   int is_send;
@@ -74,10 +74,10 @@ typedef struct fg_gloo_xfer {
 } fg_gloo_xfer;
 
 /* Posts every transfer; messages between two ranks match in the order they were posted. */
-int fg_gloo_batch_start(fg_gloo *g, const fg_gloo_xfer *x, size_t n, fg_gloo_batch **out,
+int fg__gloo_batch_start(fg_gloo *g, const fg_gloo_xfer *x, size_t n, fg_gloo_batch **out,
                         fg_gloo_error *e);
 /* Waits for every transfer (timeout_ms for the whole batch), then frees the batch. */
-int fg_gloo_batch_wait(fg_gloo_batch *b, int timeout_ms, fg_gloo_error *e);
+int fg__gloo_batch_wait(fg_gloo_batch *b, int timeout_ms, fg_gloo_error *e);
 
 #ifdef __cplusplus
 }

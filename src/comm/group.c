@@ -33,7 +33,7 @@ static int split_named(fg_comm *parent, int colour, int key, const char *kind, f
   parent->seq++;
   parent->err[0] = '\0';
   FG_OP_MARK(m);
-  fg_op_enter(&m, "split", parent->name, parent->seq, parent->err, NULL);
+  fg__op_enter(&m, "split", parent->name, parent->seq, parent->err, NULL);
   int child_no = parent->next_child++;
   member mine = {colour < 0 ? -1 : colour, key, parent->rank};
   member *all = calloc((size_t)parent->size, sizeof *all);

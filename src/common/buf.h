@@ -15,21 +15,21 @@ typedef struct fg_buf {
   int failed;
 } fg_buf;
 
-void fg_buf_init(fg_buf *b);
-void fg_buf_free(fg_buf *b);
-void fg_buf_reset(fg_buf *b); /* len = 0, keeps the memory */
-int fg_buf_reserve(fg_buf *b, size_t extra);
-void fg_buf_put(fg_buf *b, const void *p, size_t n);
-void fg_buf_put_u8(fg_buf *b, uint8_t v);
-void fg_buf_put_u32(fg_buf *b, uint32_t v);
-void fg_buf_put_u64(fg_buf *b, uint64_t v);
-void fg_buf_put_i64(fg_buf *b, int64_t v);
+void fg__buf_init(fg_buf *b);
+void fg__buf_free(fg_buf *b);
+void fg__buf_reset(fg_buf *b); /* len = 0, keeps the memory */
+int fg__buf_reserve(fg_buf *b, size_t extra);
+void fg__buf_put(fg_buf *b, const void *p, size_t n);
+void fg__buf_put_u8(fg_buf *b, uint8_t v);
+void fg__buf_put_u32(fg_buf *b, uint32_t v);
+void fg__buf_put_u64(fg_buf *b, uint64_t v);
+void fg__buf_put_i64(fg_buf *b, int64_t v);
 /* u64 length, then the bytes: the protocol's str/bytes field. */
-void fg_buf_put_bytes(fg_buf *b, const void *p, size_t n);
+void fg__buf_put_bytes(fg_buf *b, const void *p, size_t n);
 /* Appends printf-style text, without its terminating NUL. */
-void fg_buf_printf(fg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void fg__buf_printf(fg_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes. */
-void fg_buf_consume(fg_buf *b, size_t n);
+void fg__buf_consume(fg_buf *b, size_t n);
 
 static inline uint64_t fg_load_u64(const uint8_t *p) {
   uint64_t v = 0;

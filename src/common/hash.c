@@ -16,7 +16,7 @@
     v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);               \
   } while (0)
 
-uint64_t fg_siphash(const void *data, size_t len, const uint8_t key[16]) {
+uint64_t fg__siphash(const void *data, size_t len, const uint8_t key[16]) {
   const uint8_t *in = data;
   uint64_t k0 = fg_load_u64(key), k1 = fg_load_u64(key + 8);
   uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
@@ -45,7 +45,7 @@ uint64_t fg_siphash(const void *data, size_t len, const uint8_t key[16]) {
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
-void fg_random_bytes(void *buf, size_t len) {
+void fg__random_bytes(void *buf, size_t len) {
   if (getrandom(buf, len, GRND_NONBLOCK) == (ssize_t)len) return;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-uint64_t fg_siphash(const void *data, size_t len, const uint8_t key[16]);
+uint64_t fg__siphash(const void *data, size_t len, const uint8_t key[16]);
 
 /* Fills key with random bytes from the kernel (falls back to time and pid). */
-void fg_random_bytes(void *buf, size_t len);
+void fg__random_bytes(void *buf, size_t len);
 
 #endif

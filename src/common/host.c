@@ -12,7 +12,7 @@
 
 #include "common/host.h"
 
-int fg_is_loopback(const char *addr) {
+int fg__is_loopback(const char *addr) {
   return !strcmp(addr, "localhost") || !strncmp(addr, "127.", 4) || !strcmp(addr, "::1");
 }
 
@@ -28,7 +28,7 @@ static int name_is_reachable_here(const char *name) {
                 ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
                 : (const void *)&((const struct sockaddr_in *)sa)->sin_addr,
             text, sizeof text);
-  int ok = !fg_is_loopback(text);
+  int ok = !fg__is_loopback(text);
   if (ok) {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ok = fd >= 0 && bind(fd, sa, ai->ai_addrlen) == 0;
@@ -38,7 +38,7 @@ static int name_is_reachable_here(const char *name) {
   return ok;
 }
 
-void fg_advertised_host(char *host, size_t len) {
+void fg__advertised_host(char *host, size_t len) {
   const char *iface = getenv("GLOO_SOCKET_IFNAME");
   char name[256];
   if (!(iface && *iface) && gethostname(name, sizeof name) == 0 && name_is_reachable_here(name)) {

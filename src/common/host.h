@@ -4,11 +4,11 @@
 #include <stddef.h>
 
 /* "localhost", 127.x.x.x or ::1. */
-int fg_is_loopback(const char *addr);
+int fg__is_loopback(const char *addr);
 
 /* The address rank 0 gives ranks on other hosts, and gloo listens on: GLOO_SOCKET_IFNAME's, as
  * the ranks talk there; else the host name, when it names this host; else the first other IPv4
  * address. host is left as it is when there is none. */
-void fg_advertised_host(char *host, size_t len);
+void fg__advertised_host(char *host, size_t len);
 
 #endif

@@ -8,18 +8,18 @@
 static const char *program = "fg";
 static enum fg_log_level threshold = FG_LOG_INFO;
 
-void fg_log_set_program(const char *name) { program = name; }
-void fg_log_set_level(enum fg_log_level level) { threshold = level; }
-enum fg_log_level fg_log_get_level(void) { return threshold; }
+void fg__log_set_program(const char *name) { program = name; }
+void fg__log_set_level(enum fg_log_level level) { threshold = level; }
+enum fg_log_level fg__log_get_level(void) { return threshold; }
 
-int fg_log_level_parse(const char *s) {
+int fg__log_level_parse(const char *s) {
   static const char *names[] = {"error", "warn", "info", "debug"};
   for (int i = 0; i < 4; i++)
     if (strcmp(s, names[i]) == 0) return i;
   return -1;
 }
 
-void fg_log(enum fg_log_level level, const char *fmt, ...) {
+void fg__log(enum fg_log_level level, const char *fmt, ...) {
   if (level > threshold) return;
   /* Format the whole line first and write it once, so lines from several
    * processes sharing stderr never interleave mid-line. */

@@ -5,18 +5,18 @@
 enum fg_log_level { FG_LOG_ERROR, FG_LOG_WARN, FG_LOG_INFO, FG_LOG_DEBUG };
 
 /* The name printed before every line ("fgrun", "fgstore", ...). */
-void fg_log_set_program(const char *name);
-void fg_log_set_level(enum fg_log_level level);
-enum fg_log_level fg_log_get_level(void);
+void fg__log_set_program(const char *name);
+void fg__log_set_level(enum fg_log_level level);
+enum fg_log_level fg__log_get_level(void);
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
-int fg_log_level_parse(const char *s);
+int fg__log_level_parse(const char *s);
 
-void fg_log(enum fg_log_level level, const char *fmt, ...)
+void fg__log(enum fg_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-#define fg_error(...) fg_log(FG_LOG_ERROR, __VA_ARGS__)
-#define fg_warn(...) fg_log(FG_LOG_WARN, __VA_ARGS__)
-#define fg_info(...) fg_log(FG_LOG_INFO, __VA_ARGS__)
-#define fg_debug(...) fg_log(FG_LOG_DEBUG, __VA_ARGS__)
+#define fg_error(...) fg__log(FG_LOG_ERROR, __VA_ARGS__)
+#define fg_warn(...) fg__log(FG_LOG_WARN, __VA_ARGS__)
+#define fg_info(...) fg__log(FG_LOG_INFO, __VA_ARGS__)
+#define fg_debug(...) fg__log(FG_LOG_DEBUG, __VA_ARGS__)
 
 #endif

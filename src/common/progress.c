@@ -28,7 +28,7 @@ static int env_int(const char *const *names, int fallback) {
   for (; *names; names++) {
     const char *v = getenv(*names);
     int n;
-    if (v && fg_parse_int(v, 0, 1 << 30, &n) == 0) return n;
+    if (v && fg__parse_int(v, 0, 1 << 30, &n) == 0) return n;
   }
   return fallback;
 }
@@ -71,7 +71,7 @@ static void off_in_child(void) { g.slot = NULL; }
 static void setup(void) {
   g.ready = 1;
   g.slot = map_slot();
-  g.tracing = fg_trace_setup();
+  g.tracing = fg__trace_setup();
   if (g.slot) pthread_atfork(NULL, NULL, off_in_child);
 }
 
@@ -104,20 +104,20 @@ static void publish(const fg_op_mark *m, uint32_t state, uint64_t t_ns) {
   fg_progress_write_end(s);
 }
 
-void fg_op_enter(fg_op_mark *m, const char *op, const char *group, uint64_t seq,
+void fg__op_enter(fg_op_mark *m, const char *op, const char *group, uint64_t seq,
                  const char *err, const fg_op_args *args) {
   if (!g.ready) setup();
   if (!g.slot && !g.tracing) return;
-  *m = (fg_op_mark){.op = op, .group = group, .seq = seq, .t0_ns = fg_now_ns(), .err = err,
+  *m = (fg_op_mark){.op = op, .group = group, .seq = seq, .t0_ns = fg__now_ns(), .err = err,
                     .args = args ? *args : FG_OP_ARGS_NONE};
   if (g.slot) publish(m, FG_PROGRESS_IN, m->t0_ns);
 }
 
-void fg_op_leave(fg_op_mark *m) {
+void fg__op_leave(fg_op_mark *m) {
   if (!m->op) return;
-  uint64_t t1 = fg_now_ns();
+  uint64_t t1 = fg__now_ns();
   if (g.slot) publish(m, FG_PROGRESS_OUT, t1);
   if (g.tracing)
-    fg_trace_op(m->op, m->group, m->seq, m->t0_ns, t1, failed(m) ? m->err : NULL);
+    fg__trace_op(m->op, m->group, m->seq, m->t0_ns, t1, failed(m) ? m->err : NULL);
   m->op = NULL;
 }

@@ -44,13 +44,13 @@ typedef struct fg_op_mark {
 
 /* Records that this rank entered op (seq on group) with args (NULL: none). err may be NULL.
  * Cheap when neither FG_PROGRESS_FILE nor FG_TRACE_FILE is set: one test of a static flag. */
-void fg_op_enter(fg_op_mark *m, const char *op, const char *group, uint64_t seq,
+void fg__op_enter(fg_op_mark *m, const char *op, const char *group, uint64_t seq,
                  const char *err, const fg_op_args *args);
 /* Records that it left; a second call does nothing. */
-void fg_op_leave(fg_op_mark *m);
+void fg__op_leave(fg_op_mark *m);
 
 /* A mark that is left however its function returns (GCC's cleanup attribute): declare it,
- * call fg_op_enter, and every return path records the leave after its value is computed. */
-#define FG_OP_MARK(m) fg_op_mark m __attribute__((cleanup(fg_op_leave))) = {0}
+ * call fg__op_enter, and every return path records the leave after its value is computed. */
+#define FG_OP_MARK(m) fg_op_mark m __attribute__((cleanup(fg__op_leave))) = {0}
 
 #endif

@@ -8,7 +8,7 @@
 
 #include "common/util.h"
 
-int fg_slurm_in_step(void) {
+int fg__slurm_in_step(void) {
   const char *step = getenv("SLURM_STEP_ID");
   return step && *step;
 }
@@ -22,7 +22,7 @@ static int put(char *host, size_t len, size_t *at, const char *s, size_t n) {
   return 0;
 }
 
-int fg_slurm_first_host(const char *list, char *host, size_t len) {
+int fg__slurm_first_host(const char *list, char *host, size_t len) {
   if (!list || !len) return -EINVAL;
   size_t at = 0;
   host[0] = '\0';
@@ -61,7 +61,7 @@ static int number(const char **p, long max, long *out) {
   return 0;
 }
 
-int fg_slurm_count_on_node(const char *list, int node, int *count) {
+int fg__slurm_count_on_node(const char *list, int node, int *count) {
   if (!list || !*list || node < 0) return -EINVAL;
   const char *p = list;
   long first = 0; /* the node the current item starts at */
@@ -86,9 +86,9 @@ int fg_slurm_count_on_node(const char *list, int node, int *count) {
   }
 }
 
-int fg_slurm_job_port(const char *job_id, int *port) {
+int fg__slurm_job_port(const char *job_id, int *port) {
   int64_t id;
-  if (!job_id || fg_parse_i64(job_id, 0, INT64_MAX, &id) != 0) return -EINVAL;
+  if (!job_id || fg__parse_i64(job_id, 0, INT64_MAX, &id) != 0) return -EINVAL;
   *port = FG_SLURM_PORT_BASE + (int)(id % FG_SLURM_PORT_SPAN);
   return 0;
 }

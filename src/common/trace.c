@@ -34,7 +34,7 @@ static struct {
 static int env_int(const char *name) {
   const char *v = getenv(name);
   int n;
-  return v && fg_parse_int(v, 0, 1 << 30, &n) == 0 ? n : 0;
+  return v && fg__parse_int(v, 0, 1 << 30, &n) == 0 ? n : 0;
 }
 
 /* One line on stderr, then silence: a trace is not worth failing the rank for. */
@@ -70,12 +70,12 @@ static int reserve(size_t need) {
   return 0;
 }
 
-void fg_trace_flush(void) {
+void fg__trace_flush(void) {
   if (t.fd < 0 || t.trimmed) return;
   if (ftruncate(t.fd, (off_t)t.len) == 0) t.trimmed = 1;
 }
 
-static void flush_at_exit(void) { fg_trace_flush(); }
+static void flush_at_exit(void) { fg__trace_flush(); }
 
 /* A forked child shares the mapping: it must not write the parent's trace. */
 static void off_in_child(void) {
@@ -85,7 +85,7 @@ static void off_in_child(void) {
   t.fd = -1;
 }
 
-int fg_trace_setup(void) {
+int fg__trace_setup(void) {
   const char *path = getenv("FG_TRACE_FILE");
   if (!path || !*path) return 0;
   snprintf(t.path, sizeof t.path, "%s", path);
@@ -120,7 +120,7 @@ static size_t put_escaped(char *out, size_t room, const char *s) {
   return n;
 }
 
-void fg_trace_op(const char *op, const char *group, uint64_t seq, uint64_t t0_ns,
+void fg__trace_op(const char *op, const char *group, uint64_t seq, uint64_t t0_ns,
                  uint64_t t1_ns, const char *error) {
   if (t.fd < 0 || reserve(LINE_MAX_BYTES) != 0) return;
   char *line = t.map + t.len;

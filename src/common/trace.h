@@ -14,11 +14,11 @@
 #include <stdint.h>
 
 /* Opens FG_TRACE_FILE if it is set; 1 when tracing is on. */
-int fg_trace_setup(void);
-/* One operation from t0 to t1 (fg_now_ns); error is its message when it failed. */
-void fg_trace_op(const char *op, const char *group, uint64_t seq, uint64_t t0_ns,
+int fg__trace_setup(void);
+/* One operation from t0 to t1 (fg__now_ns); error is its message when it failed. */
+void fg__trace_op(const char *op, const char *group, uint64_t seq, uint64_t t0_ns,
                  uint64_t t1_ns, const char *error);
 /* Cuts the file to what was written (the next event reserves room again). */
-void fg_trace_flush(void);
+void fg__trace_flush(void);
 
 #endif

@@ -10,16 +10,16 @@
 #include <sys/resource.h>
 #include <time.h>
 
-uint64_t fg_now_ns(void) {
+uint64_t fg__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-double fg_now_s(void) { return (double)fg_now_ns() / 1e9; }
-int64_t fg_now_ms(void) { return (int64_t)(fg_now_ns() / 1000000u); }
+double fg__now_s(void) { return (double)fg__now_ns() / 1e9; }
+int64_t fg__now_ms(void) { return (int64_t)(fg__now_ns() / 1000000u); }
 
-int fg_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+int fg__parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
   if (!s || !*s || isspace((unsigned char)*s)) return -EINVAL;
   char *end;
   errno = 0;
@@ -30,14 +30,14 @@ int fg_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
   return 0;
 }
 
-int fg_parse_int(const char *s, int min, int max, int *out) {
+int fg__parse_int(const char *s, int min, int max, int *out) {
   int64_t v;
-  int rc = fg_parse_i64(s, min, max, &v);
+  int rc = fg__parse_i64(s, min, max, &v);
   if (rc == 0) *out = (int)v;
   return rc;
 }
 
-int fg_parse_seconds(const char *s, double *out) {
+int fg__parse_seconds(const char *s, double *out) {
   if (!s || !*s || isspace((unsigned char)*s)) return -EINVAL;
   char *end;
   double v = strtod(s, &end);
@@ -46,7 +46,7 @@ int fg_parse_seconds(const char *s, double *out) {
   return 0;
 }
 
-int fg_parse_size(const char *s, uint64_t *out) {
+int fg__parse_size(const char *s, uint64_t *out) {
   if (!s || !isdigit((unsigned char)*s)) return -EINVAL;
   char *end;
   errno = 0;
@@ -67,7 +67,7 @@ int fg_parse_size(const char *s, uint64_t *out) {
   return 0;
 }
 
-int fg_split_hostport(const char *s, char *host, size_t hostlen, int *port) {
+int fg__split_hostport(const char *s, char *host, size_t hostlen, int *port) {
   const char *colon;
   const char *hstart = s;
   size_t hlen;
@@ -86,24 +86,24 @@ int fg_split_hostport(const char *s, char *host, size_t hostlen, int *port) {
   if (hlen == 0 || hlen >= hostlen) return -EINVAL;
   memcpy(host, hstart, hlen);
   host[hlen] = '\0';
-  if (colon && fg_parse_int(colon + 1, 0, 65535, port) != 0) return -EINVAL;
+  if (colon && fg__parse_int(colon + 1, 0, 65535, port) != 0) return -EINVAL;
   return 0;
 }
 
-int fg_vfail(char *err, size_t errlen, int code, const char *fmt, va_list ap) {
+int fg__vfail(char *err, size_t errlen, int code, const char *fmt, va_list ap) {
   if (err && errlen) vsnprintf(err, errlen, fmt, ap);
   return code;
 }
 
-int fg_fail(char *err, size_t errlen, int code, const char *fmt, ...) {
+int fg__fail(char *err, size_t errlen, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  fg_vfail(err, errlen, code, fmt, ap);
+  fg__vfail(err, errlen, code, fmt, ap);
   va_end(ap);
   return code;
 }
 
-char *fg_asprintf(const char *fmt, ...) {
+char *fg__asprintf(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   char *s = NULL;
@@ -126,7 +126,7 @@ static const struct {
     {SIGPWR, "PWR"},   {SIGSYS, "SYS"},
 };
 
-const char *fg_signame(int sig) {
+const char *fg__signame(int sig) {
   for (size_t i = 0; i < FG_ARRAY_LEN(signals); i++)
     if (signals[i].num == sig) return signals[i].name;
   static __thread char buf[16];
@@ -134,16 +134,16 @@ const char *fg_signame(int sig) {
   return buf;
 }
 
-int fg_signum(const char *name) {
+int fg__signum(const char *name) {
   int n;
-  if (fg_parse_int(name, 1, 64, &n) == 0) return n;
+  if (fg__parse_int(name, 1, 64, &n) == 0) return n;
   if (strncasecmp(name, "SIG", 3) == 0) name += 3;
   for (size_t i = 0; i < FG_ARRAY_LEN(signals); i++)
     if (strcasecmp(signals[i].name, name) == 0) return signals[i].num;
   return -1;
 }
 
-long fg_raise_nofile(void) {
+long fg__raise_nofile(void) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
   if (rl.rlim_cur < rl.rlim_max) {

@@ -16,9 +16,9 @@
 
 static void on_monitor(uv_timer_t *t) {
   fg_agent *a = t->data;
-  if (fg_log_get_level() < FG_LOG_DEBUG || !a->store) return;
+  if (fg__log_get_level() < FG_LOG_DEBUG || !a->store) return;
   fg_server_stats st;
-  fg_server_get_stats(a->store, &st);
+  fg__server_get_stats(a->store, &st);
   fg_debug("attempt %d: %d of %d workers running; store: %llu keys, %llu connections",
            a->attempt, a->running, a->nworkers, (unsigned long long)st.keys,
            (unsigned long long)st.connections);
@@ -56,7 +56,7 @@ void fg_agent_shutdown(fg_agent *a) {
   fg_hang_stop(&a->hang);
   if (a->rdzv) fg_rdzv_loop_close(a->rdzv);
   a->rdzv = NULL;
-  if (a->store) fg_server_close(a->store);
+  if (a->store) fg__server_close(a->store);
   a->store = NULL;
   if (a->watchdog_started) fg_watchdog_stop(&a->watchdog);
   a->watchdog_started = 0;
@@ -66,12 +66,12 @@ void fg_agent_shutdown(fg_agent *a) {
 static int start_store(fg_agent *a) {
   const fg_launch_opts *o = a->opts;
   fg_server_config sc;
-  fg_server_config_init(&sc);
+  fg__server_config_init(&sc);
   sc.host = o->store_host;
   sc.port = o->store_port;
   sc.token = o->store_token;
   char err[512];
-  int rc = fg_server_start(&a->loop, &sc, &a->store, err, sizeof err);
+  int rc = fg__server_start(&a->loop, &sc, &a->store, err, sizeof err);
   if (rc == 0) return 0;
   a->store = NULL;
   int v6 = strchr(o->store_host, ':') != NULL;
@@ -129,7 +129,7 @@ static int setup(fg_agent *a) {
     }
   } else {
     if (start_store(a) != 0) return 2;
-    a->env.master_port = fg_server_port(a->store);
+    a->env.master_port = fg__server_port(a->store);
   }
 
   if (o->numa_binding != FG_NUMA_OFF) {
@@ -185,7 +185,7 @@ static int setup(fg_agent *a) {
     a->nsignals++;
     rc = uv_signal_start(s, fg_agent_on_signal, o->signals[i]);
     if (rc != 0) {
-      fg_error("cannot handle SIG%s: %s", fg_signame(o->signals[i]), uv_strerror(rc));
+      fg_error("cannot handle SIG%s: %s", fg__signame(o->signals[i]), uv_strerror(rc));
       return 1;
     }
   }
@@ -220,7 +220,7 @@ int fg_agent_run(const fg_agent_config *cfg) {
   const char *entry = strrchr(cfg->program->path, '/');
   a->events = (fg_events){.on = o->event_log_console, .run_id = o->rdzv_id, .role = o->role,
                           .backend = o->rdzv_backend, .entry_point = entry ? entry + 1 : cfg->program->path,
-                          .max_restarts = o->max_restarts, .start_ns = fg_now_ns()};
+                          .max_restarts = o->max_restarts, .start_ns = fg__now_ns()};
   fg_env_set_job_defaults(o->nproc);
   int status = setup(a);
   if (status != 0)

@@ -115,17 +115,17 @@ void fg_agent_on_signal(uv_signal_t *h, int sig) {
   switch (a->phase) {
     case PHASE_RUNNING:
       a->stop_signal = sig;
-      fg_warn("got SIG%s: passing it to the workers and stopping", fg_signame(sig));
+      fg_warn("got SIG%s: passing it to the workers and stopping", fg__signame(sig));
       fg_agent_begin_stop(a, sig);
       break;
     case PHASE_STOPPING:
       if (!a->stop_signal) {
         a->stop_signal = sig;
         fg_warn("got SIG%s: passing it to the workers still running and stopping",
-                fg_signame(sig));
+                fg__signame(sig));
         signal_running(a, sig);
       } else {
-        fg_warn("got SIG%s again: killing the workers now", fg_signame(sig));
+        fg_warn("got SIG%s again: killing the workers now", fg__signame(sig));
         kill_now(a);
       }
       break;
@@ -134,7 +134,7 @@ void fg_agent_on_signal(uv_signal_t *h, int sig) {
        * under Slurm the workers often get the signal too, and end first. */
       if (!a->stop_signal) {
         a->stop_signal = sig;
-        fg_warn("got SIG%s: stopping (no worker is running)", fg_signame(sig));
+        fg_warn("got SIG%s: stopping (no worker is running)", fg__signame(sig));
       }
       if (a->rdzv) fg_rdzv_loop_cancel(a->rdzv); /* stop joining or waiting */
       break;
@@ -191,7 +191,7 @@ void fg_agent_close_workers(fg_agent *a, fg_agent_step next) {
 static void next_attempt(fg_agent *a) {
   if (a->stop_signal) {
     a->exit_code = 128 + a->stop_signal;
-    fg_warn("stopped by SIG%s before restarting; exit status %d", fg_signame(a->stop_signal),
+    fg_warn("stopped by SIG%s before restarting; exit status %d", fg__signame(a->stop_signal),
             a->exit_code);
     fg_agent_shutdown(a);
     return;
@@ -212,7 +212,7 @@ void fg_agent_describe_attempt(const fg_agent *a, char *out, size_t len) {
   else if (a->root_cause)
     fg_describe_end(a->root_cause, end, sizeof end);
   if (a->stop_signal)
-    snprintf(out, len, "stopped by SIG%s", fg_signame(a->stop_signal));
+    snprintf(out, len, "stopped by SIG%s", fg__signame(a->stop_signal));
   else if (a->root_cause)
     snprintf(out, len, "rank %d %s", a->root_cause->rank, end);
   else if (a->hang_stopped)
@@ -285,8 +285,8 @@ static void after_drain(fg_agent *a) {
      * gloo group then reads the dead ranks' addresses: pytorch#135712). */
     char prefix[64];
     snprintf(prefix, sizeof prefix, "//worker/attempt_%d/", a->attempt);
-    size_t erased = fg_server_erase_prefix(a->store, prefix);
-    erased += fg_server_erase_prefix(a->store, "/default_pg/");
+    size_t erased = fg__server_erase_prefix(a->store, prefix);
+    erased += fg__server_erase_prefix(a->store, "/default_pg/");
     fg_debug("erased %zu store keys of attempt %d", erased, a->attempt);
     fg_agent_close_workers(a, next_attempt);
     return;
@@ -331,7 +331,7 @@ static int spawn_worker(fg_agent *a, fg_worker *w, char *err, size_t errlen) {
   int rc;
   if (!w->prefix || !env || !argv || (logs_get(o, r, FG_STD_OUT) && !out_log) ||
       (logs_get(o, r, FG_STD_ERR) && !err_log)) {
-    rc = fg_fail(err, errlen, -ENOMEM, "out of memory");
+    rc = fg__fail(err, errlen, -ENOMEM, "out of memory");
   } else {
     fg_worker_options wo = {
         .loop = &a->loop, .file = prog->path,

@@ -17,7 +17,7 @@ static void on_round_joined(void *data, int rc, const char *err) {
   if (rc != 0) {
     a->exit_code = a->stop_signal ? 128 + a->stop_signal : 1;
     if (a->stop_signal)
-      fg_warn("stopped by SIG%s while joining the rendezvous", fg_signame(a->stop_signal));
+      fg_warn("stopped by SIG%s while joining the rendezvous", fg__signame(a->stop_signal));
     else
       fg_error("error: %s", err);
     fg_agent_shutdown(a);
@@ -27,7 +27,7 @@ static void on_round_joined(void *data, int rc, const char *err) {
   if (a->store && a->next_round > 0) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "//worker/attempt_%d/", a->attempt);
-    fg_server_erase_prefix(a->store, prefix);
+    fg__server_erase_prefix(a->store, prefix);
   }
   a->attempt = r->round; /* TORCHELASTIC_RESTART_COUNT: every member agrees on it */
   a->next_round = r->round + 1;

@@ -141,7 +141,7 @@ void fg_agent_pmix_begin(fg_agent *a) {
     job.store_prefix = prefix;
   }
   int rc = job.nodes ? fg_pmix_begin(ap->server, &job, err, sizeof err)
-                     : fg_fail(err, sizeof err, -ENOMEM, "out of memory");
+                     : fg__fail(err, sizeof err, -ENOMEM, "out of memory");
   if (rc != 0)
     fg_warn("attempt %d: no PMIx namespace (%s): MPI programs start as single-rank worlds",
             a->attempt, err);

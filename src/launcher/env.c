@@ -47,10 +47,10 @@ static int is_worker_var(const char *entry) {
 }
 
 static void put_var(fg_buf *b, const char *name, const char *value) {
-  fg_buf_put(b, name, strlen(name));
-  fg_buf_put_u8(b, '=');
-  fg_buf_put(b, value, strlen(value));
-  fg_buf_put_u8(b, '\0');
+  fg__buf_put(b, name, strlen(name));
+  fg__buf_put_u8(b, '=');
+  fg__buf_put(b, value, strlen(value));
+  fg__buf_put_u8(b, '\0');
 }
 
 static void put_int(fg_buf *b, const char *name, int value) {
@@ -71,7 +71,7 @@ static void put_sibling(fg_buf *b, const char *name, const char *error_file, con
  * tracebacks and on which signal. */
 static void put_pyhook(fg_buf *b, const fg_env_spec *s, const char *error_file) {
   const char *old = getenv("PYTHONPATH");
-  char *path = old && *old ? fg_asprintf("%s:%s", s->pyhook_dir, old) : strdup(s->pyhook_dir);
+  char *path = old && *old ? fg__asprintf("%s:%s", s->pyhook_dir, old) : strdup(s->pyhook_dir);
   if (path) put_var(b, "PYTHONPATH", path);
   b->failed |= path == NULL;
   free(path);
@@ -91,7 +91,7 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
   int role_rank = s->world_size ? s->role_rank_base + local_rank : rank;
   int role_world = s->world_size ? s->role_world_size : world;
   fg_buf own;
-  fg_buf_init(&own);
+  fg__buf_init(&own);
   put_int(&own, "LOCAL_RANK", local_rank);
   put_int(&own, "RANK", rank);
   put_int(&own, "GROUP_RANK", s->node_rank);
@@ -112,7 +112,7 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
   if (s->trace) put_sibling(&own, "FG_TRACE_FILE", error_file, FG_RUNDIR_TRACE);
   if (s->pyhook_dir) put_pyhook(&own, s, error_file);
   if (own.failed) {
-    fg_buf_free(&own);
+    fg__buf_free(&own);
     return NULL;
   }
 
@@ -123,12 +123,12 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
   size_t nptr = ninherited + nown + 1;
   char **env = malloc(nptr * sizeof *env + own.len);
   if (!env) {
-    fg_buf_free(&own);
+    fg__buf_free(&own);
     return NULL;
   }
   char *strings = (char *)(env + nptr);
   memcpy(strings, own.data, own.len);
-  fg_buf_free(&own);
+  fg__buf_free(&own);
 
   size_t n = 0;
   for (char **e = environ; *e; e++)

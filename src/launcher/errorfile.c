@@ -32,19 +32,19 @@ static int hex4(const char *p, unsigned *out) {
 
 static void put_utf8(fg_buf *b, unsigned cp) {
   if (cp < 0x80) {
-    fg_buf_put_u8(b, (uint8_t)cp);
+    fg__buf_put_u8(b, (uint8_t)cp);
   } else if (cp < 0x800) {
-    fg_buf_put_u8(b, (uint8_t)(0xc0 | cp >> 6));
-    fg_buf_put_u8(b, (uint8_t)(0x80 | (cp & 0x3f)));
+    fg__buf_put_u8(b, (uint8_t)(0xc0 | cp >> 6));
+    fg__buf_put_u8(b, (uint8_t)(0x80 | (cp & 0x3f)));
   } else if (cp < 0x10000) {
-    fg_buf_put_u8(b, (uint8_t)(0xe0 | cp >> 12));
-    fg_buf_put_u8(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3f)));
-    fg_buf_put_u8(b, (uint8_t)(0x80 | (cp & 0x3f)));
+    fg__buf_put_u8(b, (uint8_t)(0xe0 | cp >> 12));
+    fg__buf_put_u8(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3f)));
+    fg__buf_put_u8(b, (uint8_t)(0x80 | (cp & 0x3f)));
   } else {
-    fg_buf_put_u8(b, (uint8_t)(0xf0 | cp >> 18));
-    fg_buf_put_u8(b, (uint8_t)(0x80 | ((cp >> 12) & 0x3f)));
-    fg_buf_put_u8(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3f)));
-    fg_buf_put_u8(b, (uint8_t)(0x80 | (cp & 0x3f)));
+    fg__buf_put_u8(b, (uint8_t)(0xf0 | cp >> 18));
+    fg__buf_put_u8(b, (uint8_t)(0x80 | ((cp >> 12) & 0x3f)));
+    fg__buf_put_u8(b, (uint8_t)(0x80 | ((cp >> 6) & 0x3f)));
+    fg__buf_put_u8(b, (uint8_t)(0x80 | (cp & 0x3f)));
   }
 }
 
@@ -57,7 +57,7 @@ static int read_string(json *j, fg_buf *out) {
     if (c == '"') return 0;
     if ((unsigned char)c < 0x20) return -1;
     if (c != '\\') {
-      if (out) fg_buf_put_u8(out, (uint8_t)c);
+      if (out) fg__buf_put_u8(out, (uint8_t)c);
       continue;
     }
     if (j->p >= j->end) return -1;
@@ -65,7 +65,7 @@ static int read_string(json *j, fg_buf *out) {
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     const char *k = e ? strchr(from, e) : NULL;
     if (k) {
-      if (out) fg_buf_put_u8(out, (uint8_t)to[k - from]);
+      if (out) fg__buf_put_u8(out, (uint8_t)to[k - from]);
       continue;
     }
     unsigned cp, lo;
@@ -139,10 +139,10 @@ static char *find_string(const char *text, size_t len, const char *const *path) 
       skip_ws(&j);
       if (j.p >= j.end || *j.p != '"') return NULL;
       fg_buf key;
-      fg_buf_init(&key);
+      fg__buf_init(&key);
       read_string(&j, &key);
       int match = key.len == strlen(*path) && memcmp(key.data, *path, key.len) == 0;
-      fg_buf_free(&key);
+      fg__buf_free(&key);
       skip_ws(&j);
       j.p++; /* ':' */
       skip_ws(&j);
@@ -153,17 +153,17 @@ static char *find_string(const char *text, size_t len, const char *const *path) 
     }
   }
   fg_buf out;
-  fg_buf_init(&out);
+  fg__buf_init(&out);
   if (j.p < j.end && *j.p == '"') {
     read_string(&j, &out);
   } else {
     const char *start = j.p;
     if (skip_value(&j, 0) != 0 || start == j.p || *start == '{' || *start == '[') return NULL;
-    fg_buf_put(&out, start, (size_t)(j.p - start));
+    fg__buf_put(&out, start, (size_t)(j.p - start));
   }
-  fg_buf_put_u8(&out, '\0');
+  fg__buf_put_u8(&out, '\0');
   if (out.failed) {
-    fg_buf_free(&out);
+    fg__buf_free(&out);
     return NULL;
   }
   return (char *)out.data;

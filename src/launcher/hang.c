@@ -32,17 +32,17 @@
 static int make_file(fg_hang *h, char *err, size_t errlen) {
   int fd = memfd_create("fgrun-progress", MFD_CLOEXEC);
   if (fd >= 0) {
-    h->path = fg_asprintf("/proc/%d/fd/%d", (int)getpid(), fd);
+    h->path = fg__asprintf("/proc/%d/fd/%d", (int)getpid(), fd);
     if (h->path) return fd;
     close(fd);
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   }
   const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
   if (!dir || !*dir) dir = "/tmp";
-  if (!(h->path = fg_asprintf("%s/fgrun-progress-%d-XXXXXX", dir, (int)getpid())))
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!(h->path = fg__asprintf("%s/fgrun-progress-%d-XXXXXX", dir, (int)getpid())))
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   if ((fd = mkostemp(h->path, O_CLOEXEC)) < 0)
-    return fg_fail(err, errlen, -errno, "cannot create %s: %s", h->path, strerror(errno));
+    return fg__fail(err, errlen, -errno, "cannot create %s: %s", h->path, strerror(errno));
   h->remove = 1;
   return fd;
 }
@@ -74,7 +74,7 @@ int fg_hang_open(fg_hang *h, int nslots, double timeout, char *err, size_t errle
     rc = -ENOMEM;
   if (rc) {
     if (map != MAP_FAILED) munmap(map, size);
-    fg_fail(err, errlen, rc, "cannot size %s: %s", h->path, strerror(-rc));
+    fg__fail(err, errlen, rc, "cannot size %s: %s", h->path, strerror(-rc));
     fg_hang_close(h);
     return rc;
   }
@@ -83,7 +83,7 @@ int fg_hang_open(fg_hang *h, int nslots, double timeout, char *err, size_t errle
   h->map = map;
   h->size = size;
   h->nslots = nslots;
-  h->attempt_start_ns = h->last_activity_ns = fg_now_ns();
+  h->attempt_start_ns = h->last_activity_ns = fg__now_ns();
   return 0;
 }
 
@@ -105,7 +105,7 @@ void fg_hang_reset(fg_hang *h) {
   h->reported = 0;
   h->quiet_reported = h->quiet_prev_ok = 0;
   h->quiet_next_ns = 0;
-  h->attempt_start_ns = h->last_activity_ns = fg_now_ns();
+  h->attempt_start_ns = h->last_activity_ns = fg__now_ns();
   fg__hang_clear_cause(h);
 }
 
@@ -236,7 +236,7 @@ int fg__hang_hooked(const fg_hang *h, const fg_hang_rank *x) {
 
 void fg__hang_print(fg_buf *b) {
   if (b->len && !b->failed) fg_console_write(2, b->data, b->len); /* one write: whole lines */
-  fg_buf_free(b);
+  fg__buf_free(b);
 }
 
 /* A hang is its operation: another longest waiter (the first gave up) is the same hang. */
@@ -298,11 +298,11 @@ int fg_hang_check(fg_hang *h, const fg_worker *ws, int n, uint64_t now_ns, fg_bu
   if (fg_hang_classify(r, n, h->world_size, now_ns, limit, &v) == FG_HANG_NONE) goto out;
   h->reported = fingerprint(&r[v.hang].s);
   *late_s = (double)(fg__hang_since(now_ns, r[v.hang].s.t_ns) - limit) / 1e9;
-  fg_buf_printf(out, "fgrun: hang: ");
+  fg__buf_printf(out, "fgrun: hang: ");
   fg_hang_format_verdict(r, n, &v, now_ns, out);
-  fg_buf_printf(out, "\nfgrun:   where: ");
+  fg__buf_printf(out, "\nfgrun:   where: ");
   fg_hang_put_where(out, r, n, now_ns);
-  fg_buf_printf(out, "\n");
+  fg__buf_printf(out, "\n");
   fg_hang_put_details(out, r, n, now_ns);
   fg__hang_keep_cause(h, ws, r, &v);
   fg_hang_verdict_free(&v);

@@ -112,7 +112,7 @@ void fg_hang_close(fg_hang *h);
  * cache lines per rank, and /proc/<pid>/stat of ranks whose slot changed). */
 uint64_t fg_hang_period_ms(const fg_hang *h);
 
-/* Checks the current attempt's workers at now_ns (fg_now_ns). Returns 1 when a running
+/* Checks the current attempt's workers at now_ns (fg__now_ns). Returns 1 when a running
  * rank has been in an operation for longer than the timeout and this hang was not reported
  * yet: the report, "fgrun: hang: ...\n" and its detail lines, is appended to out and
  * *late_s says how long after the timeout passed it was made. Reads no stacks. */

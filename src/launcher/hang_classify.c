@@ -27,7 +27,7 @@ void fg_hang_format_ranks(const int *ranks, int n, char *out, size_t len) {
 
 void fg_hang_put_seconds(fg_buf *b, uint64_t ns) {
   double s = (double)ns / 1e9;
-  fg_buf_printf(b, s < 10 ? "%.1f s" : "%.0f s", s);
+  fg__buf_printf(b, s < 10 ? "%.1f s" : "%.0f s", s);
 }
 
 static uint64_t since(uint64_t now, uint64_t then) { return now > then ? now - then : 0; }
@@ -37,26 +37,26 @@ static int is_p2p(const char *op) {
 }
 
 void fg_hang_put_op(fg_buf *b, const fg_progress_slot *s, int args) {
-  fg_buf_printf(b, "%s", s->op);
-  if (s->seq) fg_buf_printf(b, " #%llu", (unsigned long long)s->seq);
-  if (s->group[0]) fg_buf_printf(b, " on %s", s->group);
+  fg__buf_printf(b, "%s", s->op);
+  if (s->seq) fg__buf_printf(b, " #%llu", (unsigned long long)s->seq);
+  if (s->group[0]) fg__buf_printf(b, " on %s", s->group);
   if (!args) return;
   const char *sep = " (";
   if (s->count || s->dtype[0]) {
-    fg_buf_printf(b, "%scount %llu%s%s", sep, (unsigned long long)s->count,
+    fg__buf_printf(b, "%scount %llu%s%s", sep, (unsigned long long)s->count,
                   s->dtype[0] ? " " : "", s->dtype);
     sep = ", ";
   }
   if (s->root >= 0) {
-    fg_buf_printf(b, "%sroot %d", sep, s->root);
+    fg__buf_printf(b, "%sroot %d", sep, s->root);
     sep = ", ";
   }
   if (s->peer >= 0 || s->peer == FG_PROGRESS_SEVERAL) {
-    fg_buf_printf(b, "%s%s ", sep, strcmp(s->op, "send") ? "from" : "to");
-    fg_buf_printf(b, s->peer >= 0 ? "rank %d" : "several ranks", s->peer);
+    fg__buf_printf(b, "%s%s ", sep, strcmp(s->op, "send") ? "from" : "to");
+    fg__buf_printf(b, s->peer >= 0 ? "rank %d" : "several ranks", s->peer);
     sep = ", ";
   }
-  if (strcmp(sep, " (") != 0) fg_buf_printf(b, ")");
+  if (strcmp(sep, " (") != 0) fg__buf_printf(b, ")");
 }
 
 static void put_list(fg_buf *b, const fg_hang_rank *r, const int *idx, int n) {
@@ -69,7 +69,7 @@ static void put_list(fg_buf *b, const fg_hang_rank *r, const int *idx, int n) {
   for (int i = 0; i < n; i++) ranks[i] = r[idx[i]].rank;
   fg_hang_format_ranks(ranks, n, list, sizeof list);
   free(ranks);
-  fg_buf_printf(b, "rank%s %s", n == 1 ? "" : "s", list);
+  fg__buf_printf(b, "rank%s %s", n == 1 ? "" : "s", list);
 }
 
 /* By the CPU it used, not by the state it was caught in: one look at /proc can catch a
@@ -97,27 +97,27 @@ static enum fg_hang_why why_of(const fg_hang_rank *r) {
 
 void fg_hang_put_state(fg_buf *b, const fg_hang_rank *r) {
   if (!r->running) {
-    fg_buf_printf(b, "%s", r->end ? r->end : "ended");
+    fg__buf_printf(b, "%s", r->end ? r->end : "ended");
     return;
   }
   if (!r->p.ok) {
-    fg_buf_printf(b, "in an unknown state (/proc unreadable)");
+    fg__buf_printf(b, "in an unknown state (/proc unreadable)");
     return;
   }
   char st = r->p.state;
   if (st == 'T' && r->p.stop_signal)
-    fg_buf_printf(b, "stopped (SIG%s)", fg_signame(r->p.stop_signal));
+    fg__buf_printf(b, "stopped (SIG%s)", fg__signame(r->p.stop_signal));
   else if (st == 't' && r->p.tracer)
-    fg_buf_printf(b, "traced by pid %d (a debugger)", r->p.tracer);
+    fg__buf_printf(b, "traced by pid %d (a debugger)", r->p.tracer);
   else if (fg_hang_rank_busy(r)) {
-    fg_buf_printf(b, "busy (%s, %.1f s CPU in ", fg_proc_state_name(st),
+    fg__buf_printf(b, "busy (%s, %.1f s CPU in ", fg_proc_state_name(st),
                   (double)r->cpu_still_ns / 1e9);
     fg_hang_put_seconds(b, r->still_ns);
     if (r->runq_still_ns >= 100000000u) /* worth saying: a loaded machine */
-      fg_buf_printf(b, ", %.1f s more waiting for a CPU", (double)r->runq_still_ns / 1e9);
-    fg_buf_printf(b, ")");
+      fg__buf_printf(b, ", %.1f s more waiting for a CPU", (double)r->runq_still_ns / 1e9);
+    fg__buf_printf(b, ")");
   } else {
-    fg_buf_printf(b, "%s", fg_proc_state_name(st));
+    fg__buf_printf(b, "%s", fg_proc_state_name(st));
   }
 }
 
@@ -363,43 +363,43 @@ static void put_place(fg_buf *b, const fg_hang_rank *c, const fg_progress_slot *
   const fg_progress_slot *s = &c->s;
   *there = 0;
   if (c->running && s->state == FG_PROGRESS_IN && same_op(s, h)) {
-    fg_buf_printf(b, " in ");
+    fg__buf_printf(b, " in ");
     fg_hang_put_op(b, s, 0);
     *there = 1;
     return;
   }
   if (c->running && s->state == FG_PROGRESS_IN) {
-    fg_buf_printf(b, " in ");
+    fg__buf_printf(b, " in ");
     fg_hang_put_op(b, s, 0);
-    fg_buf_printf(b, " (entered ");
+    fg__buf_printf(b, " (entered ");
     fg_hang_put_seconds(b, since(now, s->t_ns));
-    fg_buf_printf(b, " ago) instead of ");
+    fg__buf_printf(b, " ago) instead of ");
     fg_hang_put_op(b, h, 0);
     return;
   }
-  fg_buf_printf(b, " and %s not arrived at ", plural ? "have" : "has");
+  fg__buf_printf(b, " and %s not arrived at ", plural ? "have" : "has");
   fg_hang_put_op(b, h, 0);
   if (s->state == FG_PROGRESS_NONE) {
-    fg_buf_printf(b, " (no operation yet)");
+    fg__buf_printf(b, " (no operation yet)");
   } else {
-    fg_buf_printf(b, " (last: ");
+    fg__buf_printf(b, " (last: ");
     fg_hang_put_op(b, s, 0);
-    fg_buf_printf(b, ", left ");
+    fg__buf_printf(b, ", left ");
     fg_hang_put_seconds(b, since(now, s->t_ns));
-    fg_buf_printf(b, " ago)");
+    fg__buf_printf(b, " ago)");
   }
   *there = 1; /* "wait for it there": at h, named just before */
 }
 
 static void put_who(fg_buf *b, const fg_hang_rank *r, const fg_hang_verdict *v) {
   put_list(b, r, v->culprits, v->nculprits);
-  if (v->nculprits == 1) fg_buf_printf(b, " (pid %d)", r[v->culprits[0]].pid);
+  if (v->nculprits == 1) fg__buf_printf(b, " (pid %d)", r[v->culprits[0]].pid);
 }
 
 static void put_verb_state(fg_buf *b, const fg_hang_rank *r, const fg_hang_verdict *v) {
   const fg_hang_rank *c = &r[v->culprits[0]];
   if (v->nculprits == 1) {
-    fg_buf_printf(b, c->running ? " is " : " ");
+    fg__buf_printf(b, c->running ? " is " : " ");
     fg_hang_put_state(b, c);
     return;
   }
@@ -408,33 +408,33 @@ static void put_verb_state(fg_buf *b, const fg_hang_rank *r, const fg_hang_verdi
       [FG_WHY_ZOMBIE] = "are zombies", [FG_WHY_DSTATE] = "are in uninterruptible sleep (D)",
       [FG_WHY_TRACED] = "are traced", [FG_WHY_STOPPED] = "are stopped",
       [FG_WHY_EXITED] = "have exited"};
-  fg_buf_printf(b, " %s", plural[v->why]);
+  fg__buf_printf(b, " %s", plural[v->why]);
 }
 
 static void put_waiters(fg_buf *b, const fg_hang_rank *r, const fg_hang_verdict *v,
                         const fg_progress_slot *h, int there, const char *what,
                         uint64_t now) {
   if (!v->nwaiters) return;
-  fg_buf_printf(b, "; ");
+  fg__buf_printf(b, "; ");
   put_list(b, r, v->waiters, v->nwaiters);
-  fg_buf_printf(b, " wait%s %s %s", v->nwaiters == 1 ? "s" : "", what,
+  fg__buf_printf(b, " wait%s %s %s", v->nwaiters == 1 ? "s" : "", what,
                 v->nculprits == 1 ? "it" : "them");
   if (there) {
-    fg_buf_printf(b, " there");
+    fg__buf_printf(b, " there");
   } else {
-    fg_buf_printf(b, " in ");
+    fg__buf_printf(b, " in ");
     fg_hang_put_op(b, &r[v->waiters[0]].s, 0);
   }
   (void)h;
-  fg_buf_printf(b, " for ");
+  fg__buf_printf(b, " for ");
   fg_hang_put_seconds(b, since(now, oldest_entry(r, v->waiters, v->nwaiters, now)));
 }
 
 static void put_mismatch_value(fg_buf *b, const fg_progress_slot *s, const char *field) {
-  if (!strcmp(field, "operation")) fg_buf_printf(b, "%s", s->op);
-  else if (!strcmp(field, "count")) fg_buf_printf(b, "count %llu", (unsigned long long)s->count);
-  else if (!strcmp(field, "dtype")) fg_buf_printf(b, "dtype %s", s->dtype[0] ? s->dtype : "none");
-  else fg_buf_printf(b, "root %d", s->root);
+  if (!strcmp(field, "operation")) fg__buf_printf(b, "%s", s->op);
+  else if (!strcmp(field, "count")) fg__buf_printf(b, "count %llu", (unsigned long long)s->count);
+  else if (!strcmp(field, "dtype")) fg__buf_printf(b, "dtype %s", s->dtype[0] ? s->dtype : "none");
+  else fg__buf_printf(b, "root %d", s->root);
 }
 
 void fg_hang_format_verdict(const fg_hang_rank *r, int n, const fg_hang_verdict *v,
@@ -450,27 +450,27 @@ void fg_hang_format_verdict(const fg_hang_rank *r, int n, const fg_hang_verdict 
       put_verb_state(b, r, v);
       if (is_p2p(h->op) && v->nwaiters && r[v->waiters[0]].s.peer == c->rank) {
         if (c->running && c->s.state == FG_PROGRESS_IN) {
-          fg_buf_printf(b, " in ");
+          fg__buf_printf(b, " in ");
           fg_hang_put_op(b, &c->s, 0);
         } else if (c->s.state == FG_PROGRESS_NONE) {
-          fg_buf_printf(b, " before any operation");
+          fg__buf_printf(b, " before any operation");
         } else {
-          fg_buf_printf(b, " outside any operation (last: ");
+          fg__buf_printf(b, " outside any operation (last: ");
           fg_hang_put_op(b, &c->s, 0);
-          fg_buf_printf(b, ", left ");
+          fg__buf_printf(b, ", left ");
           fg_hang_put_seconds(b, since(now, c->s.t_ns));
-          fg_buf_printf(b, " ago)");
+          fg__buf_printf(b, " ago)");
         }
         put_waiters(b, r, v, h, 0, "for a message from", now);
       } else {
         put_place(b, c, h, now, v->nculprits > 1, &there);
         put_waiters(b, r, v, h, there, "for", now);
         if (v->nahead) {
-          fg_buf_printf(b, "; ");
+          fg__buf_printf(b, "; ");
           put_list(b, r, v->ahead, v->nahead);
-          fg_buf_printf(b, " wait%s further on, in ", v->nahead == 1 ? "s" : "");
+          fg__buf_printf(b, " wait%s further on, in ", v->nahead == 1 ? "s" : "");
           fg_hang_put_op(b, &r[v->ahead[0]].s, 0);
-          fg_buf_printf(b, " for ");
+          fg__buf_printf(b, " for ");
           fg_hang_put_seconds(b, since(now, oldest_entry(r, v->ahead, v->nahead, now)));
         }
       }
@@ -480,30 +480,30 @@ void fg_hang_format_verdict(const fg_hang_rank *r, int n, const fg_hang_verdict 
       const fg_progress_slot *mine = &r[v->culprits[0]].s;
       const fg_progress_slot *theirs = v->nwaiters ? &r[v->waiters[0]].s : h;
       put_who(b, r, v);
-      fg_buf_printf(b, " called ");
+      fg__buf_printf(b, " called ");
       fg_hang_put_op(b, mine, 0);
       if (strcmp(v->field, "operation")) {
-        fg_buf_printf(b, " with ");
+        fg__buf_printf(b, " with ");
         put_mismatch_value(b, mine, v->field);
       }
       if (v->nwaiters) {
-        fg_buf_printf(b, ", ");
+        fg__buf_printf(b, ", ");
         put_list(b, r, v->waiters, v->nwaiters);
-        fg_buf_printf(b, " %s", strcmp(v->field, "operation") ? "with " : "");
+        fg__buf_printf(b, " %s", strcmp(v->field, "operation") ? "with " : "");
         put_mismatch_value(b, theirs, v->field);
       }
-      fg_buf_printf(b, ": a mismatch at the same number");
+      fg__buf_printf(b, ": a mismatch at the same number");
       if (r[v->hang].running) {
-        fg_buf_printf(b, "; all wait there for ");
+        fg__buf_printf(b, "; all wait there for ");
         fg_hang_put_seconds(b, since(now, h->t_ns));
       }
       break;
     }
     case FG_HANG_CYCLE:
       put_list(b, r, v->waiters, v->nwaiters);
-      fg_buf_printf(b, " wait for each other's messages (a cycle) in ");
+      fg__buf_printf(b, " wait for each other's messages (a cycle) in ");
       fg_hang_put_op(b, h, 0);
-      fg_buf_printf(b, " for ");
+      fg__buf_printf(b, " for ");
       fg_hang_put_seconds(b, since(now, oldest_entry(r, v->waiters, v->nwaiters, now)));
       break;
     case FG_HANG_REMOTE:
@@ -511,17 +511,17 @@ void fg_hang_format_verdict(const fg_hang_rank *r, int n, const fg_hang_verdict 
       const int *w = v->nwaiters ? v->waiters : &v->hang;
       int nw = v->nwaiters ? v->nwaiters : 1;
       put_list(b, r, w, nw);
-      fg_buf_printf(b, " %s been in ", nw == 1 ? "has" : "have");
+      fg__buf_printf(b, " %s been in ", nw == 1 ? "has" : "have");
       fg_hang_put_op(b, h, 0);
-      fg_buf_printf(b, " for ");
+      fg__buf_printf(b, " for ");
       fg_hang_put_seconds(b, since(now, oldest_entry(r, w, nw, now)));
       if (v->kind == FG_HANG_REMOTE && v->remote_peer >= 0)
-        fg_buf_printf(b, ", waiting for a message from rank %d, on another node", v->remote_peer);
+        fg__buf_printf(b, ", waiting for a message from rank %d, on another node", v->remote_peer);
       else if (v->kind == FG_HANG_REMOTE)
-        fg_buf_printf(b, "; the ranks they wait for are on other nodes (no rank here holds "
+        fg__buf_printf(b, "; the ranks they wait for are on other nodes (no rank here holds "
                          "them up)");
       else
-        fg_buf_printf(b, "; no rank on this node stands out");
+        fg__buf_printf(b, "; no rank on this node stands out");
       break;
     }
     case FG_HANG_NONE: break;
@@ -535,40 +535,40 @@ void fg_hang_format_cause(const fg_hang_rank *r, const fg_hang_verdict *v, int c
   const fg_progress_slot *h = &r[v->hang].s;
   const fg_hang_rank *c = &r[culprit];
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   if (v->kind == FG_HANG_MISMATCH) {
-    fg_buf_printf(&b, "called ");
+    fg__buf_printf(&b, "called ");
     fg_hang_put_op(&b, &c->s, 0);
     if (strcmp(v->field, "operation")) {
-      fg_buf_printf(&b, " with ");
+      fg__buf_printf(&b, " with ");
       put_mismatch_value(&b, &c->s, v->field);
     }
     if (v->nwaiters) {
-      fg_buf_printf(&b, " where ");
+      fg__buf_printf(&b, " where ");
       put_list(&b, r, v->waiters, v->nwaiters);
-      fg_buf_printf(&b, strcmp(v->field, "operation") ? " passed " : " called ");
+      fg__buf_printf(&b, strcmp(v->field, "operation") ? " passed " : " called ");
       put_mismatch_value(&b, &r[v->waiters[0]].s, v->field);
     }
   } else if (c->running && c->s.state == FG_PROGRESS_IN && same_op(&c->s, h)) {
-    fg_buf_printf(&b, "held the others up: it was ");
+    fg__buf_printf(&b, "held the others up: it was ");
     fg_hang_put_state(&b, c);
-    fg_buf_printf(&b, " in ");
+    fg__buf_printf(&b, " in ");
     fg_hang_put_op(&b, h, 0);
   } else if (is_p2p(h->op) && v->nwaiters && r[v->waiters[0]].s.peer == c->rank) {
-    fg_buf_printf(&b, "held the others up: it never sent what ");
+    fg__buf_printf(&b, "held the others up: it never sent what ");
     put_list(&b, r, v->waiters, v->nwaiters);
-    fg_buf_printf(&b, " waited for in ");
+    fg__buf_printf(&b, " waited for in ");
     fg_hang_put_op(&b, &r[v->waiters[0]].s, 0);
-    fg_buf_printf(&b, "; it was ");
+    fg__buf_printf(&b, "; it was ");
     fg_hang_put_state(&b, c);
   } else {
-    fg_buf_printf(&b, "held the others up: it never arrived at ");
+    fg__buf_printf(&b, "held the others up: it never arrived at ");
     fg_hang_put_op(&b, h, 0);
-    fg_buf_printf(&b, "; it was ");
+    fg__buf_printf(&b, "; it was ");
     fg_hang_put_state(&b, c);
   }
   if (!b.failed && b.len) snprintf(out, len, "%.*s", (int)b.len, (const char *)b.data);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 /* In the operation, or left it with an error: a peer's abort ends the others' calls too,

@@ -29,7 +29,7 @@ static void put_last_ops(fg_buf *b, const fg_hang_rank *all, int n, int skip) {
       }
     char list[512];
     fg_hang_format_ranks(ranks, count, list, sizeof list);
-    fg_buf_printf(b, "; rank%s %s %s last in ", count == 1 ? "" : "s", list,
+    fg__buf_printf(b, "; rank%s %s %s last in ", count == 1 ? "" : "s", list,
                   count == 1 ? "was" : "were");
     fg_hang_put_op(b, &all[i].s, 0);
   }
@@ -55,17 +55,17 @@ void fg_hang_note_early_exits(const fg_hang *h, const fg_worker *ws, int n,
     if (w == failed || w->state != FG_WORKER_EXITED || w->exit_code != 0 ||
         w->term_signal != 0 || w->end_ns > failed->end_ns + SAME_PASS_NS)
       continue;
-    fg_buf_printf(out, "fgrun: rank %d exited with code 0 ", w->rank);
+    fg__buf_printf(out, "fgrun: rank %d exited with code 0 ", w->rank);
     fg_hang_put_seconds(out, fg__hang_since(failed->end_ns, w->end_ns));
-    fg_buf_printf(out, " before rank %d failed, while its peers still needed it (", failed->rank);
+    fg__buf_printf(out, " before rank %d failed, while its peers still needed it (", failed->rank);
     if (all[i].s.state == FG_PROGRESS_NONE) {
-      fg_buf_printf(out, "it entered no operation");
+      fg__buf_printf(out, "it entered no operation");
     } else {
-      fg_buf_printf(out, "its last operation: ");
+      fg__buf_printf(out, "its last operation: ");
       fg_hang_put_op(out, &all[i].s, 0);
     }
     put_last_ops(out, all, n, i);
-    fg_buf_printf(out, ")\n");
+    fg__buf_printf(out, ")\n");
   }
   free(all);
   free(ends);
@@ -80,9 +80,9 @@ void fg_hang_note_mismatch(fg_hang *h, const fg_worker *ws, int n, const fg_work
   if (r && ends) {
     fg__hang_gather(h, ws, n, 0, 0, r, ends);
     if (fg_hang_find_mismatch(r, n, &v) == FG_HANG_MISMATCH) {
-      fg_buf_printf(out, "fgrun: before rank %d failed: ", failed->rank);
-      fg_hang_format_verdict(r, n, &v, fg_now_ns(), out);
-      fg_buf_printf(out, "\n");
+      fg__buf_printf(out, "fgrun: before rank %d failed: ", failed->rank);
+      fg_hang_format_verdict(r, n, &v, fg__now_ns(), out);
+      fg__buf_printf(out, "\n");
       fg__hang_keep_cause(h, ws, r, &v);
       fg_hang_verdict_free(&v);
     }
@@ -94,7 +94,7 @@ void fg_hang_note_mismatch(fg_hang *h, const fg_worker *ws, int n, const fg_work
 void fg_hang_print_failure_notes(fg_hang *h, const fg_worker *ws, int n,
                                  const fg_worker *failed) {
   fg_buf notes;
-  fg_buf_init(&notes);
+  fg__buf_init(&notes);
   fg_hang_note_mismatch(h, ws, n, failed, &notes);
   fg_hang_note_early_exits(h, ws, n, failed, &notes);
   fg__hang_print(&notes);

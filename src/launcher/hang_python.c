@@ -100,15 +100,15 @@ int fg_py_parse(const char *text, size_t len, fg_py_where *out) {
 
 void fg_py_put_where(fg_buf *b, const fg_py_where *w) {
   if (!w->ok) {
-    fg_buf_printf(b, "(no Python traceback)");
+    fg__buf_printf(b, "(no Python traceback)");
     return;
   }
   if (w->file[0]) {
-    fg_buf_printf(b, "%s:%d in %s", base_name(w->file), w->line, w->func);
-    if (w->src[0]) fg_buf_printf(b, " `%s`", w->src);
-    if (w->lib_func[0]) fg_buf_printf(b, " (in %s)", w->lib_func);
+    fg__buf_printf(b, "%s:%d in %s", base_name(w->file), w->line, w->func);
+    if (w->src[0]) fg__buf_printf(b, " `%s`", w->src);
+    if (w->lib_func[0]) fg__buf_printf(b, " (in %s)", w->lib_func);
   } else {
-    fg_buf_printf(b, "library code only (in %s)", w->lib_func[0] ? w->lib_func : "?");
+    fg__buf_printf(b, "library code only (in %s)", w->lib_func[0] ? w->lib_func : "?");
   }
 }
 
@@ -137,7 +137,7 @@ void fg_py_put_groups(fg_buf *b, const int *ranks, const fg_py_where *w, int n) 
       }
     char list[512];
     fg_hang_format_ranks(group, count, list, sizeof list);
-    fg_buf_printf(b, "%srank%s %s at ", written++ ? "; " : "", count == 1 ? "" : "s", list);
+    fg__buf_printf(b, "%srank%s %s at ", written++ ? "; " : "", count == 1 ? "" : "s", list);
     fg_py_put_where(b, &w[i]);
   }
   free(done);

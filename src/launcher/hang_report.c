@@ -23,14 +23,14 @@ static int same_place(const fg_hang_rank *a, const fg_hang_rank *b) {
 
 static void put_last(fg_buf *b, const fg_progress_slot *s, uint64_t now) {
   if (s->state == FG_PROGRESS_NONE) {
-    fg_buf_printf(b, "no operation yet");
+    fg__buf_printf(b, "no operation yet");
     return;
   }
-  fg_buf_printf(b, "last: ");
+  fg__buf_printf(b, "last: ");
   fg_hang_put_op(b, s, 0);
-  fg_buf_printf(b, s->state == FG_PROGRESS_IN ? ", entered " : ", left ");
+  fg__buf_printf(b, s->state == FG_PROGRESS_IN ? ", entered " : ", left ");
   fg_hang_put_seconds(b, since(now, s->t_ns));
-  fg_buf_printf(b, " ago");
+  fg__buf_printf(b, " ago");
 }
 
 /* One group of ranks in the same place: its ranks and how long the oldest has been there. */
@@ -54,20 +54,20 @@ static void put_cluster(fg_buf *b, const fg_hang_rank *all, const int *cluster, 
   const fg_hang_rank *x = &all[first];
   fg_progress_slot s = x->s;
   s.t_ns = oldest;
-  fg_buf_printf(b, "rank%s %s ", count == 1 ? "" : "s", list);
+  fg__buf_printf(b, "rank%s %s ", count == 1 ? "" : "s", list);
   if (kind_of(x) == IN_OP) {
-    fg_buf_printf(b, "%s been in ", count == 1 ? "has" : "have");
+    fg__buf_printf(b, "%s been in ", count == 1 ? "has" : "have");
     fg_hang_put_op(b, &s, 0);
-    fg_buf_printf(b, " for ");
+    fg__buf_printf(b, " for ");
     fg_hang_put_seconds(b, since(now, oldest));
     return;
   }
   if (kind_of(x) == ENDED)
-    fg_buf_printf(b, "%s (", x->end ? x->end : "ended");
+    fg__buf_printf(b, "%s (", x->end ? x->end : "ended");
   else
-    fg_buf_printf(b, "%s not arrived (", count == 1 ? "has" : "have");
+    fg__buf_printf(b, "%s not arrived (", count == 1 ? "has" : "have");
   put_last(b, &s, now);
-  fg_buf_printf(b, ")");
+  fg__buf_printf(b, ")");
 }
 
 void fg_hang_put_where(fg_buf *b, const fg_hang_rank *r, int n, uint64_t now) {
@@ -86,7 +86,7 @@ void fg_hang_put_where(fg_buf *b, const fg_hang_rank *r, int n, uint64_t now) {
   for (int pass = 0; pass < 2; pass++)
     for (int i = 0; i < n; i++) {
       if (cluster[i] != i || (kind_of(&r[i]) == IN_OP) != (pass == 0)) continue;
-      if (written++) fg_buf_printf(b, "; ");
+      if (written++) fg__buf_printf(b, "; ");
       put_cluster(b, r, cluster, n, i, now);
     }
   free(cluster);
@@ -95,44 +95,44 @@ void fg_hang_put_where(fg_buf *b, const fg_hang_rank *r, int n, uint64_t now) {
 void fg_hang_put_details(fg_buf *b, const fg_hang_rank *r, int n, uint64_t now) {
   for (int i = 0; i < n; i++) {
     const fg_hang_rank *x = &r[i];
-    fg_buf_printf(b, "fgrun:   rank %d (pid %d): ", x->rank, x->pid);
+    fg__buf_printf(b, "fgrun:   rank %d (pid %d): ", x->rank, x->pid);
     fg_hang_put_state(b, x);
     if (x->running && x->p.ok && !fg_hang_rank_busy(x)) { /* a busy one's state says it */
-      fg_buf_printf(b, ", %.1f s CPU in ", (double)x->cpu_still_ns / 1e9);
+      fg__buf_printf(b, ", %.1f s CPU in ", (double)x->cpu_still_ns / 1e9);
       fg_hang_put_seconds(b, x->still_ns);
     }
-    fg_buf_printf(b, "; ");
+    fg__buf_printf(b, "; ");
     const fg_progress_slot *s = &x->s;
     if (s->state == FG_PROGRESS_IN) {
-      fg_buf_printf(b, "in ");
+      fg__buf_printf(b, "in ");
       fg_hang_put_op(b, s, 1);
-      fg_buf_printf(b, " for ");
+      fg__buf_printf(b, " for ");
       fg_hang_put_seconds(b, since(now, s->t_ns));
     } else if (s->state == FG_PROGRESS_OUT) {
-      fg_buf_printf(b, "last: ");
+      fg__buf_printf(b, "last: ");
       fg_hang_put_op(b, s, 1);
-      fg_buf_printf(b, ", %s ", s->flags & FG_PROGRESS_FAILED ? "failed and left" : "left");
+      fg__buf_printf(b, ", %s ", s->flags & FG_PROGRESS_FAILED ? "failed and left" : "left");
       fg_hang_put_seconds(b, since(now, s->t_ns));
-      fg_buf_printf(b, " ago");
+      fg__buf_printf(b, " ago");
     } else {
-      fg_buf_printf(b, "no operation marked");
+      fg__buf_printf(b, "no operation marked");
     }
-    fg_buf_printf(b, "\n");
+    fg__buf_printf(b, "\n");
   }
 }
 
 void fg_hang_put_stack(fg_buf *b, int rank, int pid, const fg_buf *text, int status,
                        double bound_s) {
-  fg_buf_printf(b, "fgrun:   stack of rank %d (pid %d):\n", rank, pid);
+  fg__buf_printf(b, "fgrun:   stack of rank %d (pid %d):\n", rank, pid);
   const char *p = (const char *)text->data, *end = p + text->len;
   while (p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-    fg_buf_printf(b, "fgrun:     %.*s\n", (int)len, p);
+    fg__buf_printf(b, "fgrun:     %.*s\n", (int)len, p);
     p += len + 1;
   }
   if (status == -1)
-    fg_buf_printf(b, "fgrun:     (fgrun-stack gave up: still reading after %.0f s)\n", bound_s);
+    fg__buf_printf(b, "fgrun:     (fgrun-stack gave up: still reading after %.0f s)\n", bound_s);
   else if (status > 1 || (status == 1 && !text->len))
-    fg_buf_printf(b, "fgrun:     (fgrun-stack ended with status %d)\n", status);
+    fg__buf_printf(b, "fgrun:     (fgrun-stack ended with status %d)\n", status);
 }

@@ -32,7 +32,7 @@ struct fg_stacks {
 static void finish(fg_stacks *s) {
   s->cb(s, s->jobs, s->n, s->data);
   for (int i = 0; i < s->n; i++) {
-    fg_buf_free(&s->jobs[i].text);
+    fg__buf_free(&s->jobs[i].text);
     free(s->jobs[i].py_file);
   }
   free(s->jobs);
@@ -55,7 +55,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   buf->base = NULL;
   buf->len = 0;
-  if (fg_buf_reserve(&k->job->text, 16384) == 0) {
+  if (fg__buf_reserve(&k->job->text, 16384) == 0) {
     buf->base = (char *)k->job->text.data + k->job->text.len;
     buf->len = 16384;
   }
@@ -117,7 +117,7 @@ static int spawn(fg_stacks *s, child *k, const char *helper) {
   s->handles++; /* uv_spawn initializes the handle even when it fails */
   if (rc != 0) {
     j->status = -2;
-    fg_buf_printf(&j->text, "cannot start %s: %s\n", helper, uv_strerror(rc));
+    fg__buf_printf(&j->text, "cannot start %s: %s\n", helper, uv_strerror(rc));
     uv_close((uv_handle_t *)&k->proc, handle_closed);
     uv_close((uv_handle_t *)&k->pipe, handle_closed);
     return rc;
@@ -143,7 +143,7 @@ fg_stacks *fg_stacks_start(uv_loop_t *loop, const char *helper, const fg_stack_j
     s->jobs[i] = (fg_stack_job){.rank = jobs[i].rank, .pid = jobs[i].pid,
                                 .native = jobs[i].native, .py_signal = jobs[i].py_signal,
                                 .py_file = jobs[i].py_file ? strdup(jobs[i].py_file) : NULL};
-    fg_buf_init(&s->jobs[i].text);
+    fg__buf_init(&s->jobs[i].text);
   }
   uv_timer_init(loop, &s->timer);
   s->timer.data = s;

@@ -33,7 +33,7 @@ typedef struct report {
 static void report_free(report *rp) {
   for (int i = 0; i < rp->n; i++) {
     free(rp->py_file[i]);
-    fg_buf_free(&rp->py[i]);
+    fg__buf_free(&rp->py[i]);
   }
   free(rp->r);
   free(rp->ends);
@@ -73,17 +73,17 @@ static void on_native(fg_stacks *s, fg_stack_job *jobs, int n, void *data) {
   report *rp = data;
   (void)s;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   for (int j = 0; j < n; j++) {
     int i = 0;
     while (i < rp->n && rp->r[i].pid != jobs[j].pid) i++;
     fg_buf text;
-    fg_buf_init(&text);
-    if (i < rp->n && rp->py[i].len) fg_buf_put(&text, rp->py[i].data, rp->py[i].len);
-    fg_buf_put(&text, jobs[j].text.data, jobs[j].text.len);
+    fg__buf_init(&text);
+    if (i < rp->n && rp->py[i].len) fg__buf_put(&text, rp->py[i].data, rp->py[i].len);
+    fg__buf_put(&text, jobs[j].text.data, jobs[j].text.len);
     fg_hang_put_stack(&b, jobs[j].rank, jobs[j].pid, &text, jobs[j].status,
                       FG_HANG_STACKS_BOUND_S);
-    fg_buf_free(&text);
+    fg__buf_free(&text);
   }
   fg__hang_print(&b);
   report_done(rp);
@@ -117,7 +117,7 @@ static void quiet_verdict(report *rp, fg_buf *b) {
     if (rp->where[i].in_torch_dist) nwait++;
     else nout++;
   }
-  fg_buf_printf(b, "fgrun: hang: ");
+  fg__buf_printf(b, "fgrun: hang: ");
   if (nwait && nout) {
     int first = -1, count = 0;
     int *ranks = calloc((size_t)rp->n, sizeof *ranks);
@@ -130,14 +130,14 @@ static void quiet_verdict(report *rp, fg_buf *b) {
     char list[512];
     fg_hang_format_ranks(ranks, count, list, sizeof list);
     if (count == 1) {
-      fg_buf_printf(b, "rank %s (pid %d) is ", list, rp->r[first].pid);
+      fg__buf_printf(b, "rank %s (pid %d) is ", list, rp->r[first].pid);
       fg_hang_put_state(b, &rp->r[first]);
     } else {
-      fg_buf_printf(b, "ranks %s are", list);
+      fg__buf_printf(b, "ranks %s are", list);
     }
-    fg_buf_printf(b, " at ");
+    fg__buf_printf(b, " at ");
     fg_py_put_where(b, &rp->where[first]);
-    fg_buf_printf(b, ", outside torch.distributed; ");
+    fg__buf_printf(b, ", outside torch.distributed; ");
     count = 0;
     int w = -1;
     for (int i = 0; ranks && i < rp->n; i++)
@@ -147,36 +147,36 @@ static void quiet_verdict(report *rp, fg_buf *b) {
       }
     fg_hang_format_ranks(ranks, count, list, sizeof list);
     free(ranks);
-    fg_buf_printf(b, "rank%s %s wait%s in torch.distributed at ", count == 1 ? "" : "s", list,
+    fg__buf_printf(b, "rank%s %s wait%s in torch.distributed at ", count == 1 ? "" : "s", list,
                   count == 1 ? "s" : "");
     fg_py_put_where(b, &rp->where[w]);
-    fg_buf_printf(b, "; no rank wrote output or marked progress for ");
+    fg__buf_printf(b, "; no rank wrote output or marked progress for ");
     fg_hang_put_seconds(b, fg__hang_since(rp->now_ns, rp->h->last_activity_ns));
     /* the summary's cause, unless an earlier report named one */
     fg_hang *h = rp->h;
     if (!h->cause[0]) {
       fg__hang_clear_cause(h);
       fg_buf cause;
-      fg_buf_init(&cause);
-      fg_buf_printf(&cause, "held the others up: it never arrived in torch.distributed%s%s; "
+      fg__buf_init(&cause);
+      fg__buf_printf(&cause, "held the others up: it never arrived in torch.distributed%s%s; "
                     "it was at ", rp->where[w].lib_func[0] ? "'s " : "", rp->where[w].lib_func);
       fg_py_put_where(&cause, &rp->where[first]);
       if (!cause.failed)
         snprintf(h->cause, sizeof h->cause, "%.*s", (int)cause.len, (const char *)cause.data);
-      fg_buf_free(&cause);
+      fg__buf_free(&cause);
       h->cause_rank = rp->r[first].rank;
       h->cause_pid = rp->r[first].pid;
     }
   } else {
-    fg_buf_printf(b, "no rank wrote output or marked progress for ");
+    fg__buf_printf(b, "no rank wrote output or marked progress for ");
     fg_hang_put_seconds(b, fg__hang_since(rp->now_ns, rp->h->last_activity_ns));
-    fg_buf_printf(b, ": ");
+    fg__buf_printf(b, ": ");
     int *ranks = calloc((size_t)rp->n, sizeof *ranks);
     for (int i = 0; ranks && i < rp->n; i++) ranks[i] = rp->r[i].rank;
     if (ranks) fg_py_put_groups(b, ranks, rp->where, rp->n);
     free(ranks);
   }
-  fg_buf_printf(b, "\n");
+  fg__buf_printf(b, "\n");
 }
 
 static int same_places(const fg_py_where *a, const fg_py_where *b, int n) {
@@ -221,7 +221,7 @@ static int quiet_confirmed(report *rp) {
            same ? "the ranks stand still, but none waits in torch.distributed and some use CPU"
                 : "confirming where the ranks are",
            (double)again / 1e9);
-  h->quiet_next_ns = fg_now_ns() + again;
+  h->quiet_next_ns = fg__now_ns() + again;
   h->quiet_reported = 0;
   return 0;
 }
@@ -232,7 +232,7 @@ static void on_python(fg_stacks *s, fg_stack_job *jobs, int n, void *data) {
   for (int j = 0; j < n; j++)
     for (int i = 0; i < rp->n; i++)
       if (rp->r[i].pid == jobs[j].pid) {
-        fg_buf_put(&rp->py[i], jobs[j].text.data, jobs[j].text.len);
+        fg__buf_put(&rp->py[i], jobs[j].text.data, jobs[j].text.len);
         fg_py_parse((const char *)jobs[j].text.data, jobs[j].text.len, &rp->where[i]);
       }
   if (rp->quiet && !quiet_confirmed(rp)) {
@@ -240,13 +240,13 @@ static void on_python(fg_stacks *s, fg_stack_job *jobs, int n, void *data) {
     return;
   }
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   if (rp->quiet) quiet_verdict(rp, &b);
   int *ranks = calloc((size_t)rp->n, sizeof *ranks);
   for (int i = 0; ranks && i < rp->n; i++) ranks[i] = rp->r[i].rank;
-  fg_buf_printf(&b, "fgrun:   python: ");
+  fg__buf_printf(&b, "fgrun:   python: ");
   if (ranks) fg_py_put_groups(&b, ranks, rp->where, rp->n);
-  fg_buf_printf(&b, "\n");
+  fg__buf_printf(&b, "\n");
   free(ranks);
   if (rp->quiet) fg_hang_put_details(&b, rp->r, rp->n, rp->now_ns);
   fg__hang_print(&b);
@@ -272,7 +272,7 @@ static report *report_new(fg_hang *h, const fg_worker *ws, int n, uint64_t now) 
   }
   fg__hang_gather(h, ws, n, now, 1, rp->r, rp->ends);
   for (int i = 0; i < n; i++) {
-    fg_buf_init(&rp->py[i]);
+    fg__buf_init(&rp->py[i]);
     const fg_hang_watch *wt = fg__hang_watch_of(h, &ws[i]);
     rp->culprit[i] = wt && wt->culprit;
     if (fg__hang_hooked(h, &rp->r[i]) && ws[i].error_file)
@@ -333,13 +333,13 @@ static report *quiet_report(fg_hang *h, const fg_worker *ws, int n, uint64_t now
 }
 
 int fg_hang_tick(fg_hang *h, const fg_worker *ws, int n) {
-  uint64_t now = fg_now_ns();
+  uint64_t now = fg__now_ns();
   if (h->report_open) { /* one report at a time; keep noting what changes */
     fg__hang_observe(h, ws, n, now);
     return 0;
   }
   fg_buf out;
-  fg_buf_init(&out);
+  fg__buf_init(&out);
   double late = 0;
   int found = fg_hang_check(h, ws, n, now, &out, &late);
   fg__hang_print(&out);

@@ -127,7 +127,7 @@ static void add_conf_line(fg_buf *dirs, char *line, int depth) {
       for (size_t i = 0; i < g.gl_pathc; i++) add_conf_file(dirs, g.gl_pathv[i], depth + 1);
     globfree(&g);
   } else if (*s == '/') {
-    fg_buf_printf(dirs, "%s:", s);
+    fg__buf_printf(dirs, "%s:", s);
   }
 }
 
@@ -142,13 +142,13 @@ static void add_conf_file(fg_buf *dirs, const char *path, int depth) {
 static const char *conf_dirs(scan *s) {
   if (!s->conf_dirs) {
     fg_buf dirs;
-    fg_buf_init(&dirs);
+    fg__buf_init(&dirs);
     add_conf_file(&dirs, "/etc/ld.so.conf", 0);
     for (size_t i = 0; i < FG_ARRAY_LEN(default_dirs); i++)
-      fg_buf_printf(&dirs, "%s:", default_dirs[i]);
-    fg_buf_put_u8(&dirs, '\0');
+      fg__buf_printf(&dirs, "%s:", default_dirs[i]);
+    fg__buf_put_u8(&dirs, '\0');
     s->conf_dirs = dirs.failed ? strdup("") : strdup((const char *)dirs.data);
-    fg_buf_free(&dirs);
+    fg__buf_free(&dirs);
   }
   return s->conf_dirs ? s->conf_dirs : "";
 }
@@ -164,8 +164,8 @@ static char *search(const char *list, const char *name, const char *origin) {
     const char *rest = NULL;
     if (!strncmp(dir, "$ORIGIN", 7)) rest = dir + 7;
     else if (!strncmp(dir, "${ORIGIN}", 9)) rest = dir + 9;
-    char *path = rest ? fg_asprintf("%s%s/%s", origin, rest, name)
-                      : strchr(dir, '$') || !*dir ? NULL : fg_asprintf("%s/%s", dir, name);
+    char *path = rest ? fg__asprintf("%s%s/%s", origin, rest, name)
+                      : strchr(dir, '$') || !*dir ? NULL : fg__asprintf("%s/%s", dir, name);
     if (path && access(path, R_OK) == 0) return path;
     free(path);
   }
@@ -195,7 +195,7 @@ static void note(scan *s, enum fg_mpi_link r, const char *lib, const char *famil
 static int seen(scan *s, const char *path) {
   for (size_t i = 0; i < s->seen.len; i += strlen((char *)s->seen.data + i) + 1)
     if (!strcmp((char *)s->seen.data + i, path)) return 1;
-  fg_buf_put(&s->seen, path, strlen(path) + 1);
+  fg__buf_put(&s->seen, path, strlen(path) + 1);
   return 0;
 }
 
@@ -247,7 +247,7 @@ enum fg_mpi_link fg_mpi_link_of(const char *path, char *lib, size_t liblen,
                                 const char **family) {
   scan s = {.result = FG_MPI_NONE, .lib = lib, .liblen = liblen, .family = family};
   lib[0] = '\0';
-  fg_buf_init(&s.seen);
+  fg__buf_init(&s.seen);
   s.queue = calloc(MAX_OBJECTS, sizeof *s.queue);
   if (!s.queue) return FG_MPI_PMIX;
   enqueue(&s, strdup(path));
@@ -257,6 +257,6 @@ enum fg_mpi_link fg_mpi_link_of(const char *path, char *lib, size_t liblen,
   for (int i = 0; i < s.nqueue; i++) free(s.queue[i]);
   free(s.queue);
   free(s.conf_dirs);
-  fg_buf_free(&s.seen);
+  fg__buf_free(&s.seen);
   return s.result;
 }

@@ -49,7 +49,7 @@ int fg_gpu_count(const char *root, const char *cuda_visible) {
     memcpy(item, p, n);
     item[n] = '\0';
     int index;
-    if (fg_parse_int(item, 0, 63, &index) == 0) {
+    if (fg__parse_int(item, 0, 63, &index) == 0) {
       if (index >= physical || (used >> index & 1)) break;
       used |= 1ull << index;
     } else if (strncmp(item, "GPU-", 4) != 0 && strncmp(item, "MIG-", 4) != 0) {
@@ -66,7 +66,7 @@ int fg_resolve_nproc(fg_launch_opts *o, char *err, size_t errlen) {
   if (o->nproc_kind == FG_NPROC_NUMBER) return 0;
   int gpus = o->nproc_kind == FG_NPROC_CPU ? 0 : fg_gpu_count("", getenv("CUDA_VISIBLE_DEVICES"));
   if (o->nproc_kind == FG_NPROC_GPU && gpus == 0)
-    return fg_fail(err, errlen, -ENODEV,
+    return fg__fail(err, errlen, -ENODEV,
                    "--nproc_per_node gpu: no GPU found (no /proc/driver/nvidia/gpus or "
                    "/dev/nvidia<N>, or CUDA_VISIBLE_DEVICES hides them)");
   if (gpus > 0) {

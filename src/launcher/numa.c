@@ -23,7 +23,7 @@ int fg_numa_parse_mode(const char *v, enum fg_numa_mode *out, char *err, size_t 
       *out = (enum fg_numa_mode)i;
       return 0;
     }
-  return fg_fail(err, errlen, -EINVAL, "expected node, socket, exclusive or core-complex, "
+  return fg__fail(err, errlen, -EINVAL, "expected node, socket, exclusive or core-complex, "
                  "got '%s'", v);
 }
 
@@ -237,7 +237,7 @@ static int exclusive_cpus(const plan_ctx *p, int home, int k, int g, cpu_set_t *
   group_keys(p->root, node, "topology/thread_siblings_list", p->key);
   int cores = distinct(node, p->key, p->keys, p->count);
   if (cores < g)
-    return fg_fail(err, errlen, -EINVAL, "--numa_binding exclusive: NUMA node %d has %d "
+    return fg__fail(err, errlen, -EINVAL, "--numa_binding exclusive: NUMA node %d has %d "
                    "physical core%s fgrun may use, for %d workers (each needs one of its own)",
                    p->t->id[home], cores, cores == 1 ? "" : "s", g);
   int per = cores / g, extra = cores % g;
@@ -267,7 +267,7 @@ int fg_numa_plan(enum fg_numa_mode mode, int nproc, const char *root, const cpu_
   int *scratch = malloc(3 * CPU_SETSIZE * sizeof *scratch);
   int rc = 0;
   if (!t || !home || !scratch) {
-    rc = fg_fail(err, errlen, -ENOMEM, "out of memory");
+    rc = fg__fail(err, errlen, -ENOMEM, "out of memory");
     goto out;
   }
   read_nodes(root, allowed, t);
@@ -286,7 +286,7 @@ int fg_numa_plan(enum fg_numa_mode mode, int nproc, const char *root, const cpu_
       default: cpus[i] = *allowed; break;
     }
     if (rc == 0 && CPU_COUNT(&cpus[i]) == 0)
-      rc = fg_fail(err, errlen, -EINVAL, "--numa_binding %s: no CPU for local rank %d",
+      rc = fg__fail(err, errlen, -EINVAL, "--numa_binding %s: no CPU for local rank %d",
                    mode_names[mode], i);
   }
 out:

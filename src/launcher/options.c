@@ -56,8 +56,8 @@ static int store_nnodes(fg_launch_opts *o, const char *v, char *err, size_t errl
 }
 
 static int store_int(int *dst, const char *v, int min, int max, char *err, size_t errlen) {
-  if (fg_parse_int(v, min, max, dst) != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected a whole number from %d to %d, got '%s'",
+  if (fg__parse_int(v, min, max, dst) != 0)
+    return fg__fail(err, errlen, -EINVAL, "expected a whole number from %d to %d, got '%s'",
                    min, max, v);
   return 0;
 }
@@ -76,20 +76,20 @@ static int store_max_restarts(fg_launch_opts *o, const char *v, char *err, size_
 }
 
 static int store_monitor_interval(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg_parse_seconds(v, &o->monitor_interval) != 0 || o->monitor_interval <= 0)
-    return fg_fail(err, errlen, -EINVAL, "expected a positive number of seconds, got '%s'", v);
+  if (fg__parse_seconds(v, &o->monitor_interval) != 0 || o->monitor_interval <= 0)
+    return fg__fail(err, errlen, -EINVAL, "expected a positive number of seconds, got '%s'", v);
   return 0;
 }
 
 static int store_term_grace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg_parse_seconds(v, &o->term_grace) != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected a number of seconds, got '%s'", v);
+  if (fg__parse_seconds(v, &o->term_grace) != 0)
+    return fg__fail(err, errlen, -EINVAL, "expected a number of seconds, got '%s'", v);
   return 0;
 }
 
 static int store_backend(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "static") != 0 && strcmp(v, "c10d") != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected static or c10d, got '%s'", v);
+    return fg__fail(err, errlen, -EINVAL, "expected static or c10d, got '%s'", v);
   o->rdzv_backend = v;
   return 0;
 }
@@ -101,14 +101,14 @@ static int store_endpoint(fg_launch_opts *o, const char *v, char *err, size_t er
 }
 
 static int store_rdzv_id(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
+  if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
   o->rdzv_id = v;
   return 0;
 }
 
 static int store_flag(int *dst, const char *v, char *err, size_t errlen) {
   if (fg_parse_bool(v, dst) != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected 1 or 0, got '%s'", v);
+    return fg__fail(err, errlen, -EINVAL, "expected 1 or 0, got '%s'", v);
   return 0;
 }
 
@@ -136,20 +136,20 @@ STRING_STORE(log_dir)
 
 /* The message never repeats the token. */
 static int store_store_token(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (strlen(v) > 1024) return fg_fail(err, errlen, -EINVAL, "longer than 1024 bytes");
+  if (strlen(v) > 1024) return fg__fail(err, errlen, -EINVAL, "longer than 1024 bytes");
   o->store_token = *v ? v : NULL;
   return 0;
 }
 
 static int store_python(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
+  if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
   o->python = v;
   return 0;
 }
 
 static int store_start_method(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "spawn") && strcmp(v, "fork") && strcmp(v, "forkserver"))
-    return fg_fail(err, errlen, -EINVAL, "expected spawn, fork or forkserver, got '%s'", v);
+    return fg__fail(err, errlen, -EINVAL, "expected spawn, fork or forkserver, got '%s'", v);
   o->start_method = v;
   return 0;
 }
@@ -162,7 +162,7 @@ static int store_pmix(fg_launch_opts *o, const char *v, char *err, size_t errlen
       o->pmix = (enum fg_pmix_mode)i;
       return 0;
     }
-  return fg_fail(err, errlen, -EINVAL, "expected auto, on or off, got '%s'", v);
+  return fg__fail(err, errlen, -EINVAL, "expected auto, on or off, got '%s'", v);
 }
 
 static int store_redirects(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
@@ -180,14 +180,14 @@ static int store_prefix_template(fg_launch_opts *o, const char *v, char *err, si
 }
 
 static int store_hang_timeout(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg_parse_seconds(v, &o->hang_timeout) != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected a number of seconds (0: off), got '%s'", v);
+  if (fg__parse_seconds(v, &o->hang_timeout) != 0)
+    return fg__fail(err, errlen, -EINVAL, "expected a number of seconds (0: off), got '%s'", v);
   return 0;
 }
 
 static int store_hang_action(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "report") != 0 && strcmp(v, "kill") != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected report or kill, got '%s'", v);
+    return fg__fail(err, errlen, -EINVAL, "expected report or kill, got '%s'", v);
   o->hang_kill = strcmp(v, "kill") == 0;
   return 0;
 }
@@ -199,18 +199,18 @@ static int store_hang_stacks(fg_launch_opts *o, const char *v, char *err, size_t
       o->hang_stacks = (int)i;
       return 0;
     }
-  return fg_fail(err, errlen, -EINVAL, "expected none, culprit or all, got '%s'", v);
+  return fg__fail(err, errlen, -EINVAL, "expected none, culprit or all, got '%s'", v);
 }
 
 static int store_trace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (!*v) return fg_fail(err, errlen, -EINVAL, "must not be empty");
+  if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
   o->trace = v;
   return 0;
 }
 
 static int store_log_level(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg_log_level_parse(v) < 0)
-    return fg_fail(err, errlen, -EINVAL, "expected error, warn, info or debug, got '%s'", v);
+  if (fg__log_level_parse(v) < 0)
+    return fg__fail(err, errlen, -EINVAL, "expected error, warn, info or debug, got '%s'", v);
   o->log_level = v;
   return 0;
 }
@@ -394,9 +394,9 @@ static int find_long(const char *arg, size_t n, char *err, size_t errlen) {
     }
   if (count == 1) return found;
   if (count > 1)
-    return fg_fail(err, errlen, -EINVAL, "ambiguous option --%.*s (could be %s)", (int)n, arg,
+    return fg__fail(err, errlen, -EINVAL, "ambiguous option --%.*s (could be %s)", (int)n, arg,
                    names);
-  return fg_fail(err, errlen, -EINVAL, "unknown option --%.*s (see fgrun --help)", (int)n, arg);
+  return fg__fail(err, errlen, -EINVAL, "unknown option --%.*s (see fgrun --help)", (int)n, arg);
 }
 
 static int find_short(char c) {
@@ -408,7 +408,7 @@ static int find_short(char c) {
 static int looks_like_option(const char *s) {
   if (s[0] != '-' || s[1] == '\0') return 0;
   double ignored;
-  return fg_parse_seconds(s + 1, &ignored) != 0; /* "-1" is a value, not an option */
+  return fg__parse_seconds(s + 1, &ignored) != 0; /* "-1" is a value, not an option */
 }
 
 /* Reads the options in front of PROGRAM into raw[]; returns the index of PROGRAM. */
@@ -429,7 +429,7 @@ static int scan_argv(int argc, char **argv, const char **raw, char *err, size_t 
       snprintf(shown, sizeof shown, "--%s", options[idx].name);
     } else {
       if ((idx = find_short(a[1])) < 0)
-        return fg_fail(err, errlen, -EINVAL, "unknown option %s (see fgrun --help)", a);
+        return fg__fail(err, errlen, -EINVAL, "unknown option %s (see fgrun --help)", a);
       if (a[2]) inline_value = a[2] == '=' ? a + 3 : a + 2;
       snprintf(shown, sizeof shown, "-%c", a[1]);
     }
@@ -437,14 +437,14 @@ static int scan_argv(int argc, char **argv, const char **raw, char *err, size_t 
     i++;
     if (d->kind == OPT_FLAG) {
       if (inline_value)
-        return fg_fail(err, errlen, -EINVAL, "%s takes no value (got '%s')", shown,
+        return fg__fail(err, errlen, -EINVAL, "%s takes no value (got '%s')", shown,
                        inline_value);
       raw[idx] = "1";
       continue;
     }
     if (!inline_value) {
       if (i >= argc || looks_like_option(argv[i]))
-        return fg_fail(err, errlen, -EINVAL, "%s needs a value (%s)", shown, d->metavar);
+        return fg__fail(err, errlen, -EINVAL, "%s needs a value (%s)", shown, d->metavar);
       inline_value = argv[i++];
     }
     raw[idx] = inline_value;
@@ -480,11 +480,11 @@ int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t er
     if (!v) v = d->kind == OPT_FLAG ? "0" : d->def;
     if (!v) continue;
     int rc = d->store(o, v, detail, sizeof detail);
-    if (rc < 0) return fg_fail(err, errlen, rc, "%s: %s", source, detail);
+    if (rc < 0) return fg__fail(err, errlen, rc, "%s: %s", source, detail);
     if (o->show_help || o->show_version) return 0;
   }
   if (prog >= argc)
-    return fg_fail(err, errlen, -EINVAL, "missing PROGRAM to run (see fgrun --help)");
+    return fg__fail(err, errlen, -EINVAL, "missing PROGRAM to run (see fgrun --help)");
   o->program = argv[prog];
   o->program_args = argv + prog + 1;
   o->nprogram_args = argc - prog - 1;

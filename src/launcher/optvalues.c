@@ -15,12 +15,12 @@
 int fg_parse_std_spec(const char *s, fg_std_spec *out, char *err, size_t errlen) {
   free(out->map);
   memset(out, 0, sizeof *out);
-  if (fg_parse_int(s, 0, 3, &out->all) == 0) return 0;
+  if (fg__parse_int(s, 0, 3, &out->all) == 0) return 0;
   if (!strchr(s, ':')) goto bad;
   size_t most = 1;
   for (const char *p = s; *p; p++) most += *p == ',';
   if (!(out->map = calloc(most, sizeof *out->map)))
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   for (const char *p = s;;) {
     const char *comma = strchr(p, ',');
     size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -32,8 +32,8 @@ int fg_parse_std_spec(const char *s, fg_std_spec *out, char *err, size_t errlen)
     if (!colon) goto bad;
     *colon = '\0';
     struct fg_std_pair *pair = &out->map[out->nmap++];
-    if (fg_parse_int(item, 0, 1 << 16, &pair->local_rank) != 0 ||
-        fg_parse_int(colon + 1, 0, 3, &pair->std) != 0)
+    if (fg__parse_int(item, 0, 1 << 16, &pair->local_rank) != 0 ||
+        fg__parse_int(colon + 1, 0, 3, &pair->std) != 0)
       goto bad;
     if (!comma) return 0;
     p = comma + 1;
@@ -41,7 +41,7 @@ int fg_parse_std_spec(const char *s, fg_std_spec *out, char *err, size_t errlen)
 bad:
   free(out->map);
   memset(out, 0, sizeof *out);
-  return fg_fail(err, errlen, -EINVAL,
+  return fg__fail(err, errlen, -EINVAL,
                  "expected 0-3 (0 none, 1 stdout, 2 stderr, 3 both) or LOCAL_RANK:0-3,... "
                  "like 0:1,1:3, got '%s'",
                  s);
@@ -62,12 +62,12 @@ int fg_parse_nnodes(const char *s, int *min, int *max, char *err, size_t errlen)
   if (n >= sizeof first) n = sizeof first - 1;
   memcpy(first, s, n);
   first[n] = '\0';
-  if (fg_parse_int(first, 1, 1 << 20, min) != 0 ||
-      fg_parse_int(colon ? colon + 1 : first, 1, 1 << 20, max) != 0)
-    return fg_fail(err, errlen, -EINVAL, "expected N or MIN:MAX with positive numbers, got '%s'",
+  if (fg__parse_int(first, 1, 1 << 20, min) != 0 ||
+      fg__parse_int(colon ? colon + 1 : first, 1, 1 << 20, max) != 0)
+    return fg__fail(err, errlen, -EINVAL, "expected N or MIN:MAX with positive numbers, got '%s'",
                    s);
   if (*min > *max)
-    return fg_fail(err, errlen, -EINVAL, "'%s': MIN (%d) is larger than MAX (%d)", s, *min,
+    return fg__fail(err, errlen, -EINVAL, "'%s': MIN (%d) is larger than MAX (%d)", s, *min,
                    *max);
   return 0;
 }
@@ -89,13 +89,13 @@ int fg_parse_rdzv_conf(fg_launch_opts *o, const char *v, char *err, size_t errle
   size_t most = 1;
   for (const char *p = v; *p; p++) most += *p == ',';
   o->rdzv_conf = calloc(most, sizeof *o->rdzv_conf);
-  if (!o->rdzv_conf_text || !o->rdzv_conf) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!o->rdzv_conf_text || !o->rdzv_conf) return fg__fail(err, errlen, -ENOMEM, "out of memory");
   for (char *item = o->rdzv_conf_text;;) {
     char *comma = strchr(item, ',');
     if (comma) *comma = '\0';
     char *eq = strchr(item, '=');
     if (!eq || eq == item || eq[1] == '\0')
-      return fg_fail(err, errlen, -EINVAL, "'%s' is not KEY=VALUE (expected KEY=VALUE,...)",
+      return fg__fail(err, errlen, -EINVAL, "'%s' is not KEY=VALUE (expected KEY=VALUE,...)",
                      item);
     *eq = '\0';
     o->rdzv_conf[o->nrdzv_conf++] = (fg_conf_pair){item, eq + 1};
@@ -110,7 +110,7 @@ int fg_parse_ranks_filter(fg_launch_opts *o, const char *v, char *err, size_t er
   size_t most = 1;
   for (const char *p = v; *p; p++) most += *p == ',';
   o->ranks_filter = calloc(most, sizeof *o->ranks_filter);
-  if (!o->ranks_filter) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!o->ranks_filter) return fg__fail(err, errlen, -ENOMEM, "out of memory");
   for (const char *p = v;;) {
     const char *comma = strchr(p, ',');
     size_t n = comma ? (size_t)(comma - p) : strlen(p);
@@ -119,13 +119,13 @@ int fg_parse_ranks_filter(fg_launch_opts *o, const char *v, char *err, size_t er
     if (n == 0 || n >= sizeof item) goto bad;
     memcpy(item, p, n);
     item[n] = '\0';
-    if (fg_parse_int(item, 0, 1 << 16, &rank) != 0) goto bad;
+    if (fg__parse_int(item, 0, 1 << 16, &rank) != 0) goto bad;
     o->ranks_filter[o->nranks_filter++] = rank;
     if (!comma) return 0;
     p = comma + 1;
   }
 bad:
-  return fg_fail(err, errlen, -EINVAL, "expected local ranks like 0,2,3, got '%s'", v);
+  return fg__fail(err, errlen, -EINVAL, "expected local ranks like 0,2,3, got '%s'", v);
 }
 
 int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
@@ -137,15 +137,15 @@ int fg_parse_signals(fg_launch_opts *o, const char *v, char *err, size_t errlen)
     while (n && p[n - 1] == ' ') n--;
     char name[32];
     if (n == 0 || n >= sizeof name)
-      return fg_fail(err, errlen, -EINVAL, "expected signal names like SIGTERM,SIGINT, got '%s'",
+      return fg__fail(err, errlen, -EINVAL, "expected signal names like SIGTERM,SIGINT, got '%s'",
                      v);
     memcpy(name, p, n);
     name[n] = '\0';
-    int sig = fg_signum(name);
+    int sig = fg__signum(name);
     if (sig <= 0 || sig >= 32)
-      return fg_fail(err, errlen, -EINVAL, "unknown signal '%s'", name);
+      return fg__fail(err, errlen, -EINVAL, "unknown signal '%s'", name);
     if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD)
-      return fg_fail(err, errlen, -EINVAL, "SIG%s cannot be handled", fg_signame(sig));
+      return fg__fail(err, errlen, -EINVAL, "SIG%s cannot be handled", fg__signame(sig));
     int seen = 0;
     for (int i = 0; i < o->nsignals; i++) seen |= o->signals[i] == sig;
     if (!seen) o->signals[o->nsignals++] = sig;
@@ -168,12 +168,12 @@ int fg_parse_nproc(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
       return 0;
     }
   if (strcmp(v, "xpu") == 0)
-    return fg_fail(err, errlen, -EINVAL, "'xpu': fgrun cannot count Intel XPUs (it counts "
+    return fg__fail(err, errlen, -EINVAL, "'xpu': fgrun cannot count Intel XPUs (it counts "
                    "NVIDIA GPUs without loading torch); give the number of workers, e.g. "
                    "--nproc_per_node=4");
   o->nproc_kind = FG_NPROC_NUMBER;
-  if (fg_parse_int(v, 1, 1 << 16, &o->nproc) != 0)
-    return fg_fail(err, errlen, -EINVAL,
+  if (fg__parse_int(v, 1, 1 << 16, &o->nproc) != 0)
+    return fg__fail(err, errlen, -EINVAL,
                    "expected a number from 1 to 65536, auto, cpu or gpu, got '%s'", v);
   return 0;
 }
@@ -181,7 +181,7 @@ int fg_parse_nproc(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
 /* It travels in the rendezvous record as one word (rdzv.c), so no spaces, and it must fit. */
 int fg_parse_local_addr(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (!*v || strlen(v) >= 64 || strpbrk(v, " \t\n\r=,"))
-    return fg_fail(err, errlen, -EINVAL, "expected a host name or address (1 to 63 "
+    return fg__fail(err, errlen, -EINVAL, "expected a host name or address (1 to 63 "
                    "characters, no spaces), got '%s'", v);
   o->local_addr = v;
   return 0;
@@ -193,7 +193,7 @@ int fg_parse_numa_binding(fg_launch_opts *o, const char *v, char *err, size_t er
 
 int fg_parse_event_log_handler(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "null") && strcmp(v, "console"))
-    return fg_fail(err, errlen, -EINVAL, "unknown event log handler '%s' (fgrun has null "
+    return fg__fail(err, errlen, -EINVAL, "unknown event log handler '%s' (fgrun has null "
                    "and console)", v);
   o->event_log_console = strcmp(v, "console") == 0;
   return 0;
@@ -201,7 +201,7 @@ int fg_parse_event_log_handler(fg_launch_opts *o, const char *v, char *err, size
 
 int fg_refuse_logs_specs(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   (void)o;
-  return fg_fail(err, errlen, -EINVAL, "'%s': fgrun cannot load a Python entry point "
+  return fg__fail(err, errlen, -EINVAL, "'%s': fgrun cannot load a Python entry point "
                  "(torchrun.logs_specs); its log layout is fixed: use --log_dir, --redirects, "
                  "--tee, --local_ranks_filter and --log_line_prefix_template instead", v);
 }
@@ -232,7 +232,7 @@ int fg_check_prefix_template(const char *tmpl, char *err, size_t errlen) {
     if (*p != '$') continue;
     size_t len = 0;
     if (template_var(p + 1, &len) == VAR_BAD)
-      return fg_fail(err, errlen, -EINVAL,
+      return fg__fail(err, errlen, -EINVAL,
                      "unknown variable at '%s' (use ${rank}, ${local_rank}, ${role_name}, "
                      "${group_rank} or $$)",
                      p);
@@ -248,7 +248,7 @@ char *fg_expand_prefix(const char *tmpl, int rank, int local_rank, const char *r
 char *fg_expand_node_prefix(const char *tmpl, int rank, int local_rank, const char *role,
                             int group_rank) {
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   for (const char *p = tmpl; *p; p++) {
     size_t len = 0;
     int var = *p == '$' ? template_var(p + 1, &len) : VAR_BAD;
@@ -259,17 +259,17 @@ char *fg_expand_node_prefix(const char *tmpl, int rank, int local_rank, const ch
       case VAR_GROUP_RANK:
         snprintf(num, sizeof num, "%d",
                  var == VAR_RANK ? rank : var == VAR_LOCAL_RANK ? local_rank : group_rank);
-        fg_buf_put(&b, num, strlen(num));
+        fg__buf_put(&b, num, strlen(num));
         break;
-      case VAR_ROLE_NAME: fg_buf_put(&b, role, strlen(role)); break;
-      case VAR_DOLLAR: fg_buf_put_u8(&b, '$'); break;
-      default: fg_buf_put_u8(&b, (uint8_t)*p); continue;
+      case VAR_ROLE_NAME: fg__buf_put(&b, role, strlen(role)); break;
+      case VAR_DOLLAR: fg__buf_put_u8(&b, '$'); break;
+      default: fg__buf_put_u8(&b, (uint8_t)*p); continue;
     }
     p += len;
   }
-  fg_buf_put_u8(&b, '\0');
+  fg__buf_put_u8(&b, '\0');
   if (b.failed) {
-    fg_buf_free(&b);
+    fg__buf_free(&b);
     return NULL;
   }
   return (char *)b.data;

@@ -38,7 +38,7 @@ void fg_console_write(int fd, const void *p, size_t n) {
   }
 }
 
-void fg_output_cleanup(void) { fg_buf_free(&batch); }
+void fg_output_cleanup(void) { fg__buf_free(&batch); }
 
 /* --- the tail ring ------------------------------------------------------------------------ */
 
@@ -71,7 +71,7 @@ void fg_tail_lines(const fg_tail *t, int lines, fg_buf *out) {
   size_t begin = end;
   for (int seen = 0; begin > 0; begin--)
     if (flat[begin - 1] == '\n' && ++seen == lines) break;
-  fg_buf_put(out, flat + begin, end - begin);
+  fg__buf_put(out, flat + begin, end - begin);
   free(flat);
 }
 
@@ -95,20 +95,20 @@ static void log_bytes(fg_stream *s, const char *p, size_t n) {
 
 /* Appends a piece of the current line to the batch, behind the prefix if it starts it. */
 static void put_piece(fg_stream *s, const char *p, size_t n) {
-  if (!s->midline) fg_buf_put(&batch, s->prefix, s->prefix_len);
-  fg_buf_put(&batch, p, n);
+  if (!s->midline) fg__buf_put(&batch, s->prefix, s->prefix_len);
+  fg__buf_put(&batch, p, n);
 }
 
 static void console_bytes(fg_stream *s, const char *p, size_t n) {
-  fg_buf_reset(&batch);
+  fg__buf_reset(&batch);
   while (n > 0) {
     const char *nl = memchr(p, '\n', n);
     if (!nl) {
-      fg_buf_put(&s->line, p, n);
+      fg__buf_put(&s->line, p, n);
       if (s->line.len >= FG_LINE_MAX) {
         put_piece(s, (const char *)s->line.data, s->line.len);
         s->midline = 1;
-        fg_buf_reset(&s->line);
+        fg__buf_reset(&s->line);
       }
       break;
     }
@@ -116,7 +116,7 @@ static void console_bytes(fg_stream *s, const char *p, size_t n) {
     if (s->line.len) {
       put_piece(s, (const char *)s->line.data, s->line.len);
       s->midline = 1;
-      fg_buf_reset(&s->line);
+      fg__buf_reset(&s->line);
     }
     put_piece(s, p, upto);
     s->midline = 0;
@@ -128,9 +128,9 @@ static void console_bytes(fg_stream *s, const char *p, size_t n) {
 
 static void flush_partial_line(fg_stream *s) {
   if (s->console_fd < 0 || s->line.len == 0) return;
-  fg_buf_reset(&batch);
+  fg__buf_reset(&batch);
   put_piece(s, (const char *)s->line.data, s->line.len);
-  fg_buf_reset(&s->line);
+  fg__buf_reset(&s->line);
   s->midline = 0;
   fg_console_write(s->console_fd, batch.data, batch.len);
 }
@@ -168,27 +168,27 @@ int fg_stream_open(fg_stream *s, uv_loop_t *loop, const fg_stream_options *opt, 
   s->on_closed = opt->on_closed;
   s->data = opt->data;
   if (opt->keep_tail && !(s->tail = calloc(1, sizeof *s->tail)))
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   if (opt->log_path) {
     s->log_fd = open(opt->log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
     if (s->log_fd < 0)
-      return fg_fail(err, errlen, -errno, "cannot create %s: %s", opt->log_path,
+      return fg__fail(err, errlen, -errno, "cannot create %s: %s", opt->log_path,
                      strerror(errno));
   }
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return fg_fail(err, errlen, -errno, "pipe: %s", strerror(errno));
+  if (pipe2(fds, O_CLOEXEC) != 0) return fg__fail(err, errlen, -errno, "pipe: %s", strerror(errno));
   int rc = uv_pipe_init(loop, &s->pipe, 0);
   if (rc != 0) {
     close(fds[0]);
     close(fds[1]);
-    return fg_fail(err, errlen, rc, "pipe: %s", uv_strerror(rc));
+    return fg__fail(err, errlen, rc, "pipe: %s", uv_strerror(rc));
   }
   s->pipe.data = s;
   s->open = 1; /* from here on the handle needs fg_stream_close, even on failure */
   if ((rc = uv_pipe_open(&s->pipe, fds[0])) != 0) {
     close(fds[0]);
     close(fds[1]);
-    return fg_fail(err, errlen, rc, "pipe: %s", uv_strerror(rc));
+    return fg__fail(err, errlen, rc, "pipe: %s", uv_strerror(rc));
   }
   *child_fd = fds[1];
   return 0;
@@ -204,7 +204,7 @@ void fg_stream_close(fg_stream *s) {
 }
 
 void fg_stream_free(fg_stream *s) {
-  fg_buf_free(&s->line);
+  fg__buf_free(&s->line);
   free(s->tail);
   s->tail = NULL;
   if (s->log_fd >= 0) close(s->log_fd);

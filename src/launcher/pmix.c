@@ -260,7 +260,7 @@ static int make_dir(fg_pmix *p, char *err, size_t errlen) {
     e = errno;
   }
   p->dir[0] = '\0';
-  return fg_fail(err, errlen, -e, "cannot create a directory for the PMIx server in /dev/shm "
+  return fg__fail(err, errlen, -e, "cannot create a directory for the PMIx server in /dev/shm "
                  "or %s: %s", tries[1], strerror(e));
 }
 
@@ -277,7 +277,7 @@ static int start_server(fg_pmix *p, char *err, size_t errlen) {
   if (ok(prc)) prc = p->api.PMIx_server_init(&server_module, info.array, info.size);
   p->api.PMIx_Data_array_destruct(&info);
   p->api.PMIx_Info_list_release(list);
-  if (!ok(prc)) return fg_fail(err, errlen, -EIO, "PMIx_server_init: %s", pmix_error(p, prc));
+  if (!ok(prc)) return fg__fail(err, errlen, -EIO, "PMIx_server_init: %s", pmix_error(p, prc));
   p->server_up = 1;
   p->fabric = fg__pmix_node_has_fabric();
   return 0;
@@ -286,9 +286,9 @@ static int start_server(fg_pmix *p, char *err, size_t errlen) {
 int fg_pmix_open(fg_pmix **out, uv_loop_t *loop, fg_pmix_abort_cb on_abort, void *data,
                  char *err, size_t errlen) {
   *out = NULL;
-  if (the_server) return fg_fail(err, errlen, -EBUSY, "a PMIx server is running already");
+  if (the_server) return fg__fail(err, errlen, -EBUSY, "a PMIx server is running already");
   fg_pmix *p = calloc(1, sizeof *p);
-  if (!p) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!p) return fg__fail(err, errlen, -ENOMEM, "out of memory");
   int rc = fg_pmix_api_load(&p->api, err, errlen);
   if (rc != 0) {
     free(p);
@@ -364,15 +364,15 @@ int fg_pmix_node_of(const fg_pmix *p, int rank) {
 /* The node map and proc map as libpmix's regular expressions ("pmix:..."). */
 static int add_maps(fg_pmix *p, void *list, const fg_pmix_job *job, char *err, size_t errlen) {
   fg_buf names, ppn;
-  fg_buf_init(&names);
-  fg_buf_init(&ppn);
+  fg__buf_init(&names);
+  fg__buf_init(&ppn);
   for (int n = 0; n < job->nnodes; n++) {
-    fg_buf_printf(&names, "%s%s", n ? "," : "", job->nodes[n].name);
+    fg__buf_printf(&names, "%s%s", n ? "," : "", job->nodes[n].name);
     for (int r = p->node_base[n]; r < p->node_base[n + 1]; r++)
-      fg_buf_printf(&ppn, "%s%d", r > p->node_base[n] ? "," : n ? ";" : "", r);
+      fg__buf_printf(&ppn, "%s%d", r > p->node_base[n] ? "," : n ? ";" : "", r);
   }
-  fg_buf_put_u8(&names, '\0');
-  fg_buf_put_u8(&ppn, '\0');
+  fg__buf_put_u8(&names, '\0');
+  fg__buf_put_u8(&ppn, '\0');
   char *node_map = NULL, *proc_map = NULL;
   pmix_status_t rc = PMIX_ERR_NOMEM;
   if (!names.failed && !ppn.failed) rc = p->api.PMIx_generate_regex((char *)names.data, &node_map);
@@ -383,9 +383,9 @@ static int add_maps(fg_pmix *p, void *list, const fg_pmix_job *job, char *err, s
   }
   free(node_map);
   free(proc_map);
-  fg_buf_free(&names);
-  fg_buf_free(&ppn);
-  return ok(rc) ? 0 : fg_fail(err, errlen, -EIO, "PMIx_generate_regex: %s", pmix_error(p, rc));
+  fg__buf_free(&names);
+  fg__buf_free(&ppn);
+  return ok(rc) ? 0 : fg__fail(err, errlen, -EIO, "PMIx_generate_regex: %s", pmix_error(p, rc));
 }
 
 /* One rank's PMIX_PROC_DATA: who it is, where it runs; for this node's, its local ranks
@@ -437,11 +437,11 @@ static int register_nspace(fg_pmix *p, const fg_pmix_job *job, char *err, size_t
   p->api.PMIx_Info_list_add(list, PMIX_NSDIR, p->nsdir, PMIX_STRING);
   add_bool(p, list, PMIX_TDIR_RMCLEAN, true); /* fgrun removes them: ranks may be killed */
   fg_buf peers;
-  fg_buf_init(&peers);
-  for (int l = 0; l < p->nproc; l++) fg_buf_printf(&peers, "%s%d", l ? "," : "", p->rank_base + l);
-  fg_buf_put_u8(&peers, '\0');
+  fg__buf_init(&peers);
+  for (int l = 0; l < p->nproc; l++) fg__buf_printf(&peers, "%s%d", l ? "," : "", p->rank_base + l);
+  fg__buf_put_u8(&peers, '\0');
   if (!peers.failed) p->api.PMIx_Info_list_add(list, PMIX_LOCAL_PEERS, peers.data, PMIX_STRING);
-  fg_buf_free(&peers);
+  fg__buf_free(&peers);
   int rc = add_maps(p, list, job, err, errlen);
   for (int r = 0; rc == 0 && r < p->world; r++) add_proc(p, list, job, r);
 
@@ -453,7 +453,7 @@ static int register_nspace(fg_pmix *p, const fg_pmix_job *job, char *err, size_t
       prc = p->api.PMIx_server_register_nspace(p->nspace, p->nproc, info.array, info.size, NULL,
                                                NULL);
     if (!ok(prc))
-      rc = fg_fail(err, errlen, -EIO, "PMIx_server_register_nspace %s: %s", p->nspace,
+      rc = fg__fail(err, errlen, -EIO, "PMIx_server_register_nspace %s: %s", p->nspace,
                    pmix_error(p, prc));
   }
   p->api.PMIx_Data_array_destruct(&info);
@@ -462,13 +462,13 @@ static int register_nspace(fg_pmix *p, const fg_pmix_job *job, char *err, size_t
   p->active = 1; /* from here on, fg_pmix_end deregisters it */
   prc = p->api.PMIx_server_setup_local_support(p->nspace, NULL, 0, NULL, NULL);
   if (!ok(prc) && prc != PMIX_ERR_NOT_SUPPORTED)
-    return fg_fail(err, errlen, -EIO, "PMIx_server_setup_local_support: %s", pmix_error(p, prc));
+    return fg__fail(err, errlen, -EIO, "PMIx_server_setup_local_support: %s", pmix_error(p, prc));
   for (int l = 0; l < p->nproc; l++) {
     pmix_proc_t proc;
     PMIX_LOAD_PROCID(&proc, p->nspace, (pmix_rank_t)(p->rank_base + l));
     prc = p->api.PMIx_server_register_client(&proc, geteuid(), getegid(), NULL, NULL, NULL);
     if (!ok(prc))
-      return fg_fail(err, errlen, -EIO, "PMIx_server_register_client rank %d: %s",
+      return fg__fail(err, errlen, -EIO, "PMIx_server_register_client rank %d: %s",
                      p->rank_base + l, pmix_error(p, prc));
   }
   return 0;
@@ -476,11 +476,11 @@ static int register_nspace(fg_pmix *p, const fg_pmix_job *job, char *err, size_t
 
 static int copy_job(fg_pmix *p, const fg_pmix_job *job, char *err, size_t errlen) {
   if (job->nnodes < 1 || job->node < 0 || job->node >= job->nnodes)
-    return fg_fail(err, errlen, -EINVAL, "bad node %d of %d", job->node, job->nnodes);
+    return fg__fail(err, errlen, -EINVAL, "bad node %d of %d", job->node, job->nnodes);
   p->nnodes = job->nnodes;
   p->node = job->node;
   p->node_base = calloc((size_t)job->nnodes + 1, sizeof *p->node_base);
-  if (!p->node_base) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!p->node_base) return fg__fail(err, errlen, -ENOMEM, "out of memory");
   for (int n = 0; n < job->nnodes; n++) p->node_base[n + 1] = p->node_base[n] + job->nodes[n].nproc;
   p->world = p->node_base[job->nnodes];
   p->rank_base = p->node_base[job->node];
@@ -490,7 +490,7 @@ static int copy_job(fg_pmix *p, const fg_pmix_job *job, char *err, size_t errlen
   p->store_prefix = job->store_prefix ? strdup(job->store_prefix) : NULL;
   p->store_port = job->store_port;
   if (!p->ranks || (job->store_host && !p->store_host) || (job->store_prefix && !p->store_prefix))
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   snprintf(p->nspace, sizeof p->nspace, "fgrun.%.200s.%d", job->id, job->attempt);
   snprintf(p->nsdir, sizeof p->nsdir, "%s/attempt_%d", p->dir, job->attempt);
   return 0;
@@ -500,7 +500,7 @@ int fg_pmix_begin(fg_pmix *p, const fg_pmix_job *job, char *err, size_t errlen) 
   fg_pmix_end(p);
   int rc = copy_job(p, job, err, errlen);
   if (rc == 0 && mkdir(p->nsdir, 0700) != 0 && errno != EEXIST)
-    rc = fg_fail(err, errlen, -errno, "cannot create %s: %s", p->nsdir, strerror(errno));
+    rc = fg__fail(err, errlen, -errno, "cannot create %s: %s", p->nsdir, strerror(errno));
   if (rc == 0) rc = register_nspace(p, job, err, errlen);
   if (rc != 0) fg_pmix_end(p);
   return rc;

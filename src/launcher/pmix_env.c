@@ -90,11 +90,11 @@ char **fg_pmix_env(fg_pmix *p, int local_rank) {
   env = grown;
   for (size_t i = 0; i < FG_ARRAY_LEN(rank_defaults); i++)
     if (applies(p, i) &&
-        (env[n] = fg_asprintf("%s=%s", rank_defaults[i].name,
+        (env[n] = fg__asprintf("%s=%s", rank_defaults[i].name,
                               rank_defaults[i].value ? rank_defaults[i].value : p->nsdir)))
       n++;
   for (size_t i = 0; i < FG_ARRAY_LEN(ompi_vars); i++)
-    if ((env[n] = fg_asprintf("%s=%d", ompi_vars[i].name, ompi_vars[i].value))) n++;
+    if ((env[n] = fg__asprintf("%s=%d", ompi_vars[i].name, ompi_vars[i].value))) n++;
   env[n] = NULL;
   return env;
 }

@@ -81,7 +81,7 @@ static void run_fence(uv_work_t *w) {
   int rc = keys && values && lens ? 0 : -ENOMEM;
   if (rc) snprintf(f->err, sizeof f->err, "out of memory");
   for (int i = 0; rc == 0 && i < f->nmembers; i++)
-    if (!(keys[i] = fg_asprintf("%s/%d", f->base, f->members[i]))) rc = -ENOMEM;
+    if (!(keys[i] = fg__asprintf("%s/%d", f->base, f->members[i]))) rc = -ENOMEM;
   char mine[400];
   snprintf(mine, sizeof mine, "%s/%d", f->base, f->me);
   if (rc == 0 && (rc = fg_store_connect(&s, f->host, f->port, &so)) != 0)

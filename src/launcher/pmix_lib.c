@@ -29,10 +29,10 @@ int fg_pmix_api_load(fg_pmix_api *api, char *err, size_t errlen) {
     }
   }
   if (!api->handle)
-    return fg_fail(err, errlen, -ENOENT, "cannot load %s: %s", FG_PMIX_SONAME, why);
+    return fg__fail(err, errlen, -ENOENT, "cannot load %s: %s", FG_PMIX_SONAME, why);
 #define FG_PMIX_RESOLVE(name)                                                             \
   if (!(*(void **)&api->name = dlsym(api->handle, #name))) {                              \
-    fg_fail(err, errlen, -ENOENT, "%s has no %s (PMIx 4 or later is needed)",             \
+    fg__fail(err, errlen, -ENOENT, "%s has no %s (PMIx 4 or later is needed)",             \
             FG_PMIX_SONAME, #name);                                                       \
     fg_pmix_api_unload(api);                                                              \
     return -ENOENT;                                                                       \

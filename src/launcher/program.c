@@ -106,7 +106,7 @@ static int find_python(const fg_launch_opts *o, char *out, size_t outlen, char *
     source = "PATH";
   }
   if (fg_which(python, out, outlen) != 0)
-    return fg_fail(err, errlen, -ENOENT,
+    return fg__fail(err, errlen, -ENOENT,
                    "Python interpreter '%s' (from %s) not found; set --python or PYTHON_EXEC",
                    python, source);
   return 0;
@@ -147,14 +147,14 @@ int fg_program_resolve(const fg_launch_opts *o, const char *self_dir, fg_program
 
   if (fg_is_scenario(prog) && !o->module && !o->run_path) {
     if (fg_find_helper(self_dir, "fgscenario", path, sizeof path) != 0)
-      return fg_fail(err, errlen, -ENOENT,
+      return fg__fail(err, errlen, -ENOENT,
                      "scenario '%s' needs the scenario program %s, which is missing", prog,
                      path);
     const char *head[] = {path, prog};
     rc = build_argv(p, head, 2, o);
   } else if (o->no_python && !o->run_path) {
     if (fg_which(prog, path, sizeof path) != 0)
-      return fg_fail(err, errlen, -ENOENT, "program '%s' not found%s", prog,
+      return fg__fail(err, errlen, -ENOENT, "program '%s' not found%s", prog,
                      strchr(prog, '/') ? " or not executable" : " on PATH");
     const char *head[] = {path};
     rc = build_argv(p, head, 1, o);
@@ -164,7 +164,7 @@ int fg_program_resolve(const fg_launch_opts *o, const char *self_dir, fg_program
     rc = build_argv(p, head, 1, o);
   } else {
     if (!o->module && !is_file(prog))
-      return fg_fail(err, errlen, -ENOENT, "program '%s' not found%s", prog,
+      return fg__fail(err, errlen, -ENOENT, "program '%s' not found%s", prog,
                      strchr(prog, '/') || ends_with(prog, ".py")
                          ? ""
                          : " (not a file, a scenario or an executable on PATH)");
@@ -183,7 +183,7 @@ int fg_program_resolve(const fg_launch_opts *o, const char *self_dir, fg_program
   }
   if (rc < 0 || !(p->path = strdup(p->argv[0]))) {
     fg_program_free(p);
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   }
   return 0;
 }

@@ -87,7 +87,7 @@ int fg_rdzv_set_once(fg_rdzv *rz, const char *key, const char *value, char *out,
 }
 
 int fg_rdzv_beat(fg_rdzv *rz) {
-  int64_t now = fg_now_ms();
+  int64_t now = fg__now_ms();
   if (rz->id < 0 || now < rz->next_beat_ms) return 0;
   char key[32];
   snprintf(key, sizeof key, "beat.%d", rz->id);
@@ -203,12 +203,12 @@ static void find_own_address(fg_rdzv *rz) {
  * the full timeout, which later reconnects reuse. */
 static int connect_store(fg_rdzv *rz) {
   int timeout = ms_of(rz->s.conf.read_timeout);
-  int64_t deadline = fg_now_ms() + timeout;
+  int64_t deadline = fg__now_ms() + timeout;
   fg_store_options so;
   fg_store_options_init(&so);
   so.timeout_ms = timeout;
   for (;;) {
-    so.connect_timeout_ms = (int)FG_MAX(1, FG_MIN(deadline - fg_now_ms(), CONNECT_SLICE_MS));
+    so.connect_timeout_ms = (int)FG_MAX(1, FG_MIN(deadline - fg__now_ms(), CONNECT_SLICE_MS));
     fg_store *probe = NULL;
     int rc = fg_store_connect(&probe, rz->host, rz->s.port, &so);
     fg_store_close(probe);
@@ -216,7 +216,7 @@ static int connect_store(fg_rdzv *rz) {
     if (rc == -EACCES || rc == FG_EPROTO || rc == -EINVAL) /* no retry mends these */
       return fail(rz, rc, "cannot use the rendezvous store at %s:%d (%s)", rz->host,
                   rz->s.port, fg_store_errmsg(NULL));
-    if (fg_now_ms() >= deadline)
+    if (fg__now_ms() >= deadline)
       return fail(rz, rc, "cannot reach the rendezvous store at %s:%d within %g s (%s)",
                   rz->host, rz->s.port, rz->s.conf.read_timeout, fg_store_errmsg(NULL));
     if ((rc = fg_rdzv_pause(rz, RETRY_MS)) < 0) return rc;
@@ -285,7 +285,7 @@ static int check_static_ranks(const fg_rdzv_round *r, char *err, size_t errlen) 
   for (int i = 1; i < r->nnodes; i++) {
     const fg_rdzv_node *n = &r->nodes[i];
     if (n->node_rank == n[-1].node_rank)
-      return fg_fail(err, errlen, -EINVAL,
+      return fg__fail(err, errlen, -EINVAL,
                      "node rank %d is claimed by two agents: %s (%s, pid %d) and %s (%s, "
                      "pid %d); give each node its own --node_rank", n->node_rank, n[-1].addr,
                      n[-1].host, n[-1].pid, n->addr, n->host, n->pid);
@@ -293,7 +293,7 @@ static int check_static_ranks(const fg_rdzv_round *r, char *err, size_t errlen) 
   for (int i = 0; i < r->nnodes; i++) {
     const fg_rdzv_node *n = &r->nodes[i];
     if (n->node_rank != i)
-      return fg_fail(err, errlen, -EINVAL, "no agent has node rank %d (the %d agents have "
+      return fg__fail(err, errlen, -EINVAL, "no agent has node rank %d (the %d agents have "
                      "node ranks up to %d)", i, r->nnodes, r->nodes[r->nnodes - 1].node_rank);
   }
   return 0;
@@ -310,7 +310,7 @@ int fg_rdzv_assign(fg_rdzv_round *r, int is_static, int my_id, char *err, size_t
     r->nodes[i].node_rank = i;
     if (r->nodes[i].id == my_id) me = &r->nodes[i];
   }
-  if (!me) return fg_fail(err, errlen, -EINVAL, "this agent is not in the round");
+  if (!me) return fg__fail(err, errlen, -EINVAL, "this agent is not in the round");
   r->node_rank = me->node_rank;
   r->rank_base = r->world_size = r->role_rank_base = r->role_world_size = 0;
   for (int i = 0; i < r->nnodes; i++) {
@@ -419,7 +419,7 @@ static int await_size(fg_rdzv *rz, int round, int64_t deadline, int64_t *size) {
     }
     if ((rc = fg_rdzv_job_closed(rz, &status, reason, sizeof reason)) < 0) return rc;
     if (rc == 1) return fail(rz, -ESHUTDOWN, "the job is over: %s", reason);
-    int64_t joined, now = fg_now_ms();
+    int64_t joined, now = fg__now_ms();
     if ((rc = fg_rdzv_add(rz, joined_key, 0, &joined)) < 0) return rc;
     if (joined >= rz->s.min_nodes && !min_seen_ms) min_seen_ms = now;
     int full = joined >= rz->s.max_nodes;
@@ -445,13 +445,13 @@ static int gather(fg_rdzv *rz, int round, int size, fg_rdzv_round *out) {
   out->nnodes = size;
   if (!(out->nodes = calloc((size_t)size, sizeof *out->nodes)))
     return fail(rz, -ENOMEM, "out of memory");
-  int64_t deadline = fg_now_ms() + ms_of(rz->s.conf.read_timeout);
+  int64_t deadline = fg__now_ms() + ms_of(rz->s.conf.read_timeout);
   for (int slot = 0; slot < size; slot++) {
     char key[64];
     fg_rdzv_key(key, sizeof key, round, "node", slot);
     int rc;
     while ((rc = fg_rdzv_exists(rz, key)) == 0) {
-      if (fg_now_ms() >= deadline)
+      if (fg__now_ms() >= deadline)
         return fail(rz, -ETIMEDOUT, "round %d: the agent in slot %d never said who it is",
                     round, slot);
       if ((rc = fg_rdzv_pause(rz, POLL_FIRST_MS)) < 0) return rc;
@@ -475,7 +475,7 @@ static int keep_round(fg_rdzv *rz, const fg_rdzv_round *r) {
   rz->peers = calloc((size_t)r->nnodes, sizeof *rz->peers);
   if (!rz->round.nodes || !rz->peers) return fail(rz, -ENOMEM, "out of memory");
   memcpy(rz->round.nodes, r->nodes, (size_t)r->nnodes * sizeof *r->nodes);
-  int64_t now = fg_now_ms();
+  int64_t now = fg__now_ms();
   for (int i = 0; i < r->nnodes; i++) rz->peers[i] = (fg_rdzv_peer){.beats = -1, .seen_ms = now};
   rz->ended_seen = 0;
   return 0;
@@ -485,7 +485,7 @@ int fg_rdzv_join(fg_rdzv *rz, int first_round, fg_rdzv_round *out) {
   memset(out, 0, sizeof *out);
   int rc;
   if (!rz->kv && (rc = connect_store(rz)) < 0) return rc;
-  int64_t deadline = fg_now_ms() + ms_of(rz->s.conf.join_timeout);
+  int64_t deadline = fg__now_ms() + ms_of(rz->s.conf.join_timeout);
   int round = first_round;
   int64_t slot = 0, size = 0;
   for (;;) {

@@ -49,23 +49,23 @@ static int read_value(fg_rdzv_conf *c, const conf_key *k, const char *v, char *e
   double seconds;
   switch (k->kind) {
     case CONF_SECONDS:
-      if (fg_parse_seconds(v, &seconds) != 0 || seconds <= 0 || seconds > 1e6)
-        return fg_fail(err, errlen, -EINVAL, "%s=%s: expected a positive number of seconds",
+      if (fg__parse_seconds(v, &seconds) != 0 || seconds <= 0 || seconds > 1e6)
+        return fg__fail(err, errlen, -EINVAL, "%s=%s: expected a positive number of seconds",
                        k->name, v);
       *(double *)field = seconds;
       return 0;
     case CONF_COUNT:
-      if (fg_parse_int(v, 1, 1000, (int *)field) != 0)
-        return fg_fail(err, errlen, -EINVAL, "%s=%s: expected a count from 1 to 1000", k->name,
+      if (fg__parse_int(v, 1, 1000, (int *)field) != 0)
+        return fg__fail(err, errlen, -EINVAL, "%s=%s: expected a count from 1 to 1000", k->name,
                        v);
       return 0;
     case CONF_BOOL:
       if (fg_parse_bool(v, (int *)field) != 0)
-        return fg_fail(err, errlen, -EINVAL, "%s=%s: expected 1 or 0", k->name, v);
+        return fg__fail(err, errlen, -EINVAL, "%s=%s: expected 1 or 0", k->name, v);
       return 0;
     case CONF_STORE_TYPE:
       if (strcmp(v, "tcp") != 0)
-        return fg_fail(err, errlen, -EINVAL,
+        return fg__fail(err, errlen, -EINVAL,
                        "store_type=%s: fgrun's rendezvous runs on its TCP store (tcp)", v);
       return 0;
   }
@@ -87,7 +87,7 @@ int fg_read_rdzv_conf(fg_launch_opts *o, char *err, size_t errlen) {
       continue;
     }
     if (read_value(&o->rdzv, k, p->value, detail, sizeof detail) != 0)
-      return fg_fail(err, errlen, -EINVAL, "--rdzv_conf: %s", detail);
+      return fg__fail(err, errlen, -EINVAL, "--rdzv_conf: %s", detail);
   }
   return 0;
 }

@@ -45,11 +45,11 @@ struct fg_rdzv_loop {
 static int bind_store(uv_loop_t *loop, const fg_launch_opts *o, fg_server **out, char *err,
                       size_t errlen) {
   fg_server_config sc;
-  fg_server_config_init(&sc);
+  fg__server_config_init(&sc);
   sc.host = o->store_host;
   sc.port = o->store_port;
   sc.token = o->store_token;
-  return fg_server_start(loop, &sc, out, err, errlen);
+  return fg__server_start(loop, &sc, out, err, errlen);
 }
 
 int fg_rdzv_host_store(uv_loop_t *loop, const fg_launch_opts *o, fg_server **out) {

@@ -60,7 +60,7 @@ void fg_rdzv_decide(const fg_rdzv_facts *f, fg_rdzv_decision *d) {
     d->state = "left";
     d->exit_code = 128 + f->stop_signal;
     d->summary = 1;
-    snprintf(d->reason, sizeof d->reason, "stopped by SIG%s", fg_signame(f->stop_signal));
+    snprintf(d->reason, sizeof d->reason, "stopped by SIG%s", fg__signame(f->stop_signal));
   } else if (!f->failure && f->news->kind == FG_RDZV_QUIET) {
     d->action = FG_RDZV_DONE;
     d->state = "done";

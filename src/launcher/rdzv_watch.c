@@ -61,7 +61,7 @@ static int read_ends(fg_rdzv *rz) {
  * include_ended); *dead gets the first such node, or -1. */
 static int read_beats(fg_rdzv *rz, int include_ended, int *dead) {
   *dead = -1;
-  int64_t now = fg_now_ms();
+  int64_t now = fg__now_ms();
   for (int i = 0; i < rz->round.nnodes; i++) {
     fg_rdzv_peer *p = &rz->peers[i];
     if (i == rz->round.node_rank || (p->ended && !include_ended)) continue;
@@ -209,7 +209,7 @@ static int wait_released(fg_rdzv *rz, int64_t deadline) {
   for (int64_t released = 0; rc == 0 && rz->s.hosts_store;) {
     int dead;
     if ((rc = fg_rdzv_add(rz, key, 0, &released)) < 0) return rc;
-    if (released >= waiting_members(rz) || fg_now_ms() >= deadline) return 0;
+    if (released >= waiting_members(rz) || fg__now_ms() >= deadline) return 0;
     /* a member that ended and then died will never say it let go */
     if ((rc = fg_rdzv_pause(rz, BARRIER_POLL_MS)) < 0 || (rc = fg_rdzv_beat(rz)) < 0 ||
         (rc = read_beats(rz, 1, &dead)) < 0)
@@ -220,7 +220,7 @@ static int wait_released(fg_rdzv *rz, int64_t deadline) {
 
 int fg_rdzv_wait_ended(fg_rdzv *rz, double timeout_s) {
   if (!rz->round.nodes) return 0;
-  int64_t deadline = fg_now_ms() + (int64_t)FG_MIN(timeout_s * 1000, 1e15);
+  int64_t deadline = fg__now_ms() + (int64_t)FG_MIN(timeout_s * 1000, 1e15);
   char running[512];
   for (;;) {
     int dead, rc;
@@ -228,7 +228,7 @@ int fg_rdzv_wait_ended(fg_rdzv *rz, double timeout_s) {
         (rc = read_beats(rz, 0, &dead)) < 0)
       return rc;
     if (list_running(rz, running, sizeof running) == 0) break;
-    if (fg_now_ms() >= deadline) {
+    if (fg__now_ms() >= deadline) {
       snprintf(rz->err, sizeof rz->err, "gave up after %g s waiting for %s to finish",
                timeout_s, running);
       return -ETIMEDOUT;

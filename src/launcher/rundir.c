@@ -36,11 +36,11 @@ int fg_rundir_create(fg_rundir *rd, const char *log_dir, const char *run_id,
      * starting the worker. Logs the user wants kept go to TMPDIR. */
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp) tmp = keep_temporary || access("/dev/shm", W_OK) != 0 ? "/tmp" : "/dev/shm";
-    if (!(rd->path = fg_asprintf("%s/fgrun-XXXXXX", tmp)))
-      return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    if (!(rd->path = fg__asprintf("%s/fgrun-XXXXXX", tmp)))
+      return fg__fail(err, errlen, -ENOMEM, "out of memory");
     if (!mkdtemp(rd->path)) {
       int rc = -errno;
-      fg_fail(err, errlen, rc, "cannot create a directory in %s: %s", tmp, strerror(-rc));
+      fg__fail(err, errlen, rc, "cannot create a directory in %s: %s", tmp, strerror(-rc));
       fg_rundir_finish(rd);
       return rc;
     }
@@ -51,24 +51,24 @@ int fg_rundir_create(fg_rundir *rd, const char *log_dir, const char *run_id,
 
   int rc = mkdir_p(log_dir);
   if (rc < 0)
-    return fg_fail(err, errlen, rc, "--log_dir: cannot create %s: %s", log_dir, strerror(-rc));
+    return fg__fail(err, errlen, rc, "--log_dir: cannot create %s: %s", log_dir, strerror(-rc));
   char name[256];
   snprintf(name, sizeof name, "%s", run_id);
   for (char *p = name; *p; p++)
     if (*p == '/') *p = '_';
   rd->keep = 1;
   for (int n = 0; n < 10000; n++) {
-    rd->path = n ? fg_asprintf("%s/%s.%d", log_dir, name, n) : fg_asprintf("%s/%s", log_dir, name);
-    if (!rd->path) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    rd->path = n ? fg__asprintf("%s/%s.%d", log_dir, name, n) : fg__asprintf("%s/%s", log_dir, name);
+    if (!rd->path) return fg__fail(err, errlen, -ENOMEM, "out of memory");
     if (mkdir(rd->path, 0755) == 0) return 0;
     rc = -errno;
     free(rd->path);
     rd->path = NULL;
     if (rc != -EEXIST)
-      return fg_fail(err, errlen, rc, "--log_dir: cannot create a directory in %s: %s",
+      return fg__fail(err, errlen, rc, "--log_dir: cannot create a directory in %s: %s",
                      log_dir, strerror(-rc));
   }
-  return fg_fail(err, errlen, -EEXIST, "--log_dir: %s/%s.1 ... %s.9999 all exist", log_dir,
+  return fg__fail(err, errlen, -EEXIST, "--log_dir: %s/%s.1 ... %s.9999 all exist", log_dir,
                  name, name);
 }
 
@@ -84,16 +84,16 @@ int fg_rundir_make_attempt(fg_rundir *rd, int attempt, int nproc, char *err, siz
   return 0;
 fail:;
   int rc = -errno;
-  return fg_fail(err, errlen, rc, "cannot create %s: %s", path, strerror(-rc));
+  return fg__fail(err, errlen, rc, "cannot create %s: %s", path, strerror(-rc));
 }
 
 char *fg_rundir_file(const fg_rundir *rd, int attempt, int local_rank, const char *file) {
-  return fg_asprintf("%s/attempt_%d/%d/%s", rd->path, attempt, local_rank, file);
+  return fg__asprintf("%s/attempt_%d/%d/%s", rd->path, attempt, local_rank, file);
 }
 
 char *fg_rundir_sibling(const char *path, const char *name) {
   const char *slash = strrchr(path, '/');
-  return slash ? fg_asprintf("%.*s/%s", (int)(slash - path), path, name) : strdup(name);
+  return slash ? fg__asprintf("%.*s/%s", (int)(slash - path), path, name) : strdup(name);
 }
 
 static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {

@@ -12,13 +12,13 @@
 
 static int env_count(const char *name, int *out) {
   const char *v = getenv(name);
-  return v && fg_parse_int(v, 1, 1 << 24, out) == 0 ? 0 : -1;
+  return v && fg__parse_int(v, 1, 1 << 24, out) == 0 ? 0 : -1;
 }
 
 int fg_launch_check_slurm(const fg_launch_opts *o, char *err, size_t errlen) {
   int tasks, nodes = 0;
   const char *var = "SLURM_STEP_NUM_TASKS";
-  if (!fg_slurm_in_step()) return 0;
+  if (!fg__slurm_in_step()) return 0;
   if (env_count(var, &tasks) != 0 && env_count(var = "SLURM_NTASKS", &tasks) != 0) return 0;
   if (tasks <= o->nnodes_max) return 0;
   char where[64] = "";

@@ -100,15 +100,15 @@ int fg_spawn(const fg_spawn_opts *o, pid_t *pid, int *pidfd, char *err, size_t e
   int clone_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (p < 0)
-    return fg_fail(err, errlen, -clone_errno, "cannot start %s: clone: %s", o->file,
+    return fg__fail(err, errlen, -clone_errno, "cannot start %s: clone: %s", o->file,
                    strerror(clone_errno));
   if (a.err) { /* it exited: reap it here, nobody else knows of it */
     while (waitpid(p, NULL, 0) < 0 && errno == EINTR) {
     }
     if (fd >= 0) close(fd);
     if (!strcmp(a.step, "exec"))
-      return fg_fail(err, errlen, -a.err, "cannot run %s: %s", o->file, strerror(a.err));
-    return fg_fail(err, errlen, -a.err, "cannot start %s: %s: %s", o->file, a.step,
+      return fg__fail(err, errlen, -a.err, "cannot run %s: %s", o->file, strerror(a.err));
+    return fg__fail(err, errlen, -a.err, "cannot start %s: %s: %s", o->file, a.step,
                    strerror(a.err));
   }
   *pid = p;

@@ -18,9 +18,9 @@ static void put_indented(fg_buf *b, const char *indent, const char *text, size_t
   while (len > 0) {
     const char *nl = memchr(text, '\n', len);
     size_t n = nl ? (size_t)(nl - text) : len;
-    fg_buf_put(b, indent, strlen(indent));
-    fg_buf_put(b, text, n);
-    fg_buf_put_u8(b, '\n');
+    fg__buf_put(b, indent, strlen(indent));
+    fg__buf_put(b, text, n);
+    fg__buf_put_u8(b, '\n');
     if (!nl) break;
     len -= n + 1;
     text = nl + 1;
@@ -41,7 +41,7 @@ void fg_describe_end(const fg_worker *w, char *out, size_t outlen) {
       break;
     case FG_WORKER_EXITED:
       if (w->term_signal)
-        snprintf(out, outlen, "killed by SIG%s (signal %d)", fg_signame(w->term_signal),
+        snprintf(out, outlen, "killed by SIG%s (signal %d)", fg__signame(w->term_signal),
                  w->term_signal);
       else
         snprintf(out, outlen, "exited with code %d", w->exit_code);
@@ -53,7 +53,7 @@ static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
   fg_error_info info;
   int kind = fg_error_file_read(w->error_file, &info);
   if (kind == FG_ERRFILE_PARSED) {
-    fg_buf_printf(b, "fgrun: rank %d's error file (%s):\n", w->rank, w->error_file);
+    fg__buf_printf(b, "fgrun: rank %d's error file (%s):\n", w->rank, w->error_file);
     put_indented(b, "  ", info.message, strlen(info.message));
     if (info.callstack) {
       size_t n = strlen(info.callstack);
@@ -61,18 +61,18 @@ static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
       put_indented(b, "  ", info.callstack, n);
     }
   } else if (kind == FG_ERRFILE_RAW) {
-    fg_buf_printf(b, "fgrun: rank %d's error file (%s), not in torch's format:\n", w->rank,
+    fg__buf_printf(b, "fgrun: rank %d's error file (%s), not in torch's format:\n", w->rank,
          w->error_file);
     put_indented(b, "  ", info.raw, strlen(info.raw));
   } else if (w->err.tail && w->err.tail->total > 0) {
     fg_buf tail;
-    fg_buf_init(&tail);
+    fg__buf_init(&tail);
     fg_tail_lines(w->err.tail, TAIL_LINES, &tail);
-    fg_buf_printf(b, "fgrun: last %d lines of rank %d's stderr:\n", TAIL_LINES, w->rank);
+    fg__buf_printf(b, "fgrun: last %d lines of rank %d's stderr:\n", TAIL_LINES, w->rank);
     put_indented(b, "  | ", (const char *)tail.data, tail.len);
-    fg_buf_free(&tail);
+    fg__buf_free(&tail);
   } else {
-    fg_buf_printf(b, "fgrun: rank %d wrote no error file and nothing on stderr\n", w->rank);
+    fg__buf_printf(b, "fgrun: rank %d wrote no error file and nothing on stderr\n", w->rank);
   }
   fg_error_info_free(&info);
 }
@@ -81,12 +81,12 @@ static void put_root_cause_details(fg_buf *b, const fg_worker *w) {
  * own (a library's timeout, an error exit) are what followed. */
 static void put_hang_cause(const fg_summary *s, fg_buf *b) {
   const fg_worker *hc = s->hang_cause, *rc = s->root_cause;
-  fg_buf_printf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s (attempt %d, "
+  fg__buf_printf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s (attempt %d, "
                 "%d restart%s allowed)\n",
                 hc->rank, hc->local_rank, hc->pid, s->hang_what, s->attempt, s->max_restarts,
                 s->max_restarts == 1 ? "" : "s");
   if (!rc || rc == hc) {
-    if (s->hang_killed) fg_buf_printf(b, "fgrun: what followed: --hang_action kill stopped the job\n");
+    if (s->hang_killed) fg__buf_printf(b, "fgrun: what followed: --hang_action kill stopped the job\n");
     return;
   }
   int *ranks = calloc((size_t)s->nworkers + 1, sizeof *ranks);
@@ -103,10 +103,10 @@ static void put_hang_cause(const fg_summary *s, fg_buf *b) {
   free(ranks);
   fg_describe_end(rc, end, sizeof end);
   if (n == 1)
-    fg_buf_printf(b, "fgrun: what followed: rank %d failed (%s after %.2fs)\n", rc->rank, end,
+    fg__buf_printf(b, "fgrun: what followed: rank %d failed (%s after %.2fs)\n", rc->rank, end,
                   fg_worker_runtime(rc));
   else
-    fg_buf_printf(b, "fgrun: what followed: ranks %s failed, rank %d first (%s after %.2fs)\n",
+    fg__buf_printf(b, "fgrun: what followed: ranks %s failed, rank %d first (%s after %.2fs)\n",
                   list, rc->rank, end, fg_worker_runtime(rc));
 }
 
@@ -116,17 +116,17 @@ void fg_summary_format(const fg_summary *s, fg_buf *b) {
   if (!s->stop_signal && s->hang_cause && s->hang_what && s->hang_what[0]) {
     put_hang_cause(s, b);
   } else if (s->stop_signal) {
-    fg_buf_printf(b, "fgrun: stopped by SIG%s (attempt %d); exit status %d\n",
-         fg_signame(s->stop_signal), s->attempt, s->exit_code);
+    fg__buf_printf(b, "fgrun: stopped by SIG%s (attempt %d); exit status %d\n",
+         fg__signame(s->stop_signal), s->attempt, s->exit_code);
   } else if (rc) {
     fg_describe_end(rc, end, sizeof end);
-    fg_buf_printf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s after %.2fs "
+    fg__buf_printf(b, "fgrun: error: job failed: rank %d (local_rank %d, pid %d) %s after %.2fs "
          "(attempt %d, %d restart%s allowed)\n",
          rc->rank, rc->local_rank, rc->pid, end, fg_worker_runtime(rc), s->attempt,
          s->max_restarts, s->max_restarts == 1 ? "" : "s");
-    if (s->root_cause_note) fg_buf_printf(b, "fgrun: rank %d %s\n", rc->rank, s->root_cause_note);
+    if (s->root_cause_note) fg__buf_printf(b, "fgrun: rank %d %s\n", rc->rank, s->root_cause_note);
   } else {
-    fg_buf_printf(b, "fgrun: error: job failed (attempt %d)\n", s->attempt);
+    fg__buf_printf(b, "fgrun: error: job failed (attempt %d)\n", s->attempt);
   }
   for (int i = 0; i < s->nworkers; i++) {
     const fg_worker *w = &s->workers[i];
@@ -136,7 +136,7 @@ void fg_summary_format(const fg_summary *s, fg_buf *b) {
                        : by_hang && w == rc          ? "  <- first to fail"
                        : w == rc                     ? "  <- root cause"
                                                      : "";
-    fg_buf_printf(b, "fgrun:   rank %d (local_rank %d, pid %d): %s after %.2fs%s\n", w->rank,
+    fg__buf_printf(b, "fgrun:   rank %d (local_rank %d, pid %d): %s after %.2fs%s\n", w->rank,
          w->local_rank, w->pid, end, fg_worker_runtime(w), mark);
   }
   if (rc) put_root_cause_details(b, rc);
@@ -144,8 +144,8 @@ void fg_summary_format(const fg_summary *s, fg_buf *b) {
 
 void fg_summary_print(const fg_summary *s) {
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_summary_format(s, &b);
   if (!b.failed) fg_console_write(2, b.data, b.len);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }

@@ -177,7 +177,7 @@ static void on_watchdog_exit(fg_child *c, int status, int sig) {
 static int spawn(fg_watchdog *wd, char *err, size_t errlen) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
-    return fg_fail(err, errlen, -errno, "watchdog pipe: %s", strerror(errno));
+    return fg__fail(err, errlen, -errno, "watchdog pipe: %s", strerror(errno));
   /* One watchdog at a time reads these, at its start (a new one comes after the last one's
    * end). */
   static watch_args args;
@@ -199,7 +199,7 @@ static int spawn(fg_watchdog *wd, char *err, size_t errlen) {
   close(fds[0]);
   if (pid < 0) {
     close(fds[1]);
-    return fg_fail(err, errlen, -clone_errno, "cannot start the watchdog: clone: %s",
+    return fg__fail(err, errlen, -clone_errno, "cannot start the watchdog: clone: %s",
                    strerror(clone_errno));
   }
   wd->child.on_exit = on_watchdog_exit;
@@ -208,7 +208,7 @@ static int spawn(fg_watchdog *wd, char *err, size_t errlen) {
   int rc = fg_child_watch(&wd->child, wd->loop, pid, pidfd);
   if (rc != 0) { /* an unwatched watchdog could not be replaced: go without one */
     close(fds[1]);
-    return fg_fail(err, errlen, rc, "cannot watch the watchdog (pid %d): %s", (int)pid,
+    return fg__fail(err, errlen, rc, "cannot watch the watchdog (pid %d): %s", (int)pid,
                    uv_strerror(rc));
   }
   wd->child_open = wd->running = 1;

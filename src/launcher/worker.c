@@ -32,7 +32,7 @@ static void on_child_closed(fg_child *c) {
 static void on_child_exit(fg_child *c, int exit_status, int term_signal) {
   fg_worker *w = c->data;
   int given_up = w->state == FG_WORKER_LOST; /* the agent stopped waiting for this one */
-  w->end_ns = fg_now_ns();
+  w->end_ns = fg__now_ns();
   w->exit_code = (int)exit_status;
   w->term_signal = term_signal;
   w->state = FG_WORKER_EXITED;
@@ -65,7 +65,7 @@ int fg_worker_spawn(fg_worker *w, const fg_worker_options *o, char *err, size_t 
                       .fd = {STDIN_FILENO, out_fd, err_fd}, .no_pidfd = fg_child_no_pidfd(), .cpus = o->cpus};
   pid_t pid;
   int pidfd;
-  w->start_ns = fg_now_ns();
+  w->start_ns = fg__now_ns();
   if ((rc = fg_spawn(&so, &pid, &pidfd, err, errlen)) != 0) goto done;
   w->child.on_exit = on_child_exit;
   w->child.on_closed = on_child_closed;
@@ -79,7 +79,7 @@ int fg_worker_spawn(fg_worker *w, const fg_worker_options *o, char *err, size_t 
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
     }
     w->state = FG_WORKER_IDLE;
-    fg_fail(err, errlen, rc, "cannot watch rank %d (pid %d): %s", w->rank, (int)pid,
+    fg__fail(err, errlen, rc, "cannot watch rank %d (pid %d): %s", w->rank, (int)pid,
             uv_strerror(rc));
     goto done;
   }
@@ -87,7 +87,7 @@ int fg_worker_spawn(fg_worker *w, const fg_worker_options *o, char *err, size_t 
   w->handles++;
 
   if ((rc = fg_stream_start(&w->out)) == 0) rc = fg_stream_start(&w->err);
-  if (rc != 0) fg_fail(err, errlen, rc, "reading worker output: %s", uv_strerror(rc));
+  if (rc != 0) fg__fail(err, errlen, rc, "reading worker output: %s", uv_strerror(rc));
 done:
   if (out_fd >= 0) close(out_fd);
   if (err_fd >= 0) close(err_fd);
@@ -126,6 +126,6 @@ void fg_worker_free(fg_worker *w) {
 
 double fg_worker_runtime(const fg_worker *w) {
   if (!w->start_ns) return 0;
-  uint64_t end = w->end_ns ? w->end_ns : fg_now_ns();
+  uint64_t end = w->end_ns ? w->end_ns : fg__now_ns();
   return (double)(end - w->start_ns) / 1e9;
 }

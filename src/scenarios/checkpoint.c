@@ -383,12 +383,12 @@ static int run_checkpoint(scn *s, int argc, char **argv) {
     int ok = 1;
     switch (o) {
       case 's': which = optarg; break;
-      case 'e': ok = !fg_parse_int(optarg, 1, 1000, &base.eval_every); break;
-      case 'b': ok = !fg_parse_int(optarg, 1, 16, &base.preserve_n_best); break;
-      case 'l': ok = !fg_parse_int(optarg, 1, 32, &base.save_total_limit); break;
-      case 't': ok = !fg_parse_seconds(optarg, &base.threshold); break;
-      case 'k': ok = !fg_parse_int(optarg, 1, 100000, &base.spike_step); break;
-      case 'c': ok = !fg_parse_int(optarg, 1, 100000, &base.crash_step); break;
+      case 'e': ok = !fg__parse_int(optarg, 1, 1000, &base.eval_every); break;
+      case 'b': ok = !fg__parse_int(optarg, 1, 16, &base.preserve_n_best); break;
+      case 'l': ok = !fg__parse_int(optarg, 1, 32, &base.save_total_limit); break;
+      case 't': ok = !fg__parse_seconds(optarg, &base.threshold); break;
+      case 'k': ok = !fg__parse_int(optarg, 1, 100000, &base.spike_step); break;
+      case 'c': ok = !fg__parse_int(optarg, 1, 100000, &base.crash_step); break;
       default: return scn_usage_error(s, "unknown option '%s' (see --help)", argv[optind - 1]);
     }
     if (!ok) return scn_usage_error(s, "bad value '%s' for --%s", optarg, opts[idx].name);

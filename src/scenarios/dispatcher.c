@@ -373,14 +373,14 @@ static int parse_options(scn *s, int argc, char **argv, options *o) {
   while ((c = getopt_long(argc, argv, ":", opts, &which)) != -1) {
     int ok = 1;
     switch (c) {
-      case 'd': ok = !fg_parse_int(optarg, 1, 1 << 16, &o->dp); break;
-      case 'm': ok = !fg_parse_int(optarg, 1, 1 << 16, &o->mp); break;
-      case 'D': ok = !fg_parse_int(optarg, 0, 1, &o->dp_dim); break;
-      case 'n': ok = !fg_parse_int(optarg, 0, 10000, &o->num_batches); break;
+      case 'd': ok = !fg__parse_int(optarg, 1, 1 << 16, &o->dp); break;
+      case 'm': ok = !fg__parse_int(optarg, 1, 1 << 16, &o->mp); break;
+      case 'D': ok = !fg__parse_int(optarg, 0, 1, &o->dp_dim); break;
+      case 'n': ok = !fg__parse_int(optarg, 0, 10000, &o->num_batches); break;
       /* Under 1000 samples, b*1000 + j names one sample of one batch. */
-      case 'b': ok = !fg_parse_int(optarg, 1, 999, &o->batch_size); break;
-      case 'l': ok = !fg_parse_int(optarg, 1, 1 << 16, &o->seq_len); break;
-      case 'M': ok = !fg_parse_int(optarg, 1, 2, &o->mesh_dims); break;
+      case 'b': ok = !fg__parse_int(optarg, 1, 999, &o->batch_size); break;
+      case 'l': ok = !fg__parse_int(optarg, 1, 1 << 16, &o->seq_len); break;
+      case 'M': ok = !fg__parse_int(optarg, 1, 2, &o->mesh_dims); break;
       case ':': return scn_usage_error(s, "%s needs a value", argv[optind - 1]);
       default: return scn_usage_error(s, "unknown option '%s' (see --help)", argv[optind - 1]);
     }

@@ -452,17 +452,17 @@ static int parse_options(scn *s, int argc, char **argv, pp_config *c, enum sched
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     int ok = 1;
     switch (o) {
-      case 'S': ok = !fg_parse_int(optarg, 1, 1024, &stages); break;
-      case 'm': ok = !fg_parse_int(optarg, 1, 256, &c->microbatches); break;
-      case 'b': ok = !fg_parse_int(optarg, 1, 64, &c->mb_seqs); break;
-      case 'L': ok = !fg_parse_int(optarg, 1, 256, &layers); break;
-      case 'd': ok = !fg_parse_int(optarg, 1, 1024, &c->dim); break;
-      case 'H': ok = !fg_parse_int(optarg, 1, 64, &c->heads); break;
-      case 'f': ok = !fg_parse_int(optarg, 1, 4096, &ffn); break;
-      case 'T': ok = !fg_parse_int(optarg, 2, 1024, &c->seq_len); break;
-      case 'V': ok = !fg_parse_int(optarg, 2, 65536, &c->vocab); break;
-      case 'B': ok = !fg_parse_int(optarg, 1, 1024, &c->block_size); break;
-      case 'r': ok = !fg_parse_int(optarg, 0, 1 << 30, &seed); break;
+      case 'S': ok = !fg__parse_int(optarg, 1, 1024, &stages); break;
+      case 'm': ok = !fg__parse_int(optarg, 1, 256, &c->microbatches); break;
+      case 'b': ok = !fg__parse_int(optarg, 1, 64, &c->mb_seqs); break;
+      case 'L': ok = !fg__parse_int(optarg, 1, 256, &layers); break;
+      case 'd': ok = !fg__parse_int(optarg, 1, 1024, &c->dim); break;
+      case 'H': ok = !fg__parse_int(optarg, 1, 64, &c->heads); break;
+      case 'f': ok = !fg__parse_int(optarg, 1, 4096, &ffn); break;
+      case 'T': ok = !fg__parse_int(optarg, 2, 1024, &c->seq_len); break;
+      case 'V': ok = !fg__parse_int(optarg, 2, 65536, &c->vocab); break;
+      case 'B': ok = !fg__parse_int(optarg, 1, 1024, &c->block_size); break;
+      case 'r': ok = !fg__parse_int(optarg, 0, 1 << 30, &seed); break;
       case 's':
         ok = !strcmp(optarg, "gpipe") || !strcmp(optarg, "1f1b");
         *schedule = !strcmp(optarg, "1f1b") ? ONE_F_ONE_B : GPIPE;

@@ -17,7 +17,7 @@
 static const scenario *const all_scenarios[] = {&scn_checkpoint, &scn_dispatcher, &scn_pipeline,
                                                  &scn_build_sync};
 
-double scn_now(void) { return fg_now_s(); }
+double scn_now(void) { return fg__now_s(); }
 
 static void vprint(FILE *f, const scn *s, const char *tag, const char *fmt, va_list ap) {
   char line[1024];
@@ -243,7 +243,7 @@ static int take_common(int argc, char **argv, common *c, char **rest) {
       case 2:
       case 4: c->output_dir = val; continue;
       case 3:
-        if (fg_parse_seconds(val, &c->timeout) != 0 || c->timeout <= 0)
+        if (fg__parse_seconds(val, &c->timeout) != 0 || c->timeout <= 0)
           return usage_later(c, "bad --timeout '%s'", val);
         continue;
     }

@@ -24,7 +24,7 @@
 static char **rank_keys(const char *name, int world_size) {
   char **keys = calloc((size_t)world_size, sizeof *keys);
   for (int r = 0; keys && r < world_size; r++) {
-    keys[r] = fg_asprintf("%s/arrived/%d", name, r);
+    keys[r] = fg__asprintf("%s/arrived/%d", name, r);
     if (!keys[r]) {
       while (r-- > 0) free(keys[r]);
       free(keys);
@@ -75,7 +75,7 @@ static int timed_out(fg_store *s, const char *name, int world_size, int timeout_
   if (listed) {
     missing_text(present, world_size, text, sizeof text);
   } else {
-    char *count = fg_asprintf("%s/count", name);
+    char *count = fg__asprintf("%s/count", name);
     int64_t n = -1;
     if (count && fg_store_add(s, count, 0, &n) == 0)
       snprintf(text, sizeof text, "%lld of %d ranks arrived", (long long)n, world_size);
@@ -90,8 +90,8 @@ static int timed_out(fg_store *s, const char *name, int world_size, int timeout_
 }
 
 static int arrive(fg_store *s, const char *name, int rank, int64_t *arrival) {
-  char *mark = fg_asprintf("%s/arrived/%d", name, rank);
-  char *count = fg_asprintf("%s/count", name);
+  char *mark = fg__asprintf("%s/arrived/%d", name, rank);
+  char *count = fg__asprintf("%s/count", name);
   int rc = mark && count ? fg_store_set(s, mark, "1", 1) : -ENOMEM;
   if (rc == 0) rc = fg_store_add(s, count, 1, arrival);
   free(mark);
@@ -103,10 +103,10 @@ int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, in
   if (!s || !name || world_size < 1 || rank < 0 || rank >= world_size)
     return s ? fg__store_failf(s, -EINVAL, "barrier: invalid argument") : -EINVAL;
   FG_OP_MARK(m); /* fgrun's hang report sees store barriers too */
-  fg_op_enter(&m, "store_barrier", name, 0, NULL, NULL);
+  fg__op_enter(&m, "store_barrier", name, 0, NULL, NULL);
   int timeout = fg__store_timeout(s, timeout_ms);
-  int64_t deadline = fg_now_ms() + timeout;
-  char *done = fg_asprintf("%s/done", name);
+  int64_t deadline = fg__now_ms() + timeout;
+  char *done = fg__asprintf("%s/done", name);
   if (!done) return -ENOMEM;
   fg__store_cap_steps(deadline); /* every step below, reconnects included, ends by then */
   int64_t arrival = 0;
@@ -120,7 +120,7 @@ int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, in
   if (rc == 0) {
     const char *keys[] = {done};
     int64_t until = deadline - FG_MIN(timeout / 4, DIAGNOSIS_MAX_MS); /* to name the missing */
-    rc = fg_store_wait(s, keys, 1, (int)FG_MAX(until - fg_now_ms(), 0));
+    rc = fg_store_wait(s, keys, 1, (int)FG_MAX(until - fg__now_ms(), 0));
   }
   if (rc == -ETIMEDOUT) rc = timed_out(s, name, world_size, timeout, arrival);
   fg__store_cap_steps(0);

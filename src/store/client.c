@@ -51,14 +51,14 @@ static void describe(call *k, int rc) {
   char more[48] = "";
   if (k->nkeys > 1) snprintf(more, sizeof more, " (and %zu more)", k->nkeys - 1);
   if (k->key)
-    snprintf(s->err, sizeof s->err, "%s '%s%s'%s on %s: %s", fg_proto_op_name(k->op), s->prefix,
+    snprintf(s->err, sizeof s->err, "%s '%s%s'%s on %s: %s", fg__proto_op_name(k->op), s->prefix,
              k->key, more, k->c->addr, why);
   else
-    snprintf(s->err, sizeof s->err, "%s on %s: %s", fg_proto_op_name(k->op), k->c->addr, why);
+    snprintf(s->err, sizeof s->err, "%s on %s: %s", fg__proto_op_name(k->op), k->c->addr, why);
 }
 
 static int invalid(fg_store *s, enum fg_op op) {
-  if (s) snprintf(s->err, sizeof s->err, "%s: invalid argument", fg_proto_op_name(op));
+  if (s) snprintf(s->err, sizeof s->err, "%s: invalid argument", fg__proto_op_name(op));
   return -EINVAL;
 }
 
@@ -68,9 +68,9 @@ static int begin(call *k, fg_store *s, enum fg_op op, const char *key, size_t nk
   pthread_mutex_lock(&k->c->mu);
   k->c->why[0] = '\0';
   k->c->cap = step_cap;
-  fg_buf_reset(&k->c->out);
-  k->deadline = fg_conn_capped(k->c, fg_now_ms() + s->timeout_ms);
-  return k->c->fd >= 0 ? 0 : fg_conn_open(k->c);
+  fg__buf_reset(&k->c->out);
+  k->deadline = fg_conn_capped(k->c, fg__now_ms() + s->timeout_ms);
+  return k->c->fd >= 0 ? 0 : fg__conn_open(k->c);
 }
 
 static int end(call *k, int rc) {
@@ -79,25 +79,25 @@ static int end(call *k, int rc) {
   return rc;
 }
 
-static void put_op(call *k, enum fg_op op) { fg_proto_put_op(&k->c->out, k->c->dialect, op); }
+static void put_op(call *k, enum fg_op op) { fg__proto_put_op(&k->c->out, k->c->dialect, op); }
 
 static void put_key(call *k, const char *key) {
   size_t n = strlen(key);
-  fg_buf_put_u64(&k->c->out, k->s->prefix_len + n);
-  fg_buf_put(&k->c->out, k->s->prefix, k->s->prefix_len);
-  fg_buf_put(&k->c->out, key, n);
+  fg__buf_put_u64(&k->c->out, k->s->prefix_len + n);
+  fg__buf_put(&k->c->out, k->s->prefix, k->s->prefix_len);
+  fg__buf_put(&k->c->out, key, n);
 }
 
 static void put_keys(call *k, const char *const *keys, size_t n) {
-  fg_buf_put_u64(&k->c->out, n);
+  fg__buf_put_u64(&k->c->out, n);
   for (size_t i = 0; i < n; i++) put_key(k, keys[i]);
 }
 
-static int send_request(call *k) { return fg_conn_send(k->c, k->deadline); }
+static int send_request(call *k) { return fg__conn_send(k->c, k->deadline); }
 
 static int protocol_error(call *k, const char *what, unsigned byte) {
-  fg_conn_fail(k->c, FG_EPROTO, "unexpected reply 0x%02x to %s", byte, what);
-  fg_conn_drop(k->c);
+  fg__conn_fail(k->c, FG_EPROTO, "unexpected reply 0x%02x to %s", byte, what);
+  fg__conn_drop(k->c);
   return FG_EPROTO;
 }
 
@@ -108,37 +108,37 @@ static int cancel_wait(call *k, int timeout_ms) {
     /* 1.13 has no CANCEL_WAIT: it would answer the abandoned WAIT later with a stray 00
      * that throws the stream out of step (wire spec §2.3). Start a fresh connection; if
      * that fails, the next call tries again. */
-    fg_conn_open(c);
-    return fg_conn_fail(c, -ETIMEDOUT, "timed out after %d ms", timeout_ms);
+    fg__conn_open(c);
+    return fg__conn_fail(c, -ETIMEDOUT, "timed out after %d ms", timeout_ms);
   }
-  int64_t grace = fg_conn_capped(c, fg_now_ms() + CANCEL_GRACE_MS);
-  fg_buf_reset(&c->out);
+  int64_t grace = fg_conn_capped(c, fg__now_ms() + CANCEL_GRACE_MS);
+  fg__buf_reset(&c->out);
   put_op(k, FG_OP_CANCEL_WAIT);
-  int rc = fg_conn_send(c, grace);
+  int rc = fg__conn_send(c, grace);
   int stopped = 0;
   for (uint8_t r = 0; rc == 0 && r != FG_WAIT_CANCELED;) {
-    rc = fg_conn_read_u8(c, &r, grace);
+    rc = fg__conn_read_u8(c, &r, grace);
     if (rc == 0 && r == FG_WAIT_STOP && !stopped)
       stopped = 1; /* the keys came just before the cancel (wire spec §4.4) */
     else if (rc == 0 && r != FG_WAIT_CANCELED)
       return protocol_error(k, "CANCEL_WAIT", r);
   }
   if (rc < 0) return rc;
-  return stopped ? 0 : fg_conn_fail(c, -ETIMEDOUT, "timed out after %d ms", timeout_ms);
+  return stopped ? 0 : fg__conn_fail(c, -ETIMEDOUT, "timed out after %d ms", timeout_ms);
 }
 
 static int wait_keys(call *k, const char *const *keys, size_t n, int timeout_ms) {
-  int64_t until = fg_conn_capped(k->c, fg_now_ms() + timeout_ms);
-  fg_buf_reset(&k->c->out);
+  int64_t until = fg_conn_capped(k->c, fg__now_ms() + timeout_ms);
+  fg__buf_reset(&k->c->out);
   put_op(k, FG_OP_WAIT);
   put_keys(k, keys, n);
   int rc = send_request(k);
   if (rc == 0) {
-    rc = fg_conn_readable(k->c, until);
+    rc = fg__conn_readable(k->c, until);
     if (rc == -ETIMEDOUT) return cancel_wait(k, timeout_ms);
   }
   uint8_t r;
-  if (rc == 0) rc = fg_conn_read_u8(k->c, &r, k->deadline);
+  if (rc == 0) rc = fg__conn_read_u8(k->c, &r, k->deadline);
   if (rc == 0 && r != FG_WAIT_STOP) return protocol_error(k, "WAIT", r);
   return rc;
 }
@@ -146,7 +146,7 @@ static int wait_keys(call *k, const char *const *keys, size_t n, int timeout_ms)
 static int read_value(call *k, void **value, size_t *len) {
   void *v;
   size_t n;
-  int rc = fg_conn_read_bytes(k->c, &v, &n, k->deadline);
+  int rc = fg__conn_read_bytes(k->c, &v, &n, k->deadline);
   if (rc < 0) return rc;
   if (value) {
     *value = v;
@@ -157,7 +157,7 @@ static int read_value(call *k, void **value, size_t *len) {
   return 0;
 }
 
-static int read_i64(call *k, int64_t *v) { return fg_conn_read_i64(k->c, v, k->deadline); }
+static int read_i64(call *k, int64_t *v) { return fg__conn_read_i64(k->c, v, k->deadline); }
 
 /* ---- handles ----------------------------------------------------------------------------- */
 
@@ -179,7 +179,7 @@ static fg_conn *new_conn(const char *host, int port, const fg_store_options *o) 
   fg_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   pthread_mutex_init(&c->mu, NULL);
-  fg_buf_init(&c->out);
+  fg__buf_init(&c->out);
   c->fd = -1;
   c->port = port;
   c->dialect = o->dialect == FG_STORE_DIALECT_V2       ? FG_DIALECT_V2
@@ -197,10 +197,10 @@ static fg_conn *new_conn(const char *host, int port, const fg_store_options *o) 
 }
 
 static void free_conn(fg_conn *c) {
-  fg_conn_drop(c);
+  fg__conn_drop(c);
   if (c->token) memset(c->token, 0, strlen(c->token));
   free(c->token);
-  fg_buf_free(&c->out);
+  fg__buf_free(&c->out);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -213,24 +213,24 @@ int fg_store_connect(fg_store **out, const char *host, int port, const fg_store_
   }
   if (!out || !host || !*host || strlen(host) >= sizeof ((fg_conn *)0)->host || port <= 0 ||
       port > 65535 || opts->connect_timeout_ms < 0 || opts->timeout_ms < 0)
-    return fg_fail(connect_err, sizeof connect_err, -EINVAL, "connect: invalid argument");
+    return fg__fail(connect_err, sizeof connect_err, -EINVAL, "connect: invalid argument");
   *out = NULL;
   const char *token = getenv("FG_STORE_TOKEN");
   if (token && strlen(token) > FG_TOKEN_MAX)
-    return fg_fail(connect_err, sizeof connect_err, -EINVAL,
+    return fg__fail(connect_err, sizeof connect_err, -EINVAL,
                    "connect: FG_STORE_TOKEN is %zu bytes; a store token has at most %d",
                    strlen(token), FG_TOKEN_MAX);
   fg_conn *c = new_conn(host, port, opts);
   fg_store *s = c ? new_handle(c, opts->timeout_ms, strdup("/")) : NULL;
   if (!s) {
     if (c) free_conn(c);
-    return fg_fail(connect_err, sizeof connect_err, -ENOMEM, "connect: out of memory");
+    return fg__fail(connect_err, sizeof connect_err, -ENOMEM, "connect: out of memory");
   }
   s->conn = c;
   s->owns_conn = 1;
-  int rc = fg_conn_open(c);
+  int rc = fg__conn_open(c);
   if (rc < 0) {
-    fg_fail(connect_err, sizeof connect_err, rc, "connect to %s: %s", c->addr,
+    fg__fail(connect_err, sizeof connect_err, rc, "connect to %s: %s", c->addr,
             c->why[0] ? c->why : fg_strerror(rc));
     fg_store_close(s);
     return rc;
@@ -244,7 +244,7 @@ int fg_store_scope(fg_store *base, const char *prefix, fg_store **out) {
     if (base) snprintf(base->err, sizeof base->err, "scope: invalid argument");
     return -EINVAL;
   }
-  char *full = fg_asprintf("%s%s/", base->prefix, prefix);
+  char *full = fg__asprintf("%s%s/", base->prefix, prefix);
   fg_store *s = new_handle(base->conn, base->timeout_ms, full);
   if (!s) return -ENOMEM;
   *out = s;
@@ -291,7 +291,7 @@ int fg_store_set(fg_store *s, const char *key, const void *value, size_t len) {
   if (rc == 0) {
     put_op(&k, FG_OP_SET);
     put_key(&k, key);
-    fg_buf_put_bytes(&k.c->out, value, len);
+    fg__buf_put_bytes(&k.c->out, value, len);
     rc = send_request(&k);
   }
   return end(&k, rc);
@@ -299,7 +299,7 @@ int fg_store_set(fg_store *s, const char *key, const void *value, size_t len) {
 
 /* GET of a key that exists (the 1.13 server hangs up on a missing one). */
 static int get_existing(call *k, const char *key, void **value, size_t *len) {
-  fg_buf_reset(&k->c->out);
+  fg__buf_reset(&k->c->out);
   put_op(k, FG_OP_GET);
   put_key(k, key);
   int rc = send_request(k);
@@ -323,7 +323,7 @@ int fg_store_add(fg_store *s, const char *key, int64_t delta, int64_t *result) {
   if (rc == 0) {
     put_op(&k, FG_OP_ADD);
     put_key(&k, key);
-    fg_buf_put_i64(&k.c->out, delta);
+    fg__buf_put_i64(&k.c->out, delta);
     rc = send_request(&k);
   }
   if (rc == 0) rc = read_i64(&k, &v);
@@ -332,12 +332,12 @@ int fg_store_add(fg_store *s, const char *key, int64_t delta, int64_t *result) {
 }
 
 static int check_keys(call *k, const char *const *keys, size_t n) {
-  fg_buf_reset(&k->c->out);
+  fg__buf_reset(&k->c->out);
   put_op(k, FG_OP_CHECK);
   put_keys(k, keys, n);
   uint8_t r;
   int rc = send_request(k);
-  if (rc == 0) rc = fg_conn_read_u8(k->c, &r, k->deadline);
+  if (rc == 0) rc = fg__conn_read_u8(k->c, &r, k->deadline);
   if (rc < 0) return rc;
   if (r != FG_CHECK_READY && r != FG_CHECK_NOT_READY) return protocol_error(k, "CHECK", r);
   return r == FG_CHECK_READY;
@@ -362,11 +362,11 @@ int fg_store_wait(fg_store *s, const char *const *keys, size_t n, int timeout_ms
 static int compare_set(call *k, const char *key, const void *expected, size_t expected_len,
                        const void *desired, size_t desired_len, void **current,
                        size_t *current_len) {
-  fg_buf_reset(&k->c->out);
+  fg__buf_reset(&k->c->out);
   put_op(k, FG_OP_COMPARE_SET);
   put_key(k, key);
-  fg_buf_put_bytes(&k->c->out, expected, expected_len);
-  fg_buf_put_bytes(&k->c->out, desired, desired_len);
+  fg__buf_put_bytes(&k->c->out, expected, expected_len);
+  fg__buf_put_bytes(&k->c->out, desired, desired_len);
   int rc = send_request(k);
   return rc < 0 ? rc : read_value(k, current, current_len);
 }
@@ -419,7 +419,7 @@ int fg_store_multi_get(fg_store *s, const char *const *keys, size_t n, void **va
   int rc = begin(&k, s, FG_OP_MULTI_GET, keys[0], n);
   if (rc == 0) rc = wait_keys(&k, keys, n, s->timeout_ms);
   if (rc == 0) {
-    fg_buf_reset(&k.c->out);
+    fg__buf_reset(&k.c->out);
     if (k.c->dialect == FG_DIALECT_V2) {
       put_op(&k, FG_OP_MULTI_GET);
       put_keys(&k, keys, n);
@@ -455,12 +455,12 @@ int fg_store_multi_set(fg_store *s, const char *const *keys, const void *const *
     int v2 = k.c->dialect == FG_DIALECT_V2;
     if (v2) {
       put_op(&k, FG_OP_MULTI_SET);
-      fg_buf_put_u64(&k.c->out, n);
+      fg__buf_put_u64(&k.c->out, n);
     }
     for (size_t i = 0; i < n; i++) {
       if (!v2) put_op(&k, FG_OP_SET); /* 1.13: one SET each, in one write */
       put_key(&k, keys[i]);
-      fg_buf_put_bytes(&k.c->out, values[i], lens[i]);
+      fg__buf_put_bytes(&k.c->out, values[i], lens[i]);
     }
     rc = send_request(&k);
   }
@@ -476,15 +476,15 @@ static int same_bytes(const void *a, size_t alen, const void *b, size_t blen) {
  * two identical appends racing on one key may count once; sequential appends are exact. */
 static int append_by_compare_set(call *k, const char *key, const void *data, size_t len) {
   fg_buf want;
-  fg_buf_init(&want);
+  fg__buf_init(&want);
   void *cur = NULL;
   size_t cur_len = 0;
   int rc = check_keys(k, &key, 1);
   if (rc == 1) rc = get_existing(k, key, &cur, &cur_len);
   while (rc >= 0) {
-    fg_buf_reset(&want);
-    fg_buf_put(&want, cur, cur_len);
-    fg_buf_put(&want, data, len);
+    fg__buf_reset(&want);
+    fg__buf_put(&want, cur, cur_len);
+    fg__buf_put(&want, data, len);
     void *now;
     size_t now_len;
     rc = want.failed ? -ENOMEM
@@ -497,10 +497,10 @@ static int append_by_compare_set(call *k, const char *key, const void *data, siz
     cur = now;
     cur_len = absent ? 0 : now_len;
     if (stored) break;
-    if (fg_now_ms() >= k->deadline) rc = fg_conn_fail(k->c, -ETIMEDOUT, "gave up racing writers");
+    if (fg__now_ms() >= k->deadline) rc = fg__conn_fail(k->c, -ETIMEDOUT, "gave up racing writers");
   }
   free(cur);
-  fg_buf_free(&want);
+  fg__buf_free(&want);
   return rc < 0 ? rc : 0;
 }
 
@@ -513,7 +513,7 @@ int fg_store_append(fg_store *s, const char *key, const void *value, size_t len)
   } else if (rc == 0) {
     put_op(&k, FG_OP_APPEND);
     put_key(&k, key);
-    fg_buf_put_bytes(&k.c->out, value, len);
+    fg__buf_put_bytes(&k.c->out, value, len);
     rc = send_request(&k);
   }
   return end(&k, rc);
@@ -528,7 +528,7 @@ int fg__store_check_each(fg_store *s, const char *const *keys, size_t n, uint8_t
   }
   if (rc == 0) rc = send_request(&k);
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    rc = fg_conn_read_u8(k.c, &present[i], k.deadline);
+    rc = fg__conn_read_u8(k.c, &present[i], k.deadline);
     if (rc == 0 && present[i] > FG_CHECK_NOT_READY) rc = protocol_error(&k, "CHECK", present[i]);
     present[i] = present[i] == FG_CHECK_READY;
   }

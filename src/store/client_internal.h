@@ -46,20 +46,20 @@ struct fg_store {
   char err[512];
 };
 
-/* client_io.c. Every call expects c->mu held. Deadlines are fg_now_ms() values. */
-int fg_conn_open(fg_conn *c);
-void fg_conn_drop(fg_conn *c);
-int fg_conn_send(fg_conn *c, int64_t deadline);
+/* client_io.c. Every call expects c->mu held. Deadlines are fg__now_ms() values. */
+int fg__conn_open(fg_conn *c);
+void fg__conn_drop(fg_conn *c);
+int fg__conn_send(fg_conn *c, int64_t deadline);
 /* 0 once a byte can be read, -ETIMEDOUT at the deadline (the connection stays open). */
-int fg_conn_readable(fg_conn *c, int64_t deadline);
-int fg_conn_read(fg_conn *c, void *p, size_t n, int64_t deadline);
-int fg_conn_read_u8(fg_conn *c, uint8_t *v, int64_t deadline);
-int fg_conn_read_i64(fg_conn *c, int64_t *v, int64_t deadline);
+int fg__conn_readable(fg_conn *c, int64_t deadline);
+int fg__conn_read(fg_conn *c, void *p, size_t n, int64_t deadline);
+int fg__conn_read_u8(fg_conn *c, uint8_t *v, int64_t deadline);
+int fg__conn_read_i64(fg_conn *c, int64_t *v, int64_t deadline);
 /* A bytes field into a fresh NUL-terminated buffer, grown as the bytes arrive so that a
  * bogus length costs no more memory than the bytes actually sent. */
-int fg_conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline);
-/* Sets c->why and returns code, for "return fg_conn_fail(...)". */
-int fg_conn_fail(fg_conn *c, int code, const char *fmt, ...)
+int fg__conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline);
+/* Sets c->why and returns code, for "return fg__conn_fail(...)". */
+int fg__conn_fail(fg_conn *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* t, or the current call's hard deadline if that comes first. */
@@ -68,7 +68,7 @@ static inline int64_t fg_conn_capped(const fg_conn *c, int64_t t) {
 }
 
 /* client.c, for barrier.c: until reset with 0, every call this thread makes ends by `until`
- * (an fg_now_ms() value), reconnects, handshakes and cancelled waits included. */
+ * (an fg__now_ms() value), reconnects, handshakes and cancelled waits included. */
 void fg__store_cap_steps(int64_t until);
 /* Writes the handle's message (taking the connection's lock). */
 int fg__store_failf(fg_store *s, int code, const char *fmt, ...)

@@ -29,7 +29,7 @@
 #define BACKOFF_FIRST_MS 10
 #define BACKOFF_MAX_MS 1000
 
-int fg_conn_fail(fg_conn *c, int code, const char *fmt, ...) {
+int fg__conn_fail(fg_conn *c, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(c->why, sizeof c->why, fmt, ap);
@@ -37,7 +37,7 @@ int fg_conn_fail(fg_conn *c, int code, const char *fmt, ...) {
   return code;
 }
 
-void fg_conn_drop(fg_conn *c) {
+void fg__conn_drop(fg_conn *c) {
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
   c->in_pos = c->in_len = 0;
@@ -47,18 +47,18 @@ void fg_conn_drop(fg_conn *c) {
 static int broken(fg_conn *c, int code, const char *what) {
   if (!c->why[0]) {
     if (code == FG_ECLOSED)
-      fg_conn_fail(c, code, "the server closed the connection while %s", what);
+      fg__conn_fail(c, code, "the server closed the connection while %s", what);
     else
-      fg_conn_fail(c, code, "%s while %s", fg_strerror(code), what);
+      fg__conn_fail(c, code, "%s while %s", fg_strerror(code), what);
   }
-  fg_conn_drop(c);
+  fg__conn_drop(c);
   return code;
 }
 
 /* Even a deadline already past gets one look, so a zero timeout still sees a ready reply. */
 static int wait_fd(int fd, short events, int64_t deadline) {
   for (;;) {
-    int64_t left = FG_MAX(deadline - fg_now_ms(), 0);
+    int64_t left = FG_MAX(deadline - fg__now_ms(), 0);
     struct pollfd p = {.fd = fd, .events = events};
     int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
     if (n > 0) return 0; /* POLLERR and POLLHUP too: the next send/recv says what happened */
@@ -96,7 +96,7 @@ static int connect_addr(const struct addrinfo *ai, int64_t deadline) {
 }
 
 static int64_t attempt_deadline(const fg_conn *c, int64_t deadline) {
-  int64_t now = fg_now_ms();
+  int64_t now = fg__now_ms();
   return fg_conn_capped(c, FG_MIN(FG_MAX(deadline, now + 100), now + ATTEMPT_MAX_MS));
 }
 
@@ -104,20 +104,20 @@ static int is_hangup(int rc) { return rc == FG_ECLOSED || rc == -ECONNRESET || r
 
 /* The store token (proto.h) opens every connection when $FG_STORE_TOKEN is set. */
 static int present_token(fg_conn *c, int64_t deadline) {
-  fg_buf_reset(&c->out);
-  fg_proto_put_token(&c->out, c->token, strlen(c->token));
+  fg__buf_reset(&c->out);
+  fg__proto_put_token(&c->out, c->token, strlen(c->token));
   uint8_t answer = 0;
-  deadline = fg_conn_capped(c, FG_MAX(deadline, fg_now_ms() + HELLO_MIN_MS));
-  int rc = fg_conn_send(c, deadline);
-  if (rc == 0) rc = fg_conn_read_u8(c, &answer, deadline);
-  fg_buf_reset(&c->out);
+  deadline = fg_conn_capped(c, FG_MAX(deadline, fg__now_ms() + HELLO_MIN_MS));
+  int rc = fg__conn_send(c, deadline);
+  if (rc == 0) rc = fg__conn_read_u8(c, &answer, deadline);
+  fg__buf_reset(&c->out);
   if (is_hangup(rc) || (rc == 0 && answer == (uint8_t)FG_TOKEN_REFUSED[0])) {
-    fg_conn_drop(c);
-    return fg_conn_fail(c, -EACCES, "the server refused the store token (a wrong "
+    fg__conn_drop(c);
+    return fg__conn_fail(c, -EACCES, "the server refused the store token (a wrong "
                                     "FG_STORE_TOKEN, or a server that takes none, as torch's)");
   }
   if (rc == 0 && answer != FG_TOKEN_ACCEPTED) {
-    fg_conn_fail(c, FG_EPROTO, "unexpected answer 0x%02x to the store token", answer);
+    fg__conn_fail(c, FG_EPROTO, "unexpected answer 0x%02x to the store token", answer);
     return broken(c, FG_EPROTO, "");
   }
   return rc;
@@ -133,7 +133,7 @@ static int dial(fg_conn *c, int64_t deadline, int *retry) {
   if (gai != 0) {
     *retry = gai == EAI_AGAIN;
     int code = gai == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
-    return fg_conn_fail(c, code, "cannot resolve '%s': %s", c->host, gai_strerror(gai));
+    return fg__conn_fail(c, code, "cannot resolve '%s': %s", c->host, gai_strerror(gai));
   }
   int rc = -EHOSTUNREACH;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
@@ -148,7 +148,7 @@ static int dial(fg_conn *c, int64_t deadline, int *retry) {
   }
   *retry = rc == -ECONNREFUSED || rc == -ETIMEDOUT || rc == -ENETUNREACH ||
            rc == -EHOSTUNREACH || rc == -ECONNRESET || rc == -EAGAIN;
-  return fg_conn_fail(c, rc, "%s", fg_strerror(rc));
+  return fg__conn_fail(c, rc, "%s", fg_strerror(rc));
 }
 
 
@@ -159,21 +159,21 @@ static int hello_v2(fg_conn *c, int64_t deadline) {
    * 1.13 rejects before allocating anything, so it hangs up at once instead of trying to
    * allocate (or, on a big machine, read) tens of gigabytes. */
   uint32_t nonce = ((uint32_t)getpid() & 0xffff) | 0x00800000u;
-  fg_buf_reset(&c->out);
-  fg_proto_put_validate(&c->out);
-  fg_proto_put_op(&c->out, FG_DIALECT_V2, FG_OP_PING);
-  fg_buf_put_u32(&c->out, nonce);
+  fg__buf_reset(&c->out);
+  fg__proto_put_validate(&c->out);
+  fg__proto_put_op(&c->out, FG_DIALECT_V2, FG_OP_PING);
+  fg__buf_put_u32(&c->out, nonce);
   uint8_t echo[4];
-  int rc = fg_conn_send(c, deadline);
-  if (rc == 0) rc = fg_conn_read(c, echo, sizeof echo, deadline);
-  fg_buf_reset(&c->out);
+  int rc = fg__conn_send(c, deadline);
+  if (rc == 0) rc = fg__conn_read(c, echo, sizeof echo, deadline);
+  fg__buf_reset(&c->out);
   if (rc < 0) return rc;
   if (!memcmp(echo, FG_TOKEN_REFUSED, 4)) {
-    fg_conn_drop(c);
-    return fg_conn_fail(c, -EACCES, "the server requires a store token (set FG_STORE_TOKEN)");
+    fg__conn_drop(c);
+    return fg__conn_fail(c, -EACCES, "the server requires a store token (set FG_STORE_TOKEN)");
   }
   if (fg_load_u32(echo) != nonce) {
-    fg_conn_fail(c, FG_EPROTO, "PING echoed 0x%08x, not the nonce 0x%08x", fg_load_u32(echo),
+    fg__conn_fail(c, FG_EPROTO, "PING echoed 0x%08x, not the nonce 0x%08x", fg_load_u32(echo),
                  nonce);
     return broken(c, FG_EPROTO, "");
   }
@@ -183,14 +183,14 @@ static int hello_v2(fg_conn *c, int64_t deadline) {
 /* On a fresh socket: the handshake of the dialect, and the dialect itself the first time. */
 static int settle_dialect(fg_conn *c, int64_t deadline, int *retry) {
   if (c->dialect == FG_DIALECT_LEGACY) return 0; /* 1.13 has no handshake */
-  int rc = hello_v2(c, fg_conn_capped(c, FG_MAX(deadline, fg_now_ms() + HELLO_MIN_MS)));
+  int rc = hello_v2(c, fg_conn_capped(c, FG_MAX(deadline, fg__now_ms() + HELLO_MIN_MS)));
   if (rc == 0) {
     c->dialect = FG_DIALECT_V2;
     return 0;
   }
   if (!is_hangup(rc)) return rc;
   if (c->dialect == FG_DIALECT_V2)
-    return fg_conn_fail(c, rc, "the server hung up on the torch 2.x handshake "
+    return fg__conn_fail(c, rc, "the server hung up on the torch 2.x handshake "
                                "(a torch 1.13 server? use the legacy or auto dialect)");
   /* AUTO: a torch 1.13 server reads the hello as a SET with an impossible key length and
    * drops the connection (wire spec §4.6). Speak 1.13 on a new one. */
@@ -203,7 +203,7 @@ static int settle_dialect(fg_conn *c, int64_t deadline, int *retry) {
 static void backoff(int *delay_ms, unsigned *seed, int64_t deadline) {
   int half = *delay_ms / 2;
   int64_t sleep_ms = half + rand_r(seed) % (half + 1); /* jitter: ranks don't retry in step */
-  sleep_ms = FG_MIN(sleep_ms, deadline - fg_now_ms());
+  sleep_ms = FG_MIN(sleep_ms, deadline - fg__now_ms());
   if (sleep_ms > 0) {
     struct timespec ts = {sleep_ms / 1000, (long)(sleep_ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
@@ -212,33 +212,33 @@ static void backoff(int *delay_ms, unsigned *seed, int64_t deadline) {
   *delay_ms = FG_MIN(*delay_ms * 2, BACKOFF_MAX_MS);
 }
 
-int fg_conn_open(fg_conn *c) {
-  int64_t start = fg_now_ms();
+int fg__conn_open(fg_conn *c) {
+  int64_t start = fg__now_ms();
   int64_t deadline = fg_conn_capped(c, start + c->connect_timeout_ms);
-  unsigned seed = (unsigned)fg_now_ns() ^ (unsigned)getpid();
+  unsigned seed = (unsigned)fg__now_ns() ^ (unsigned)getpid();
   int delay = BACKOFF_FIRST_MS;
-  fg_conn_drop(c);
-  if (deadline <= start) return fg_conn_fail(c, -ETIMEDOUT, "no time left to connect again");
+  fg__conn_drop(c);
+  if (deadline <= start) return fg__conn_fail(c, -ETIMEDOUT, "no time left to connect again");
   for (;;) {
     int retry = 0;
     c->why[0] = '\0';
     int rc = dial(c, deadline, &retry);
     if (rc == 0) rc = settle_dialect(c, deadline, &retry);
     if (rc == 0) return 0;
-    fg_conn_drop(c);
+    fg__conn_drop(c);
     if (!retry) return rc;
-    if (fg_now_ms() >= deadline) {
+    if (fg__now_ms() >= deadline) {
       char why[sizeof c->why];
       snprintf(why, sizeof why, "%s", c->why);
-      return fg_conn_fail(c, rc, "%s (gave up after %lld ms)", why,
-                          (long long)(fg_now_ms() - start));
+      return fg__conn_fail(c, rc, "%s (gave up after %lld ms)", why,
+                          (long long)(fg__now_ms() - start));
     }
     backoff(&delay, &seed, deadline);
   }
 }
 
-int fg_conn_send(fg_conn *c, int64_t deadline) {
-  if (c->out.failed) return fg_conn_fail(c, -ENOMEM, "out of memory building the request");
+int fg__conn_send(fg_conn *c, int64_t deadline) {
+  if (c->out.failed) return fg__conn_fail(c, -ENOMEM, "out of memory building the request");
   size_t off = 0;
   while (off < c->out.len) {
     ssize_t n = send(c->fd, c->out.data + off, c->out.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -254,7 +254,7 @@ int fg_conn_send(fg_conn *c, int64_t deadline) {
   return 0;
 }
 
-int fg_conn_readable(fg_conn *c, int64_t deadline) {
+int fg__conn_readable(fg_conn *c, int64_t deadline) {
   return c->in_pos < c->in_len ? 0 : wait_fd(c->fd, POLLIN, deadline);
 }
 
@@ -271,7 +271,7 @@ static ssize_t recv_some(fg_conn *c, uint8_t *p, size_t cap, int64_t deadline) {
   }
 }
 
-int fg_conn_read(fg_conn *c, void *dst, size_t n, int64_t deadline) {
+int fg__conn_read(fg_conn *c, void *dst, size_t n, int64_t deadline) {
   uint8_t *p = dst;
   while (n > 0) {
     if (c->in_pos == c->in_len) {
@@ -297,24 +297,24 @@ int fg_conn_read(fg_conn *c, void *dst, size_t n, int64_t deadline) {
   return 0;
 }
 
-int fg_conn_read_u8(fg_conn *c, uint8_t *v, int64_t deadline) {
-  return fg_conn_read(c, v, 1, deadline);
+int fg__conn_read_u8(fg_conn *c, uint8_t *v, int64_t deadline) {
+  return fg__conn_read(c, v, 1, deadline);
 }
 
-int fg_conn_read_i64(fg_conn *c, int64_t *v, int64_t deadline) {
+int fg__conn_read_i64(fg_conn *c, int64_t *v, int64_t deadline) {
   uint8_t b[8];
-  int rc = fg_conn_read(c, b, sizeof b, deadline);
+  int rc = fg__conn_read(c, b, sizeof b, deadline);
   if (rc == 0) *v = (int64_t)fg_load_u64(b);
   return rc;
 }
 
-int fg_conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline) {
+int fg__conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline) {
   int64_t n = 0;
-  int rc = fg_conn_read_i64(c, &n, deadline);
+  int rc = fg__conn_read_i64(c, &n, deadline);
   if (rc < 0) return rc;
   uint64_t total = (uint64_t)n;
   if (total > FG_STORE_REPLY_MAX) {
-    fg_conn_fail(c, FG_EPROTO, "the reply claims %llu bytes, over the %llu MiB cap",
+    fg__conn_fail(c, FG_EPROTO, "the reply claims %llu bytes, over the %llu MiB cap",
                  (unsigned long long)total, (unsigned long long)(FG_STORE_REPLY_MAX >> 20));
     return broken(c, FG_EPROTO, "");
   }
@@ -327,7 +327,7 @@ int fg_conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline) 
       if (!grown) break;
       buf = grown;
     }
-    rc = fg_conn_read(c, buf + have, cap - have, deadline);
+    rc = fg__conn_read(c, buf + have, cap - have, deadline);
     if (rc < 0) {
       free(buf);
       return rc;

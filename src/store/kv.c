@@ -7,13 +7,13 @@
 #include "common/hash.h"
 #include "fg/fg.h"
 
-int fg_kv_init(fg_kv *kv, uint64_t max_bytes) {
+int fg__kv_init(fg_kv *kv, uint64_t max_bytes) {
   memset(kv, 0, sizeof *kv);
   kv->nbuckets = 64;
   kv->buckets = calloc(kv->nbuckets, sizeof *kv->buckets);
   if (!kv->buckets) return -ENOMEM;
   kv->max_bytes = max_bytes;
-  fg_random_bytes(kv->seed, sizeof kv->seed);
+  fg__random_bytes(kv->seed, sizeof kv->seed);
   return 0;
 }
 
@@ -25,14 +25,14 @@ static void drop_items(fg_kv_entry *e) {
   }
 }
 
-void fg_kv_free(fg_kv *kv) {
+void fg__kv_free(fg_kv *kv) {
   for (size_t i = 0; i < kv->nbuckets; i++) {
     fg_kv_entry *e = kv->buckets[i];
     while (e) {
       fg_kv_entry *next = e->chain;
       /* Registrations belong to connections, which are closed before the table. */
       drop_items(e);
-      fg_kv_blob_unref(e->blob);
+      fg__kv_blob_unref(e->blob);
       free(e->key);
       free(e);
       e = next;
@@ -46,8 +46,8 @@ static int over_limit(const fg_kv *kv, uint64_t more) {
   return more > kv->max_bytes || kv->bytes > kv->max_bytes - more;
 }
 
-fg_kv_entry *fg_kv_find(fg_kv *kv, const uint8_t *key, size_t keylen) {
-  uint64_t h = fg_siphash(key, keylen, kv->seed);
+fg_kv_entry *fg__kv_find(fg_kv *kv, const uint8_t *key, size_t keylen) {
+  uint64_t h = fg__siphash(key, keylen, kv->seed);
   for (fg_kv_entry *e = kv->buckets[h & (kv->nbuckets - 1)]; e; e = e->chain)
     if (e->hash == h && e->keylen == keylen && memcmp(e->key, key, keylen) == 0) return e;
   return NULL;
@@ -71,8 +71,8 @@ static void grow(fg_kv *kv) {
   kv->nbuckets = n;
 }
 
-fg_kv_entry *fg_kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err) {
-  fg_kv_entry *e = fg_kv_find(kv, key, keylen);
+fg_kv_entry *fg__kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err) {
+  fg_kv_entry *e = fg__kv_find(kv, key, keylen);
   if (e) return e;
   if (over_limit(kv, keylen)) {
     *err = FG_ELIMIT;
@@ -89,7 +89,7 @@ fg_kv_entry *fg_kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err
   memcpy(k, key, keylen);
   e->key = k;
   e->keylen = keylen;
-  e->hash = fg_siphash(key, keylen, kv->seed);
+  e->hash = fg__siphash(key, keylen, kv->seed);
   for (int k = 0; k < FG_REG_KINDS; k++) fg_link_init(&e->regs[k]);
   fg_link_init(&e->queue);
   if (kv->nentries >= kv->nbuckets) grow(kv);
@@ -107,24 +107,24 @@ static int registered(const fg_kv_entry *e) {
   return 0;
 }
 
-void fg_kv_release(fg_kv *kv, fg_kv_entry *e) {
+void fg__kv_release(fg_kv *kv, fg_kv_entry *e) {
   if (e->has_value || e->queued || registered(e)) return;
   fg_kv_entry **p = &kv->buckets[e->hash & (kv->nbuckets - 1)];
   while (*p != e) p = &(*p)->chain;
   *p = e->chain;
   kv->nentries--;
   kv->bytes -= e->keylen;
-  fg_kv_blob_unref(e->blob);
+  fg__kv_blob_unref(e->blob);
   free(e->key);
   free(e);
 }
 
-fg_kv_blob *fg_kv_blob_ref(fg_kv_entry *e) {
+fg_kv_blob *fg__kv_blob_ref(fg_kv_entry *e) {
   e->blob->refs++;
   return e->blob;
 }
 
-void fg_kv_blob_unref(fg_kv_blob *b) {
+void fg__kv_blob_unref(fg_kv_blob *b) {
   if (b && --b->refs == 0) free(b);
 }
 
@@ -144,7 +144,7 @@ static int reserve_value(fg_kv_entry *e, size_t need, size_t keep) {
     if (!(nb = malloc(sizeof *nb + cap))) return -ENOMEM;
     nb->refs = 1;
     if (keep) memcpy(nb->data, b->data, keep);
-    fg_kv_blob_unref(b);
+    fg__kv_blob_unref(b);
   }
   nb->cap = cap;
   e->blob = nb;
@@ -152,7 +152,7 @@ static int reserve_value(fg_kv_entry *e, size_t need, size_t keep) {
   return 0;
 }
 
-int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
+int fg__kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   if (len > e->len && over_limit(kv, len - e->len)) return FG_ELIMIT;
   if (reserve_value(e, len, 0) != 0) return -ENOMEM;
   if (len) memcpy(e->value, v, len);
@@ -174,7 +174,7 @@ int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   return 0;
 }
 
-int fg_kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
+int fg__kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   size_t old = e->has_value ? e->len : 0;
   if (over_limit(kv, len) || len > SIZE_MAX - old) return FG_ELIMIT;
   if (reserve_value(e, old + len, old) != 0) return -ENOMEM;
@@ -186,18 +186,18 @@ int fg_kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   return 0;
 }
 
-void fg_kv_unset(fg_kv *kv, fg_kv_entry *e) {
+void fg__kv_unset(fg_kv *kv, fg_kv_entry *e) {
   if (!e->has_value) return;
   kv->bytes -= e->len;
   kv->nvalues--;
-  fg_kv_blob_unref(e->blob);
+  fg__kv_blob_unref(e->blob);
   e->blob = NULL;
   e->value = NULL;
   e->len = 0;
   e->has_value = 0;
 }
 
-int fg_kv_push(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
+int fg__kv_push(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   if (over_limit(kv, len)) return FG_ELIMIT;
   fg_kv_item *it = malloc(sizeof *it + len);
   if (!it) return -ENOMEM;
@@ -209,7 +209,7 @@ int fg_kv_push(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len) {
   return 0;
 }
 
-fg_kv_item *fg_kv_pop(fg_kv *kv, fg_kv_entry *e) {
+fg_kv_item *fg__kv_pop(fg_kv *kv, fg_kv_entry *e) {
   if (!e->queued) return NULL;
   fg_link *n = e->queue.next;
   fg_link_remove(n);
@@ -219,9 +219,9 @@ fg_kv_item *fg_kv_pop(fg_kv *kv, fg_kv_entry *e) {
   return it;
 }
 
-void fg_kv_item_free(fg_kv_item *it) { free(it); }
+void fg__kv_item_free(fg_kv_item *it) { free(it); }
 
-fg_kv_reg *fg_kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner_list,
+fg_kv_reg *fg__kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner_list,
                           enum fg_reg_kind kind) {
   (void)kv;
   fg_kv_reg *r = malloc(sizeof *r);
@@ -234,15 +234,15 @@ fg_kv_reg *fg_kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner
   return r;
 }
 
-void fg_kv_unregister(fg_kv *kv, fg_kv_reg *r) {
+void fg__kv_unregister(fg_kv *kv, fg_kv_reg *r) {
   fg_kv_entry *e = r->entry;
   fg_link_remove(&r->on_entry);
   fg_link_remove(&r->on_owner);
   free(r);
-  fg_kv_release(kv, e);
+  fg__kv_release(kv, e);
 }
 
-void fg_kv_foreach(fg_kv *kv, void (*fn)(fg_kv *kv, fg_kv_entry *e, void *arg), void *arg) {
+void fg__kv_foreach(fg_kv *kv, void (*fn)(fg_kv *kv, fg_kv_entry *e, void *arg), void *arg) {
   for (size_t i = 0; i < kv->nbuckets; i++) {
     fg_kv_entry *e = kv->buckets[i];
     while (e) {

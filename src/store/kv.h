@@ -57,7 +57,7 @@ typedef struct fg_kv_entry {
   size_t queued;
 } fg_kv_entry;
 
-/* A connection's interest in a key. Owned by both lists; freed by fg_kv_unregister. */
+/* A connection's interest in a key. Owned by both lists; freed by fg__kv_unregister. */
 typedef struct fg_kv_reg {
   fg_link on_entry;
   fg_link on_owner;
@@ -82,38 +82,38 @@ typedef struct fg_kv {
   uint8_t seed[16];
 } fg_kv;
 
-int fg_kv_init(fg_kv *kv, uint64_t max_bytes);
-void fg_kv_free(fg_kv *kv);
+int fg__kv_init(fg_kv *kv, uint64_t max_bytes);
+void fg__kv_free(fg_kv *kv);
 
-fg_kv_entry *fg_kv_find(fg_kv *kv, const uint8_t *key, size_t keylen);
+fg_kv_entry *fg__kv_find(fg_kv *kv, const uint8_t *key, size_t keylen);
 /* Finds or creates; NULL with *err = -ENOMEM or FG_ELIMIT (the byte limit). */
-fg_kv_entry *fg_kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err);
+fg_kv_entry *fg__kv_intern(fg_kv *kv, const uint8_t *key, size_t keylen, int *err);
 /* Drops the entry if nothing keeps it (no value, no items, no registrations). */
-void fg_kv_release(fg_kv *kv, fg_kv_entry *e);
+void fg__kv_release(fg_kv *kv, fg_kv_entry *e);
 
 /* A key "exists" for WAIT and CHECK when it has a value or queued items. */
 static inline int fg_kv_exists(const fg_kv_entry *e) { return e && (e->has_value || e->queued); }
 
 /* Value changes; 0, -ENOMEM or FG_ELIMIT (nothing changed then). */
-int fg_kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
+int fg__kv_set(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
 /* Another reference to e's value memory (e must have a value); give it back with
- * fg_kv_blob_unref. */
-fg_kv_blob *fg_kv_blob_ref(fg_kv_entry *e);
-void fg_kv_blob_unref(fg_kv_blob *b);
-int fg_kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
-void fg_kv_unset(fg_kv *kv, fg_kv_entry *e);
+ * fg__kv_blob_unref. */
+fg_kv_blob *fg__kv_blob_ref(fg_kv_entry *e);
+void fg__kv_blob_unref(fg_kv_blob *b);
+int fg__kv_append(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
+void fg__kv_unset(fg_kv *kv, fg_kv_entry *e);
 
-int fg_kv_push(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
-/* Removes the head item; the caller frees it with fg_kv_item_free. */
-fg_kv_item *fg_kv_pop(fg_kv *kv, fg_kv_entry *e);
-void fg_kv_item_free(fg_kv_item *it);
+int fg__kv_push(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
+/* Removes the head item; the caller frees it with fg__kv_item_free. */
+fg_kv_item *fg__kv_pop(fg_kv *kv, fg_kv_entry *e);
+void fg__kv_item_free(fg_kv_item *it);
 
-fg_kv_reg *fg_kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner_list,
+fg_kv_reg *fg__kv_register(fg_kv *kv, fg_kv_entry *e, void *owner, fg_link *owner_list,
                           enum fg_reg_kind kind);
 /* Unlinks and frees the registration, releasing its entry if that was its last hold. */
-void fg_kv_unregister(fg_kv *kv, fg_kv_reg *r);
+void fg__kv_unregister(fg_kv *kv, fg_kv_reg *r);
 
 /* Calls fn for every entry; fn may release the entry it is given. */
-void fg_kv_foreach(fg_kv *kv, void (*fn)(fg_kv *kv, fg_kv_entry *e, void *arg), void *arg);
+void fg__kv_foreach(fg_kv *kv, void (*fn)(fg_kv *kv, fg_kv_entry *e, void *arg), void *arg);
 
 #endif

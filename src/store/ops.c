@@ -18,23 +18,23 @@
 
 #include "fg/fg.h"
 
-int fg_core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits) {
+int fg__core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits) {
   memset(core, 0, sizeof *core);
   core->limits = *limits;
   core->out_batch = 1u << 20;
   core->max_reply = 64u << 20;
   fg_link_init(&core->dirty);
-  return fg_kv_init(&core->kv, max_total);
+  return fg__kv_init(&core->kv, max_total);
 }
 
-void fg_core_free(fg_core *core) {
-  fg_kv_free(&core->kv);
+void fg__core_free(fg_core *core) {
+  fg__kv_free(&core->kv);
   if (core->token) memset(core->token, 0, core->token_len);
   free(core->token);
   core->token = NULL;
 }
 
-int fg_core_set_token(fg_core *core, const void *token, size_t len) {
+int fg__core_set_token(fg_core *core, const void *token, size_t len) {
   uint8_t *copy = len ? malloc(len) : NULL;
   if (len && !copy) return -ENOMEM;
   if (len) memcpy(copy, token, len);
@@ -44,14 +44,14 @@ int fg_core_set_token(fg_core *core, const void *token, size_t len) {
   return 0;
 }
 
-void fg_session_init(fg_session *s) {
+void fg__session_init(fg_session *s) {
   memset(s, 0, sizeof *s);
-  fg_buf_init(&s->out);
+  fg__buf_init(&s->out);
   fg_link_init(&s->regs);
   fg_link_init(&s->dirty);
 }
 
-fg_share *fg_session_take_shares(fg_session *s, size_t *n) {
+fg_share *fg__session_take_shares(fg_session *s, size_t *n) {
   fg_share *taken = s->shares;
   *n = s->nshares;
   s->shares = NULL;
@@ -60,39 +60,39 @@ fg_share *fg_session_take_shares(fg_session *s, size_t *n) {
 }
 
 static void unref_shares(fg_share *shares, size_t n) {
-  for (size_t i = 0; i < n; i++) fg_kv_blob_unref(shares[i].blob);
+  for (size_t i = 0; i < n; i++) fg__kv_blob_unref(shares[i].blob);
   free(shares);
 }
 
-void fg_session_clear_output(fg_session *s) {
+void fg__session_clear_output(fg_session *s) {
   size_t n;
-  fg_share *shares = fg_session_take_shares(s, &n);
+  fg_share *shares = fg__session_take_shares(s, &n);
   unref_shares(shares, n);
-  fg_buf_reset(&s->out);
+  fg__buf_reset(&s->out);
 }
 
-void fg_session_flatten(fg_session *s) {
+void fg__session_flatten(fg_session *s) {
   if (!s->nshares) return;
   fg_buf flat;
-  fg_buf_init(&flat);
+  fg__buf_init(&flat);
   size_t from = 0;
   for (size_t i = 0; i < s->nshares; i++) {
-    if (s->shares[i].at > from) fg_buf_put(&flat, s->out.data + from, s->shares[i].at - from);
-    fg_buf_put(&flat, s->shares[i].p, s->shares[i].len);
+    if (s->shares[i].at > from) fg__buf_put(&flat, s->out.data + from, s->shares[i].at - from);
+    fg__buf_put(&flat, s->shares[i].p, s->shares[i].len);
     from = s->shares[i].at;
   }
-  if (s->out.len > from) fg_buf_put(&flat, s->out.data + from, s->out.len - from);
-  fg_session_clear_output(s);
-  fg_buf_free(&s->out);
+  if (s->out.len > from) fg__buf_put(&flat, s->out.data + from, s->out.len - from);
+  fg__session_clear_output(s);
+  fg__buf_free(&s->out);
   s->out = flat;
 }
 
-void fg_session_drop(fg_core *core, fg_session *s) {
+void fg__session_drop(fg_core *core, fg_session *s) {
   while (!fg_link_empty(&s->regs))
-    fg_kv_unregister(&core->kv, fg_container_of(s->regs.next, fg_kv_reg, on_owner));
+    fg__kv_unregister(&core->kv, fg_container_of(s->regs.next, fg_kv_reg, on_owner));
   fg_link_remove(&s->dirty);
-  fg_session_clear_output(s);
-  fg_buf_free(&s->out);
+  fg__session_clear_output(s);
+  fg__buf_free(&s->out);
   s->pending = s->waiting = 0;
 }
 
@@ -103,17 +103,17 @@ static void mark_dirty(fg_core *core, fg_session *s) {
 }
 
 static void reply_u8(fg_core *core, fg_session *s, uint8_t v) {
-  fg_buf_put_u8(&s->out, v);
+  fg__buf_put_u8(&s->out, v);
   mark_dirty(core, s);
 }
 
 static void reply_i64(fg_core *core, fg_session *s, int64_t v) {
-  fg_buf_put_i64(&s->out, v);
+  fg__buf_put_i64(&s->out, v);
   mark_dirty(core, s);
 }
 
 static void reply_bytes(fg_core *core, fg_session *s, const void *p, size_t n) {
-  fg_buf_put_bytes(&s->out, p, n);
+  fg__buf_put_bytes(&s->out, p, n);
   mark_dirty(core, s);
 }
 
@@ -133,14 +133,14 @@ static void reply_value(fg_core *core, fg_session *s, fg_kv_entry *e) {
     s->shares = grown;
     s->cap_shares = cap;
   }
-  fg_buf_put_u64(&s->out, e->len);
-  s->shares[s->nshares++] = (fg_share){s->out.len, fg_kv_blob_ref(e), e->value, e->len};
+  fg__buf_put_u64(&s->out, e->len);
+  s->shares[s->nshares++] = (fg_share){s->out.len, fg__kv_blob_ref(e), e->value, e->len};
   s->shared += e->len;
   mark_dirty(core, s);
 }
 
 static void reply_bytes_raw(fg_core *core, fg_session *s, const void *p, size_t n) {
-  fg_buf_put(&s->out, p, n);
+  fg__buf_put(&s->out, p, n);
   mark_dirty(core, s);
 }
 
@@ -153,7 +153,7 @@ static void wake(fg_core *core, fg_kv_entry *e, enum fg_reg_kind kind, int only_
   while (!fg_link_empty(head)) {
     fg_kv_reg *r = fg_container_of(head->next, fg_kv_reg, on_entry);
     fg_session *w = r->owner;
-    fg_kv_unregister(&core->kv, r);
+    fg__kv_unregister(&core->kv, r);
     if (--w->pending == 0) {
       w->waiting = 0;
       reply_u8(core, w, FG_WAIT_STOP);
@@ -171,10 +171,10 @@ static void notify(fg_core *core, fg_kv_entry *e, uint8_t type, const uint8_t *o
   const fg_link *head = &e->regs[FG_REG_WATCH];
   for (fg_link *n = head->next; n != head; n = n->next) {
     fg_session *w = fg_container_of(n, fg_kv_reg, on_entry)->owner;
-    fg_buf_put_u8(&w->out, type);
-    fg_buf_put_bytes(&w->out, e->key, e->keylen);
-    fg_buf_put_bytes(&w->out, old, oldlen);
-    fg_buf_put_bytes(&w->out, now, nowlen);
+    fg__buf_put_u8(&w->out, type);
+    fg__buf_put_bytes(&w->out, e->key, e->keylen);
+    fg__buf_put_bytes(&w->out, old, oldlen);
+    fg__buf_put_bytes(&w->out, now, nowlen);
     mark_dirty(core, w);
   }
 }
@@ -210,7 +210,7 @@ static void cancel_waits(fg_core *core, fg_session *s) {
   while (n != &s->regs) {
     fg_link *next = n->next;
     fg_kv_reg *r = fg_container_of(n, fg_kv_reg, on_owner);
-    if (r->kind != FG_REG_WATCH) fg_kv_unregister(&core->kv, r);
+    if (r->kind != FG_REG_WATCH) fg__kv_unregister(&core->kv, r);
     n = next;
   }
   s->pending = s->waiting = 0;
@@ -230,7 +230,7 @@ static int table_error(const char **why, int rc) {
 
 /* Finds or creates the entry for a key. */
 static fg_kv_entry *intern(fg_core *core, fg_slice key, const char **why, int *rc) {
-  fg_kv_entry *e = fg_kv_intern(&core->kv, key.p, (size_t)key.len, rc);
+  fg_kv_entry *e = fg__kv_intern(&core->kv, key.p, (size_t)key.len, rc);
   if (!e) table_error(why, *rc);
   return e;
 }
@@ -240,12 +240,12 @@ static int do_set(fg_core *core, fg_slice key, fg_slice value, const char **why)
   fg_kv_entry *e = intern(core, key, why, &rc);
   if (!e) return rc;
   snapshot snap;
-  if ((rc = take_snapshot(e, &snap)) == 0 && (rc = fg_kv_set(&core->kv, e, value.p, value.len)) == 0) {
+  if ((rc = take_snapshot(e, &snap)) == 0 && (rc = fg__kv_set(&core->kv, e, value.p, value.len)) == 0) {
     changed(core, e, &snap);
     return 0;
   }
   free(snap.p);
-  fg_kv_release(&core->kv, e);
+  fg__kv_release(&core->kv, e);
   return table_error(why, rc);
 }
 
@@ -282,18 +282,18 @@ static int do_add(fg_core *core, fg_slice key, int64_t delta, int64_t *result, f
   int n = snprintf(text, sizeof text, "%lld", (long long)*result);
   snapshot snap;
   if ((rc = take_snapshot(e, &snap)) == 0 &&
-      (rc = fg_kv_set(&core->kv, e, (const uint8_t *)text, (size_t)n)) == 0) {
+      (rc = fg__kv_set(&core->kv, e, (const uint8_t *)text, (size_t)n)) == 0) {
     changed(core, e, &snap);
     *out = e;
     return 0;
   }
   free(snap.p);
-  fg_kv_release(&core->kv, e);
+  fg__kv_release(&core->kv, e);
   return table_error(why, rc);
 }
 
 static int op_get(fg_core *core, fg_session *s, fg_slice key, const char **why) {
-  fg_kv_entry *e = fg_kv_find(&core->kv, key.p, key.len);
+  fg_kv_entry *e = fg__kv_find(&core->kv, key.p, key.len);
   if (e && e->has_value) {
     reply_value(core, s, e);
     return 0;
@@ -305,7 +305,7 @@ static int op_get(fg_core *core, fg_session *s, fg_slice key, const char **why) 
 }
 
 static int op_compare_set(fg_core *core, fg_session *s, const fg_request *req, const char **why) {
-  fg_kv_entry *e = fg_kv_find(&core->kv, req->key.p, req->key.len);
+  fg_kv_entry *e = fg__kv_find(&core->kv, req->key.p, req->key.len);
   if (e && e->has_value) {
     if (e->len != req->expected.len ||
         (e->len && memcmp(e->value, req->expected.p, e->len) != 0)) {
@@ -325,21 +325,21 @@ static int op_compare_set(fg_core *core, fg_session *s, const fg_request *req, c
 static int op_check(fg_core *core, fg_session *s, fg_slice list) {
   fg_slice k;
   int ready = 1;
-  while (ready && fg_proto_next(&list, &k, NULL))
-    ready = fg_kv_exists(fg_kv_find(&core->kv, k.p, k.len));
+  while (ready && fg__proto_next(&list, &k, NULL))
+    ready = fg_kv_exists(fg__kv_find(&core->kv, k.p, k.len));
   reply_u8(core, s, ready ? FG_CHECK_READY : FG_CHECK_NOT_READY);
   return 0;
 }
 
 static int op_wait(fg_core *core, fg_session *s, fg_slice list, const char **why) {
   fg_slice k;
-  while (fg_proto_next(&list, &k, NULL)) {
-    if (fg_kv_exists(fg_kv_find(&core->kv, k.p, k.len))) continue;
+  while (fg__proto_next(&list, &k, NULL)) {
+    if (fg_kv_exists(fg__kv_find(&core->kv, k.p, k.len))) continue;
     int rc;
     fg_kv_entry *e = intern(core, k, why, &rc);
     if (!e) return rc;
-    if (!fg_kv_register(&core->kv, e, s, &s->regs, FG_REG_WAIT)) {
-      fg_kv_release(&core->kv, e);
+    if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_WAIT)) {
+      fg__kv_release(&core->kv, e);
       return fail(why, "out of memory", -ENOMEM);
     }
     s->pending++;
@@ -355,8 +355,8 @@ static int op_watch(fg_core *core, fg_session *s, fg_slice key, const char **why
   int rc;
   fg_kv_entry *e = intern(core, key, why, &rc);
   if (!e) return rc;
-  if (!fg_kv_register(&core->kv, e, s, &s->regs, FG_REG_WATCH)) {
-    fg_kv_release(&core->kv, e);
+  if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_WATCH)) {
+    fg__kv_release(&core->kv, e);
     return fail(why, "out of memory", -ENOMEM);
   }
   reply_u8(core, s, FG_WATCH_REGISTERED);
@@ -364,7 +364,7 @@ static int op_watch(fg_core *core, fg_session *s, fg_slice key, const char **why
 }
 
 static int op_delete(fg_core *core, fg_session *s, fg_slice key) {
-  fg_kv_entry *e = fg_kv_find(&core->kv, key.p, key.len);
+  fg_kv_entry *e = fg__kv_find(&core->kv, key.p, key.len);
   if (!e || !e->has_value) {
     reply_i64(core, s, 0);
     return 0;
@@ -373,8 +373,8 @@ static int op_delete(fg_core *core, fg_session *s, fg_slice key) {
     /* The old value goes out before the entry can be released. */
     notify(core, e, FG_WATCH_DELETED, e->value, e->len);
   }
-  fg_kv_unset(&core->kv, e);
-  fg_kv_release(&core->kv, e);
+  fg__kv_unset(&core->kv, e);
+  fg__kv_release(&core->kv, e);
   reply_i64(core, s, 1);
   return 0;
 }
@@ -384,17 +384,17 @@ static int op_append(fg_core *core, fg_slice key, fg_slice value, const char **w
   fg_kv_entry *e = intern(core, key, why, &rc);
   if (!e) return rc;
   snapshot snap;
-  if ((rc = take_snapshot(e, &snap)) == 0 && (rc = fg_kv_append(&core->kv, e, value.p, value.len)) == 0) {
+  if ((rc = take_snapshot(e, &snap)) == 0 && (rc = fg__kv_append(&core->kv, e, value.p, value.len)) == 0) {
     changed(core, e, &snap);
     return 0;
   }
   free(snap.p);
-  fg_kv_release(&core->kv, e);
+  fg__kv_release(&core->kv, e);
   return table_error(why, rc);
 }
 
 static const fg_kv_entry *valued(fg_core *core, fg_slice k) {
-  const fg_kv_entry *e = fg_kv_find(&core->kv, k.p, k.len);
+  const fg_kv_entry *e = fg__kv_find(&core->kv, k.p, k.len);
   return e && e->has_value ? e : NULL;
 }
 
@@ -407,13 +407,13 @@ static int too_big(fg_core *core, uint64_t bytes, const char **why) {
 static int op_multi_get(fg_core *core, fg_session *s, fg_slice list, const char **why) {
   fg_slice k, walk = list;
   uint64_t bytes = 0;
-  while (fg_proto_next(&walk, &k, NULL)) {
+  while (fg__proto_next(&walk, &k, NULL)) {
     const fg_kv_entry *e = valued(core, k);
     bytes += 8 + (e ? e->len : 0);
   }
   if (too_big(core, bytes, why)) return FG_ELIMIT;
-  while (fg_proto_next(&list, &k, NULL)) {
-    fg_kv_entry *e = fg_kv_find(&core->kv, k.p, k.len);
+  while (fg__proto_next(&list, &k, NULL)) {
+    fg_kv_entry *e = fg__kv_find(&core->kv, k.p, k.len);
     if (e && e->has_value)
       reply_value(core, s, e);
     else
@@ -424,7 +424,7 @@ static int op_multi_get(fg_core *core, fg_session *s, fg_slice list, const char 
 
 static int op_multi_set(fg_core *core, fg_slice list, const char **why) {
   fg_slice k, v;
-  while (fg_proto_next(&list, &k, &v)) {
+  while (fg__proto_next(&list, &k, &v)) {
     int rc = do_set(core, k, v, why);
     if (rc) return rc;
   }
@@ -435,8 +435,8 @@ static int op_queue_push(fg_core *core, fg_slice key, fg_slice value, const char
   int rc;
   fg_kv_entry *e = intern(core, key, why, &rc);
   if (!e) return rc;
-  if ((rc = fg_kv_push(&core->kv, e, value.p, value.len)) != 0) {
-    fg_kv_release(&core->kv, e);
+  if ((rc = fg__kv_push(&core->kv, e, value.p, value.len)) != 0) {
+    fg__kv_release(&core->kv, e);
     return table_error(why, rc);
   }
   wake(core, e, FG_REG_WAIT, 1);
@@ -444,21 +444,21 @@ static int op_queue_push(fg_core *core, fg_slice key, fg_slice value, const char
 }
 
 static int op_queue_pop(fg_core *core, fg_session *s, fg_slice key) {
-  fg_kv_entry *e = fg_kv_find(&core->kv, key.p, key.len);
+  fg_kv_entry *e = fg__kv_find(&core->kv, key.p, key.len);
   size_t queued = e ? e->queued : 0;
   reply_i64(core, s, (int64_t)queued);
   if (queued) {
-    fg_kv_item *it = fg_kv_pop(&core->kv, e);
+    fg_kv_item *it = fg__kv_pop(&core->kv, e);
     reply_bytes(core, s, it->data, it->len);
-    fg_kv_item_free(it);
-    fg_kv_release(&core->kv, e);
+    fg__kv_item_free(it);
+    fg__kv_release(&core->kv, e);
   }
   return 0;
 }
 
 static void list_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
   (void)kv;
-  if (e->has_value) fg_buf_put_bytes(arg, e->key, e->keylen);
+  if (e->has_value) fg__buf_put_bytes(arg, e->key, e->keylen);
 }
 
 static void count_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
@@ -468,10 +468,10 @@ static void count_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
 
 static int op_list_keys(fg_core *core, fg_session *s, const char **why) {
   uint64_t bytes = 8;
-  fg_kv_foreach(&core->kv, count_one, &bytes);
+  fg__kv_foreach(&core->kv, count_one, &bytes);
   if (too_big(core, bytes, why)) return FG_ELIMIT;
   reply_i64(core, s, (int64_t)core->kv.nvalues);
-  fg_kv_foreach(&core->kv, list_one, &s->out);
+  fg__kv_foreach(&core->kv, list_one, &s->out);
   return 0;
 }
 
@@ -486,7 +486,7 @@ static int op_barrier(fg_core *core, fg_session *s, fg_slice key, int64_t world,
     reply_u8(core, s, FG_WAIT_STOP);
     return 0;
   }
-  if (!fg_kv_register(&core->kv, e, s, &s->regs, FG_REG_BARRIER))
+  if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_BARRIER))
     return fail(why, "out of memory", -ENOMEM);
   s->pending = 1;
   s->waiting = 1;
@@ -521,13 +521,13 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
       reply_u8(core, s, FG_WAIT_CANCELED);
       return 0;
     case FG_OP_PING:
-      fg_buf_put_u32(&s->out, req->u32);
+      fg__buf_put_u32(&s->out, req->u32);
       mark_dirty(core, s);
       return 0;
     case FG_OP_QUEUE_PUSH: return op_queue_push(core, req->key, req->value, why);
     case FG_OP_QUEUE_POP: return op_queue_pop(core, s, req->key);
     case FG_OP_QUEUE_LEN:
-      e = fg_kv_find(&core->kv, req->key.p, req->key.len);
+      e = fg__kv_find(&core->kv, req->key.p, req->key.len);
       reply_i64(core, s, e ? (int64_t)e->queued : 0);
       return 0;
     case FG_OP_LIST_KEYS: return op_list_keys(core, s, why);
@@ -551,7 +551,7 @@ static int admit(fg_core *core, fg_session *s, const uint8_t *p, size_t len, siz
                  size_t *need, const char **why) {
   fg_slice token;
   size_t n = 1;
-  int rc = len ? fg_proto_decode_token(p, len, &token, &n) : FG_PROTO_NEED_MORE;
+  int rc = len ? fg__proto_decode_token(p, len, &token, &n) : FG_PROTO_NEED_MORE;
   if (rc == FG_PROTO_NEED_MORE) {
     *need = n;
     return 0;
@@ -569,7 +569,7 @@ static int admit(fg_core *core, fg_session *s, const uint8_t *p, size_t len, siz
   return 1;
 }
 
-int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
+int fg__core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
                  size_t *need, const char **why) {
   size_t pos = 0;
   int rc = 0;
@@ -577,7 +577,7 @@ int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, siz
   *need = 1;
   if (!s->admitted && (rc = admit(core, s, p, len, &pos, need, why)) <= 0) return rc;
   if (s->dialect == FG_DIALECT_UNKNOWN) {
-    s->dialect = fg_proto_sniff(p + pos, len - pos);
+    s->dialect = fg__proto_sniff(p + pos, len - pos);
     if (s->dialect == FG_DIALECT_UNKNOWN) {
       *used = pos;
       *need = 5;
@@ -592,7 +592,7 @@ int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, siz
     }
     fg_request req;
     size_t n;
-    int drc = fg_proto_decode(s->dialect, p + pos, len - pos, &core->limits, &req, &n, why);
+    int drc = fg__proto_decode(s->dialect, p + pos, len - pos, &core->limits, &req, &n, why);
     if (drc == FG_PROTO_NEED_MORE) {
       *need = n;
       break;
@@ -616,13 +616,13 @@ typedef struct erase_ctx {
 static void erase_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
   erase_ctx *x = arg;
   if (!e->has_value || e->keylen < x->len || memcmp(e->key, x->prefix, x->len) != 0) return;
-  fg_kv_unset(kv, e);
-  fg_kv_release(kv, e);
+  fg__kv_unset(kv, e);
+  fg__kv_release(kv, e);
   x->count++;
 }
 
-size_t fg_core_erase_prefix(fg_core *core, const uint8_t *prefix, size_t len) {
+size_t fg__core_erase_prefix(fg_core *core, const uint8_t *prefix, size_t len) {
   erase_ctx x = {prefix, len, 0};
-  fg_kv_foreach(&core->kv, erase_one, &x);
+  fg__kv_foreach(&core->kv, erase_one, &x);
   return x.count;
 }

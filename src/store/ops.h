@@ -50,23 +50,23 @@ typedef struct fg_core {
   size_t token_len;
 } fg_core;
 
-int fg_core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits);
-void fg_core_free(fg_core *core);
+int fg__core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits);
+void fg__core_free(fg_core *core);
 /* From now on every session must open with the token message (proto.h). 0 or -ENOMEM. */
-int fg_core_set_token(fg_core *core, const void *token, size_t len);
+int fg__core_set_token(fg_core *core, const void *token, size_t len);
 
-void fg_session_init(fg_session *s);
+void fg__session_init(fg_session *s);
 /* Bytes of output waiting: out and the shared values. */
 static inline size_t fg_session_pending(const fg_session *s) { return s->out.len + s->shared; }
 /* Copies the shared values into out, for a reader of out alone (tests, the fuzz target). */
-void fg_session_flatten(fg_session *s);
+void fg__session_flatten(fg_session *s);
 /* Hands the shared values over (the caller unrefs each blob and frees the array) and
  * forgets them. */
-fg_share *fg_session_take_shares(fg_session *s, size_t *n);
+fg_share *fg__session_take_shares(fg_session *s, size_t *n);
 /* Drops the output, written or not. */
-void fg_session_clear_output(fg_session *s);
+void fg__session_clear_output(fg_session *s);
 /* Forgets everything the session registered and frees its output; call on close. */
-void fg_session_drop(fg_core *core, fg_session *s);
+void fg__session_drop(fg_core *core, fg_session *s);
 
 enum { FG_CORE_BLOCKED = 1 };
 
@@ -77,10 +77,10 @@ enum { FG_CORE_BLOCKED = 1 };
  * output has drained); or a negative code when the connection must be closed, with *why
  * saying why. Replies go to s->out (and to the out of sessions a request wakes); such
  * sessions are put on core->dirty. */
-int fg_core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
+int fg__core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, size_t *used,
                  size_t *need, const char **why);
 
 /* Deletes the values of every key that starts with prefix; returns how many. */
-size_t fg_core_erase_prefix(fg_core *core, const uint8_t *prefix, size_t len);
+size_t fg__core_erase_prefix(fg_core *core, const uint8_t *prefix, size_t len);
 
 #endif

@@ -37,13 +37,13 @@ static const int *codes_of(enum fg_dialect d) {
   return d == FG_DIALECT_V2 ? v2_codes : d == FG_DIALECT_LEGACY ? legacy_codes : NULL;
 }
 
-int fg_proto_opcode(enum fg_dialect d, enum fg_op op) {
+int fg__proto_opcode(enum fg_dialect d, enum fg_op op) {
   const int *codes = codes_of(d);
   if (!codes || (unsigned)op >= FG_OP_COUNT) return -1;
   return codes[op];
 }
 
-int fg_proto_op(enum fg_dialect d, uint8_t byte) {
+int fg__proto_op(enum fg_dialect d, uint8_t byte) {
   const int *codes = codes_of(d);
   if (!codes) return -1;
   for (int op = 0; op < FG_OP_COUNT; op++)
@@ -51,11 +51,11 @@ int fg_proto_op(enum fg_dialect d, uint8_t byte) {
   return -1;
 }
 
-const char *fg_proto_op_name(enum fg_op op) {
+const char *fg__proto_op_name(enum fg_op op) {
   return (unsigned)op < FG_OP_COUNT ? op_names[op] : "?";
 }
 
-enum fg_dialect fg_proto_sniff(const uint8_t *p, size_t len) {
+enum fg_dialect fg__proto_sniff(const uint8_t *p, size_t len) {
   static const uint8_t hello[5] = {0x00, 0xce, 0xf7, 0x85, 0x3c};
   size_t n = len < 5 ? len : 5;
   if (n == 0) return FG_DIALECT_UNKNOWN; /* p may be NULL, which memcmp must not see */
@@ -63,7 +63,7 @@ enum fg_dialect fg_proto_sniff(const uint8_t *p, size_t len) {
   return len >= 5 ? FG_DIALECT_V2 : FG_DIALECT_UNKNOWN;
 }
 
-void fg_proto_limits_default(fg_proto_limits *l) {
+void fg__proto_limits_default(fg_proto_limits *l) {
   l->max_key = 8 << 10;
   l->max_value = 8 << 20;
   l->max_keys = 131072;
@@ -134,7 +134,7 @@ static int get_value(reader *r, fg_slice *v) {
   return get_field(r, r->lim->max_value, "value longer than the limit", v);
 }
 
-/* n x key (or n x (key, value)); remembers the raw region for fg_proto_next. */
+/* n x key (or n x (key, value)); remembers the raw region for fg__proto_next. */
 static int get_list(reader *r, fg_request *req, int with_values) {
   if (!get_u64(r, &req->nkeys)) return 0;
   if (req->nkeys > r->lim->max_keys) return reject(r, FG_ELIMIT, "too many keys in one request");
@@ -193,7 +193,7 @@ static int decode_body(reader *r, fg_request *req) {
   return reject(r, FG_EPROTO, "unknown opcode");
 }
 
-int fg_proto_decode(enum fg_dialect d, const uint8_t *p, size_t len, const fg_proto_limits *lim,
+int fg__proto_decode(enum fg_dialect d, const uint8_t *p, size_t len, const fg_proto_limits *lim,
                     fg_request *req, size_t *used, const char **why) {
   reader r = {.p = p, .len = len, .lim = lim};
   memset(req, 0, sizeof *req);
@@ -202,7 +202,7 @@ int fg_proto_decode(enum fg_dialect d, const uint8_t *p, size_t len, const fg_pr
     *used = 1;
     return FG_PROTO_NEED_MORE;
   }
-  int op = fg_proto_op(d, byte);
+  int op = fg__proto_op(d, byte);
   if (op < 0) {
     *why = "unknown opcode";
     return FG_EPROTO;
@@ -220,7 +220,7 @@ int fg_proto_decode(enum fg_dialect d, const uint8_t *p, size_t len, const fg_pr
   return FG_PROTO_NEED_MORE;
 }
 
-int fg_proto_next(fg_slice *list, fg_slice *key, fg_slice *value) {
+int fg__proto_next(fg_slice *list, fg_slice *key, fg_slice *value) {
   /* The list was validated by the decoder, so lengths are known to fit. */
   if (list->len == 0) return 0;
   uint64_t n = fg_load_u64(list->p);
@@ -238,16 +238,16 @@ int fg_proto_next(fg_slice *list, fg_slice *key, fg_slice *value) {
   return 1;
 }
 
-void fg_proto_put_op(fg_buf *b, enum fg_dialect d, enum fg_op op) {
-  fg_buf_put_u8(b, (uint8_t)fg_proto_opcode(d, op));
+void fg__proto_put_op(fg_buf *b, enum fg_dialect d, enum fg_op op) {
+  fg__buf_put_u8(b, (uint8_t)fg__proto_opcode(d, op));
 }
 
-void fg_proto_put_validate(fg_buf *b) {
-  fg_proto_put_op(b, FG_DIALECT_V2, FG_OP_VALIDATE);
-  fg_buf_put_u32(b, FG_PROTO_MAGIC);
+void fg__proto_put_validate(fg_buf *b) {
+  fg__proto_put_op(b, FG_DIALECT_V2, FG_OP_VALIDATE);
+  fg__buf_put_u32(b, FG_PROTO_MAGIC);
 }
 
-int fg_proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t *used) {
+int fg__proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t *used) {
   const size_t head = 8; /* magic + length */
   size_t n = len < 4 ? len : 4;
   if (n && memcmp(p, FG_TOKEN_MAGIC, n) != 0) return FG_EPROTO;
@@ -267,8 +267,8 @@ int fg_proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t 
   return FG_PROTO_OK;
 }
 
-void fg_proto_put_token(fg_buf *b, const void *token, size_t len) {
-  fg_buf_put(b, FG_TOKEN_MAGIC, 4);
-  fg_buf_put_u32(b, (uint32_t)len);
-  fg_buf_put(b, token, len);
+void fg__proto_put_token(fg_buf *b, const void *token, size_t len) {
+  fg__buf_put(b, FG_TOKEN_MAGIC, 4);
+  fg__buf_put_u32(b, (uint32_t)len);
+  fg__buf_put(b, token, len);
 }

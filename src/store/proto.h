@@ -60,14 +60,14 @@ enum {
 };
 
 /* The wire byte for op in dialect, or -1 if the dialect lacks it. */
-int fg_proto_opcode(enum fg_dialect d, enum fg_op op);
+int fg__proto_opcode(enum fg_dialect d, enum fg_op op);
 /* The op a wire byte means in dialect, or -1. */
-int fg_proto_op(enum fg_dialect d, uint8_t byte);
-const char *fg_proto_op_name(enum fg_op op);
+int fg__proto_op(enum fg_dialect d, uint8_t byte);
+const char *fg__proto_op_name(enum fg_op op);
 
 /* Tells the dialect from a connection's first bytes: V2 if they are VALIDATE with the
  * magic, LEGACY if they cannot be, UNKNOWN if more bytes are needed. */
-enum fg_dialect fg_proto_sniff(const uint8_t *p, size_t len);
+enum fg_dialect fg__proto_sniff(const uint8_t *p, size_t len);
 
 typedef struct fg_slice {
   const uint8_t *p;
@@ -80,7 +80,7 @@ typedef struct fg_proto_limits {
   uint64_t max_keys;  /* keys in one CHECK/WAIT/MULTI_* request (default 131072) */
 } fg_proto_limits;
 
-void fg_proto_limits_default(fg_proto_limits *l);
+void fg__proto_limits_default(fg_proto_limits *l);
 
 /* One decoded request. Slices point into the caller's buffer. */
 typedef struct fg_request {
@@ -91,7 +91,7 @@ typedef struct fg_request {
   int64_t number;    /* ADD's delta, BARRIER's world size */
   uint32_t u32;      /* VALIDATE's magic, PING's nonce */
   uint64_t nkeys;    /* CHECK, WAIT, MULTI_GET, MULTI_SET */
-  fg_slice list;     /* raw n x str (or n x (str, bytes) for MULTI_SET); walk with fg_proto_next */
+  fg_slice list;     /* raw n x str (or n x (str, bytes) for MULTI_SET); walk with fg__proto_next */
 } fg_request;
 
 enum { FG_PROTO_NEED_MORE = 0, FG_PROTO_OK = 1 };
@@ -101,16 +101,16 @@ enum { FG_PROTO_NEED_MORE = 0, FG_PROTO_OK = 1 };
  *  FG_PROTO_NEED_MORE: the request is incomplete; *used is how many bytes in total are
  *                      needed before another attempt can make progress.
  *  < 0 (FG_EPROTO, FG_ELIMIT): invalid; *why says what, for the log. */
-int fg_proto_decode(enum fg_dialect d, const uint8_t *p, size_t len, const fg_proto_limits *lim,
+int fg__proto_decode(enum fg_dialect d, const uint8_t *p, size_t len, const fg_proto_limits *lim,
                     fg_request *req, size_t *used, const char **why);
 
 /* Walks a decoded list: the next str (and, if value is not NULL, the bytes after it).
  * Returns 1 while items remain, 0 at the end. */
-int fg_proto_next(fg_slice *list, fg_slice *key, fg_slice *value);
+int fg__proto_next(fg_slice *list, fg_slice *key, fg_slice *value);
 
 /* Request encoders (client side). They append to b. */
-void fg_proto_put_op(fg_buf *b, enum fg_dialect d, enum fg_op op);
-void fg_proto_put_validate(fg_buf *b);
+void fg__proto_put_op(fg_buf *b, enum fg_dialect d, enum fg_op op);
+void fg__proto_put_validate(fg_buf *b);
 
 /* The store token, fgstore's own addition (torch has nothing like it). A client that has
  * one sends, before anything else, the magic "FGTK", a u32 LE length (1 to FG_TOKEN_MAX)
@@ -127,7 +127,7 @@ void fg_proto_put_validate(fg_buf *b);
 
 /* Decodes a token message from p[0..len): FG_PROTO_OK with *token and *used; NEED_MORE with
  * *used = the bytes needed; FG_EPROTO if the bytes cannot be one. */
-int fg_proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t *used);
-void fg_proto_put_token(fg_buf *b, const void *token, size_t len);
+int fg__proto_decode_token(const uint8_t *p, size_t len, fg_slice *token, size_t *used);
+void fg__proto_put_token(fg_buf *b, const void *token, size_t len);
 
 #endif

@@ -1,6 +1,6 @@
 /* server.c - the store's sockets on a libuv loop.
  *
- * Bytes read from a connection go to fg_core_feed; replies collect in each session's output
+ * Bytes read from a connection go to fg__core_feed; replies collect in each session's output
  * buffer and go out in one write per connection once the input at hand has been processed.
  * Reads land in one buffer the whole server shares: only the tail of a request that has not
  * fully arrived is copied into the connection's own buffer, so a connection between requests
@@ -81,11 +81,11 @@ static void on_handle_closed(uv_handle_t *h);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
-void fg_server_config_init(fg_server_config *cfg) {
+void fg__server_config_init(fg_server_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->host = "127.0.0.1";
   fg_proto_limits lim;
-  fg_proto_limits_default(&lim);
+  fg__proto_limits_default(&lim);
   cfg->max_key = lim.max_key;
   cfg->max_value = lim.max_value;
   cfg->max_request = 64u << 20;
@@ -160,7 +160,7 @@ static void close_conn(conn *c, const char *reason) {
     c->srv->rejected++;
     fg_warn("store: closed connection from %s: %s", c->peer, reason);
   }
-  fg_session_drop(&c->srv->core, &c->session);
+  fg__session_drop(&c->srv->core, &c->session);
   fg_link_remove(&c->link);
   fg_link_remove(&c->stalled);
   c->srv->buffered -= c->charged;
@@ -173,11 +173,11 @@ static void on_handle_closed(uv_handle_t *h) {
   fg_server *srv = h->data;
   if (h != (uv_handle_t *)&srv->listener && h != (uv_handle_t *)&srv->sweep) {
     conn *c = (conn *)h;
-    fg_buf_free(&c->in);
+    fg__buf_free(&c->in);
     free(c);
   }
   if (--srv->open_handles == 0) {
-    fg_core_free(&srv->core);
+    fg__core_free(&srv->core);
     free(srv->rbuf);
     free(srv);
   }
@@ -232,7 +232,7 @@ static void update_pause(conn *c) {
 /* --- writing ------------------------------------------------------------------------------ */
 
 static void free_shares(fg_share *shares, size_t n) {
-  for (size_t i = 0; i < n; i++) fg_kv_blob_unref(shares[i].blob);
+  for (size_t i = 0; i < n; i++) fg__kv_blob_unref(shares[i].blob);
   free(shares);
 }
 
@@ -285,8 +285,8 @@ static int queue_rest(conn *c, uv_buf_t *bufs, size_t nbufs) {
     return -1;
   }
   w->data = s->out.data;
-  w->shares = fg_session_take_shares(s, &w->nshares);
-  fg_buf_init(&s->out);
+  w->shares = fg__session_take_shares(s, &w->nshares);
+  fg__buf_init(&s->out);
   /* libuv keeps its own copy of the buffer list; the bytes stay where they are. */
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nbufs, on_written) != 0) {
     free(w->data);
@@ -328,8 +328,8 @@ static void flush(conn *c) {
     queue_rest(c, rest, nbufs);
     goto out;
   }
-  fg_session_clear_output(s);
-  if (s->out.cap > OUT_KEEP_BYTES) fg_buf_free(&s->out);
+  fg__session_clear_output(s);
+  if (s->out.cap > OUT_KEEP_BYTES) fg__buf_free(&s->out);
 out:
   if (bufs != small) free(bufs);
 }
@@ -351,7 +351,7 @@ static ssize_t feed(conn *c, const uint8_t *p, size_t len) {
   fg_server *srv = c->srv;
   size_t used, need;
   const char *why = NULL;
-  int rc = fg_core_feed(&srv->core, &c->session, p, len, &used, &need, &why);
+  int rc = fg__core_feed(&srv->core, &c->session, p, len, &used, &need, &why);
   if (rc < 0) {
     flush(c); /* what the requests before the bad one asked for, as far as it goes at once */
     close_conn(c, why);
@@ -382,7 +382,7 @@ static void keep(conn *c, const uint8_t *p, size_t n) {
     budget_exceeded(c);
     return;
   }
-  fg_buf_put(&c->in, p, n);
+  fg__buf_put(&c->in, p, n);
   recharge(c);
   if (c->in.failed) close_conn(c, "out of memory for its request");
 }
@@ -395,9 +395,9 @@ static void feed_shared(conn *c, size_t n) {
 static void feed_own(conn *c) {
   ssize_t used = feed(c, c->in.data, c->in.len);
   if (used < 0) return;
-  fg_buf_consume(&c->in, (size_t)used);
+  fg__buf_consume(&c->in, (size_t)used);
   if (c->in.len == 0) {
-    fg_buf_free(&c->in);
+    fg__buf_free(&c->in);
     recharge(c);
   }
 }
@@ -422,7 +422,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
    * limits) straight into the connection's buffer, behind the part it has. */
   size_t want = FG_MAX(c->need > c->in.len ? c->need - c->in.len : 0, (size_t)4096);
   c->over_budget = over_budget(c, c->in.len + want);
-  if (c->over_budget || fg_buf_reserve(&c->in, want) != 0) {
+  if (c->over_budget || fg__buf_reserve(&c->in, want) != 0) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
@@ -478,8 +478,8 @@ static void on_connection(uv_stream_t *listener, int status) {
     return;
   }
   c->srv = srv;
-  fg_session_init(&c->session);
-  fg_buf_init(&c->in);
+  fg__session_init(&c->session);
+  fg__buf_init(&c->in);
   fg_link_init(&c->link);
   fg_link_init(&c->stalled);
   c->need = 1;
@@ -516,13 +516,13 @@ static int bind_listener(fg_server *srv, const fg_server_config *cfg, char *err,
   snprintf(port, sizeof port, "%d", cfg->port);
   int rc = getaddrinfo(cfg->host, port, &hints, &ai);
   if (rc != 0)
-    return fg_fail(err, errlen, -EINVAL, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+    return fg__fail(err, errlen, -EINVAL, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
                    gai_strerror(rc));
   rc = uv_tcp_bind(&srv->listener, ai->ai_addr, 0);
   freeaddrinfo(ai);
   if (rc == 0) rc = uv_listen((uv_stream_t *)&srv->listener, cfg->backlog, on_connection);
   if (rc != 0)
-    return fg_fail(err, errlen, rc, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+    return fg__fail(err, errlen, rc, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
                    uv_strerror(rc));
   struct sockaddr_storage ss;
   int len = sizeof ss;
@@ -545,24 +545,24 @@ static void start_sweep(fg_server *srv) {
 
 static int init_core(fg_server *srv, const fg_server_config *cfg) {
   fg_proto_limits lim = {cfg->max_key, cfg->max_value, 131072};
-  if (fg_core_init(&srv->core, cfg->max_total, &lim) != 0) return -ENOMEM;
+  if (fg__core_init(&srv->core, cfg->max_total, &lim) != 0) return -ENOMEM;
   srv->core.max_reply = FG_MAX(cfg->max_request, cfg->max_value + 64);
-  if (cfg->token && *cfg->token && fg_core_set_token(&srv->core, cfg->token, strlen(cfg->token)))
+  if (cfg->token && *cfg->token && fg__core_set_token(&srv->core, cfg->token, strlen(cfg->token)))
     return -ENOMEM;
   return 0;
 }
 
-int fg_server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **out, char *err,
+int fg__server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **out, char *err,
                     size_t errlen) {
   if (cfg->token && strlen(cfg->token) > FG_TOKEN_MAX)
-    return fg_fail(err, errlen, -EINVAL, "the store token is longer than %d bytes", FG_TOKEN_MAX);
+    return fg__fail(err, errlen, -EINVAL, "the store token is longer than %d bytes", FG_TOKEN_MAX);
   fg_server *srv = calloc(1, sizeof *srv);
   uint8_t *rbuf = malloc(READ_BYTES);
   if (!srv || !rbuf || init_core(srv, cfg) != 0) {
-    if (srv) fg_core_free(&srv->core);
+    if (srv) fg__core_free(&srv->core);
     free(srv);
     free(rbuf);
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   }
   srv->loop = loop;
   srv->rbuf = rbuf;
@@ -586,13 +586,13 @@ int fg_server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **ou
   return 0;
 }
 
-int fg_server_port(const fg_server *srv) { return srv->port; }
+int fg__server_port(const fg_server *srv) { return srv->port; }
 
-size_t fg_server_erase_prefix(fg_server *srv, const char *prefix) {
-  return fg_core_erase_prefix(&srv->core, (const uint8_t *)prefix, strlen(prefix));
+size_t fg__server_erase_prefix(fg_server *srv, const char *prefix) {
+  return fg__core_erase_prefix(&srv->core, (const uint8_t *)prefix, strlen(prefix));
 }
 
-void fg_server_get_stats(const fg_server *srv, fg_server_stats *st) {
+void fg__server_get_stats(const fg_server *srv, fg_server_stats *st) {
   st->keys = srv->core.kv.nvalues;
   st->bytes = srv->core.kv.bytes;
   st->connections = srv->nconns;
@@ -602,7 +602,7 @@ void fg_server_get_stats(const fg_server *srv, fg_server_stats *st) {
   st->buffered = srv->buffered;
 }
 
-void fg_server_close(fg_server *srv) {
+void fg__server_close(fg_server *srv) {
   if (srv->closing) return;
   srv->closing = 1;
   while (!fg_link_empty(&srv->conns)) close_conn(fg_container_of(srv->conns.next, conn, link), NULL);

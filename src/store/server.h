@@ -44,18 +44,18 @@ typedef struct fg_server_config {
  *     is closed for not reading them.
  * Reads use one 64 KiB buffer for all connections. */
 
-void fg_server_config_init(fg_server_config *cfg);
+void fg__server_config_init(fg_server_config *cfg);
 
 /* Binds and listens. On failure returns a negative errno and writes a message naming the
  * address into err. */
-int fg_server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **out, char *err,
+int fg__server_start(uv_loop_t *loop, const fg_server_config *cfg, fg_server **out, char *err,
                     size_t errlen);
 
 /* The bound port (useful when cfg->port was 0). */
-int fg_server_port(const fg_server *srv);
+int fg__server_port(const fg_server *srv);
 
 /* Deletes every key that starts with prefix; returns how many. Waiters are not woken. */
-size_t fg_server_erase_prefix(fg_server *srv, const char *prefix);
+size_t fg__server_erase_prefix(fg_server *srv, const char *prefix);
 
 /* Counters for logs, tests and benchmarks. */
 typedef struct fg_server_stats {
@@ -68,10 +68,10 @@ typedef struct fg_server_stats {
   uint64_t buffered;      /* bytes held for partly received requests */
 } fg_server_stats;
 
-void fg_server_get_stats(const fg_server *srv, fg_server_stats *st);
+void fg__server_get_stats(const fg_server *srv, fg_server_stats *st);
 
 /* Stops listening and closes every connection. The memory is released from close callbacks,
  * so the loop must run afterwards (uv_run until it returns). */
-void fg_server_close(fg_server *srv);
+void fg__server_close(fg_server *srv);
 
 #endif

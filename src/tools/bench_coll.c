@@ -208,7 +208,7 @@ static int check_once(sweep *s, const layout *l, int in_place, size_t shift, lon
 static int timed_batch(sweep *s, const layout *l, int in_place, double *sec) {
   const bc_options *o = s->o;
   int rc = fg_barrier(s->c);
-  double spent = 0, t0 = fg_now_s();
+  double spent = 0, t0 = fg__now_s();
   for (int i = 0; rc == 0 && i < o->iters; i++) {
     for (int a = 0; rc == 0 && a < o->agg_iters; a++) {
       bc_call k = call_at(s, l, in_place, (size_t)i * (size_t)o->agg_iters + (size_t)a);
@@ -216,12 +216,12 @@ static int timed_batch(sweep *s, const layout *l, int in_place, double *sec) {
       if (rc == 0 && o->blocking == 1) rc = fg_barrier(s->c);
     }
     if (rc == 0 && o->blocking == 3) { /* the barrier is not timed */
-      spent += fg_now_s() - t0;
+      spent += fg__now_s() - t0;
       rc = fg_barrier(s->c);
-      t0 = fg_now_s();
+      t0 = fg__now_s();
     }
   }
-  if (o->blocking != 3) spent = fg_now_s() - t0;
+  if (o->blocking != 3) spent = fg__now_s() - t0;
   *sec = spent / ((double)o->iters * o->agg_iters);
   return rc;
 }

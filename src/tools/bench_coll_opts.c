@@ -104,7 +104,7 @@ static int fixed_option(int c, const char *arg) {
     int v;                                                                                   \
     char want[160], flag[3] = {'-', letter, 0};                                              \
     snprintf(want, sizeof want, "only %d: %s", value, why);                                  \
-    return fg_parse_int(arg, -(1 << 30), 1 << 30, &v) || v != (value) ? bad(flag, arg, want) : 0; \
+    return fg__parse_int(arg, -(1 << 30), 1 << 30, &v) || v != (value) ? bad(flag, arg, want) : 0; \
   }
   switch (c) { FIXED_OPTIONS(FIXED_CASE) }
 #undef FIXED_CASE
@@ -116,7 +116,7 @@ static int fixed_option(int c, const char *arg) {
 static int parse_count(const char *what, const char *arg, int min, int max, int *out) {
   char want[64];
   snprintf(want, sizeof want, "a whole number from %d to %d", min, max);
-  return fg_parse_int(arg, min, max, out) ? bad(what, arg, want) : 0;
+  return fg__parse_int(arg, min, max, out) ? bad(what, arg, want) : 0;
 }
 
 /* nccl-tests' types, in the order -d all runs them (its uint32 and uint64 are not fgcomm's). */
@@ -187,9 +187,9 @@ static int parse_option(int c, const char *arg, bc_options *o) {
   int rc = fixed_option(c, arg);
   if (rc >= 0) return rc;
   switch (c) {
-    case 'b': return fg_parse_size(arg, &o->min_bytes) ? bad("-b", arg, SIZE_WANTED) : 0;
-    case 'e': return fg_parse_size(arg, &o->max_bytes) ? bad("-e", arg, SIZE_WANTED) : 0;
-    case 'i': return fg_parse_size(arg, &o->step_bytes) ? bad("-i", arg, SIZE_WANTED) : 0;
+    case 'b': return fg__parse_size(arg, &o->min_bytes) ? bad("-b", arg, SIZE_WANTED) : 0;
+    case 'e': return fg__parse_size(arg, &o->max_bytes) ? bad("-e", arg, SIZE_WANTED) : 0;
+    case 'i': return fg__parse_size(arg, &o->step_bytes) ? bad("-i", arg, SIZE_WANTED) : 0;
     case 'f': {
       int f;
       if ((rc = parse_count("-f", arg, 0, 1 << 20, &f)) == 0) o->step_factor = (uint64_t)f;
@@ -213,7 +213,7 @@ static int parse_option(int c, const char *arg, bc_options *o) {
       return parse_count("-r", arg, -1, 1 << 24, &o->root);
     case 'T': {
       double s;
-      if (fg_parse_seconds(arg, &s)) return bad("-T", arg, "seconds, 0 for the library's");
+      if (fg__parse_seconds(arg, &s)) return bad("-T", arg, "seconds, 0 for the library's");
       o->timeout_ms = (int)FG_MIN(s * 1000, 1 << 30);
       return 0;
     }

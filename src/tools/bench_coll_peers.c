@@ -58,7 +58,7 @@ static int named(const char *(*coll_at)(int), const char *coll) {
 /* Where a peer listens: loopback when every rank is on this host. */
 static void listen_host(fg_comm *w, char *host, size_t len) {
   snprintf(host, len, "127.0.0.1");
-  if (fg_comm_local_size(w) != fg_comm_size(w)) fg_advertised_host(host, len);
+  if (fg_comm_local_size(w) != fg_comm_size(w)) fg__advertised_host(host, len);
 }
 
 /* Rank 0's s, on every rank. */

@@ -171,102 +171,102 @@ static void json_begin(bc_report *r) {
   if (!r->o->json || !(r->json_file = open_json(r, path, sizeof path))) return;
   printf("# Writing JSON output to %s\n", path);
   fg_jsonw *j = &r->json;
-  fg_jsonw_init(j, r->json_file);
-  fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, "version"), fg_jsonw_int(j, JSON_FILE_VERSION);
+  fg__jsonw_init(j, r->json_file);
+  fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, "version"), fg__jsonw_int(j, JSON_FILE_VERSION);
   now_text(when, sizeof when);
-  fg_jsonw_key(j, "start_time"), fg_jsonw_str(j, when);
-  fg_jsonw_key(j, "args"), fg_jsonw_open(j, '[');
-  fg_jsonw_str(j, "fgbench");
-  for (int i = 0; i < r->o->argc; i++) fg_jsonw_str(j, r->o->argv[i]);
-  fg_jsonw_close(j);
-  fg_jsonw_key(j, "env"), fg_jsonw_open(j, '[');
+  fg__jsonw_key(j, "start_time"), fg__jsonw_str(j, when);
+  fg__jsonw_key(j, "args"), fg__jsonw_open(j, '[');
+  fg__jsonw_str(j, "fgbench");
+  for (int i = 0; i < r->o->argc; i++) fg__jsonw_str(j, r->o->argv[i]);
+  fg__jsonw_close(j);
+  fg__jsonw_key(j, "env"), fg__jsonw_open(j, '[');
   extern char **environ;
   for (char **e = environ; *e; e++) {
     if (!secret(*e)) {
-      fg_jsonw_str(j, *e);
+      fg__jsonw_str(j, *e);
       continue;
     }
-    char *redacted = fg_asprintf("%.*s=<redacted>", (int)strcspn(*e, "="), *e);
-    fg_jsonw_str(j, redacted ? redacted : "<redacted>");
+    char *redacted = fg__asprintf("%.*s=<redacted>", (int)strcspn(*e, "="), *e);
+    fg__jsonw_str(j, redacted ? redacted : "<redacted>");
     free(redacted);
   }
-  fg_jsonw_close(j);
-  fg_jsonw_key(j, "nccl_version"), fg_jsonw_int(j, 0);
-  fg_jsonw_key(j, "fgbench"), fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, "version"), fg_jsonw_str(j, FG_VERSION);
-  fg_jsonw_key(j, "collective"), fg_jsonw_str(j, r->coll->name);
-  fg_jsonw_key(j, "backend"), fg_jsonw_str(j, fg_comm_backend(r->w));
-  fg_jsonw_key(j, "launcher"), fg_jsonw_str(j, r->launcher);
-  fg_jsonw_key(j, "ranks"), fg_jsonw_int(j, r->ranks);
-  fg_jsonw_key(j, "repeat"), fg_jsonw_int(j, r->o->repeat);
-  fg_jsonw_close(j);
+  fg__jsonw_close(j);
+  fg__jsonw_key(j, "nccl_version"), fg__jsonw_int(j, 0);
+  fg__jsonw_key(j, "fgbench"), fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, "version"), fg__jsonw_str(j, FG_VERSION);
+  fg__jsonw_key(j, "collective"), fg__jsonw_str(j, r->coll->name);
+  fg__jsonw_key(j, "backend"), fg__jsonw_str(j, fg_comm_backend(r->w));
+  fg__jsonw_key(j, "launcher"), fg__jsonw_str(j, r->launcher);
+  fg__jsonw_key(j, "ranks"), fg__jsonw_int(j, r->ranks);
+  fg__jsonw_key(j, "repeat"), fg__jsonw_int(j, r->o->repeat);
+  fg__jsonw_close(j);
 }
 
 static void json_config(bc_report *r) {
   const bc_options *o = r->o;
   fg_jsonw *j = &r->json;
-  fg_jsonw_key(j, "config"), fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, "nthreads"), fg_jsonw_int(j, 1);
-  fg_jsonw_key(j, "ngpus"), fg_jsonw_int(j, 1);
-  fg_jsonw_key(j, "minimum_bytes"), fg_jsonw_int(j, (long long)o->min_bytes);
-  fg_jsonw_key(j, "maximum_bytes"), fg_jsonw_int(j, (long long)o->max_bytes);
+  fg__jsonw_key(j, "config"), fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, "nthreads"), fg__jsonw_int(j, 1);
+  fg__jsonw_key(j, "ngpus"), fg__jsonw_int(j, 1);
+  fg__jsonw_key(j, "minimum_bytes"), fg__jsonw_int(j, (long long)o->min_bytes);
+  fg__jsonw_key(j, "maximum_bytes"), fg__jsonw_int(j, (long long)o->max_bytes);
   if (o->step_factor > 1)
-    fg_jsonw_key(j, "step_factor"), fg_jsonw_int(j, (long long)o->step_factor);
+    fg__jsonw_key(j, "step_factor"), fg__jsonw_int(j, (long long)o->step_factor);
   else
-    fg_jsonw_key(j, "step_bytes"), fg_jsonw_int(j, (long long)o->step_bytes);
-  fg_jsonw_key(j, "warmup_iters"), fg_jsonw_int(j, o->warmup);
-  fg_jsonw_key(j, "iterations"), fg_jsonw_int(j, o->iters);
-  fg_jsonw_key(j, "aggregated_iterations"), fg_jsonw_int(j, o->agg_iters);
-  fg_jsonw_key(j, "validation"), fg_jsonw_int(j, o->check);
-  fg_jsonw_key(j, "graph"), fg_jsonw_int(j, 0);
-  fg_jsonw_key(j, "blocking_collectives"), fg_jsonw_bool(j, o->blocking);
-  fg_jsonw_key(j, "per_iter_timing"), fg_jsonw_bool(j, 0);
-  fg_jsonw_key(j, "per_iter_skip"), fg_jsonw_int(j, 0);
-  fg_jsonw_key(j, "parallel_init"), fg_jsonw_bool(j, o->parallel_init);
-  fg_jsonw_key(j, "devices"), fg_jsonw_open(j, '[');
+    fg__jsonw_key(j, "step_bytes"), fg__jsonw_int(j, (long long)o->step_bytes);
+  fg__jsonw_key(j, "warmup_iters"), fg__jsonw_int(j, o->warmup);
+  fg__jsonw_key(j, "iterations"), fg__jsonw_int(j, o->iters);
+  fg__jsonw_key(j, "aggregated_iterations"), fg__jsonw_int(j, o->agg_iters);
+  fg__jsonw_key(j, "validation"), fg__jsonw_int(j, o->check);
+  fg__jsonw_key(j, "graph"), fg__jsonw_int(j, 0);
+  fg__jsonw_key(j, "blocking_collectives"), fg__jsonw_bool(j, o->blocking);
+  fg__jsonw_key(j, "per_iter_timing"), fg__jsonw_bool(j, 0);
+  fg__jsonw_key(j, "per_iter_skip"), fg__jsonw_int(j, 0);
+  fg__jsonw_key(j, "parallel_init"), fg__jsonw_bool(j, o->parallel_init);
+  fg__jsonw_key(j, "devices"), fg__jsonw_open(j, '[');
   for (int i = 0; i < r->ranks; i++) {
     const char *line = r->lines + (size_t)i * LINE_MAX_LEN;
     int rank = 0, group = 0, pid = 0, dev = 0, end = 0;
     char host[256] = "", hex[128] = "", info[256] = "";
     sscanf(line, "#  Rank %d Group %d Pid %d on %255s device %d [%127[^]]] %255[^\n]%n", &rank,
            &group, &pid, host, &dev, hex, info, &end);
-    fg_jsonw_open(j, '{');
-    fg_jsonw_key(j, "rank"), fg_jsonw_int(j, rank);
-    fg_jsonw_key(j, "group"), fg_jsonw_int(j, group);
-    fg_jsonw_key(j, "pid"), fg_jsonw_int(j, pid);
-    fg_jsonw_key(j, "hostname"), fg_jsonw_str(j, host);
-    fg_jsonw_key(j, "device"), fg_jsonw_int(j, dev);
-    fg_jsonw_key(j, "device_hex"), fg_jsonw_str(j, hex);
-    fg_jsonw_key(j, "device_info"), fg_jsonw_str(j, info);
-    fg_jsonw_close(j);
+    fg__jsonw_open(j, '{');
+    fg__jsonw_key(j, "rank"), fg__jsonw_int(j, rank);
+    fg__jsonw_key(j, "group"), fg__jsonw_int(j, group);
+    fg__jsonw_key(j, "pid"), fg__jsonw_int(j, pid);
+    fg__jsonw_key(j, "hostname"), fg__jsonw_str(j, host);
+    fg__jsonw_key(j, "device"), fg__jsonw_int(j, dev);
+    fg__jsonw_key(j, "device_hex"), fg__jsonw_str(j, hex);
+    fg__jsonw_key(j, "device_info"), fg__jsonw_str(j, info);
+    fg__jsonw_close(j);
   }
-  fg_jsonw_close(j);
-  fg_jsonw_close(j);
-  fg_jsonw_key(j, "results"), fg_jsonw_open(j, '[');
+  fg__jsonw_close(j);
+  fg__jsonw_close(j);
+  fg__jsonw_key(j, "results"), fg__jsonw_open(j, '[');
 }
 
 static void json_end(bc_report *r, long long errors, double bw, double min_bw) {
   if (!r->json_file) return;
   fg_jsonw *j = &r->json;
   char when[64];
-  fg_jsonw_close(j); /* results */
-  fg_jsonw_key(j, "out_of_bounds"), fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, "count"), fg_jsonw_int(j, errors);
-  fg_jsonw_key(j, "okay"), fg_jsonw_bool(j, errors == 0);
-  fg_jsonw_close(j);
-  fg_jsonw_key(j, "average_bus_bandwidth"), fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, "bandwidth"), fg_jsonw_double(j, bw);
-  fg_jsonw_key(j, "okay");
+  fg__jsonw_close(j); /* results */
+  fg__jsonw_key(j, "out_of_bounds"), fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, "count"), fg__jsonw_int(j, errors);
+  fg__jsonw_key(j, "okay"), fg__jsonw_bool(j, errors == 0);
+  fg__jsonw_close(j);
+  fg__jsonw_key(j, "average_bus_bandwidth"), fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, "bandwidth"), fg__jsonw_double(j, bw);
+  fg__jsonw_key(j, "okay");
   if (min_bw < 0)
-    fg_jsonw_str(j, "unchecked");
+    fg__jsonw_str(j, "unchecked");
   else
-    fg_jsonw_bool(j, bw >= min_bw * 0.9);
-  fg_jsonw_close(j);
-  fg_jsonw_key(j, "errors"), fg_jsonw_open(j, '['), fg_jsonw_close(j);
+    fg__jsonw_bool(j, bw >= min_bw * 0.9);
+  fg__jsonw_close(j);
+  fg__jsonw_key(j, "errors"), fg__jsonw_open(j, '['), fg__jsonw_close(j);
   now_text(when, sizeof when);
-  fg_jsonw_key(j, "end_time"), fg_jsonw_str(j, when);
-  fg_jsonw_close(j);
+  fg__jsonw_key(j, "end_time"), fg__jsonw_str(j, when);
+  fg__jsonw_close(j);
   fputc('\n', r->json_file);
   fclose(r->json_file);
   r->json_file = NULL;
@@ -358,12 +358,12 @@ void bc_report_row(bc_report *r, size_t bytes, size_t count, fg_dtype dt, const 
   printf("%12zu  %12zu  %8s  %6s  %6s", bytes, count, bc_type_name(dt), redop, root_text);
   if (!r->json_file) return;
   fg_jsonw *j = &r->json;
-  fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, "size"), fg_jsonw_int(j, (long long)bytes);
-  fg_jsonw_key(j, "count"), fg_jsonw_int(j, (long long)count);
-  fg_jsonw_key(j, "type"), fg_jsonw_str(j, bc_type_name(dt));
-  fg_jsonw_key(j, "redop"), fg_jsonw_str(j, redop);
-  fg_jsonw_key(j, "root"), fg_jsonw_str(j, root_text);
+  fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, "size"), fg__jsonw_int(j, (long long)bytes);
+  fg__jsonw_key(j, "count"), fg__jsonw_int(j, (long long)count);
+  fg__jsonw_key(j, "type"), fg__jsonw_str(j, bc_type_name(dt));
+  fg__jsonw_key(j, "redop"), fg__jsonw_str(j, redop);
+  fg__jsonw_key(j, "root"), fg__jsonw_str(j, root_text);
 }
 
 static void csv_row(bc_report *r, const char *impl, double us, double algbw, double busbw,
@@ -396,16 +396,16 @@ void bc_report_result(bc_report *r, int in_place, double us, double algbw, doubl
   csv_row(r, "fgcomm", us, algbw, busbw, w, NAN, in_place ? "in-place" : "out-of-place");
   if (!r->json_file) return;
   fg_jsonw *j = &r->json;
-  fg_jsonw_key(j, in_place ? "in_place" : "out_of_place"), fg_jsonw_open(j, '{');
-  fg_jsonw_key(j, r->o->cputime ? "cpu_time" : "time"), fg_jsonw_double(j, us);
-  fg_jsonw_key(j, "alg_bw"), fg_jsonw_double(j, algbw);
-  fg_jsonw_key(j, "bus_bw"), fg_jsonw_double(j, busbw);
-  fg_jsonw_key(j, "nwrong");
+  fg__jsonw_key(j, in_place ? "in_place" : "out_of_place"), fg__jsonw_open(j, '{');
+  fg__jsonw_key(j, r->o->cputime ? "cpu_time" : "time"), fg__jsonw_double(j, us);
+  fg__jsonw_key(j, "alg_bw"), fg__jsonw_double(j, algbw);
+  fg__jsonw_key(j, "bus_bw"), fg__jsonw_double(j, busbw);
+  fg__jsonw_key(j, "nwrong");
   if (checked)
-    fg_jsonw_double(j, (double)wrong);
+    fg__jsonw_double(j, (double)wrong);
   else
-    fg_jsonw_null(j);
-  fg_jsonw_close(j);
+    fg__jsonw_null(j);
+  fg__jsonw_close(j);
 }
 
 void bc_report_peer(bc_report *r, int p, double us, double algbw, double busbw, double ratio) {
@@ -432,9 +432,9 @@ void bc_report_row_end(bc_report *r) {
   }
   if (r->json_file) {
     fg_jsonw *j = &r->json;
-    fg_jsonw_key(j, "actual_iterations"), fg_jsonw_int(j, r->o->iters);
-    fg_jsonw_key(j, "experiment_name"), fg_jsonw_str(j, "");
-    fg_jsonw_close(j);
+    fg__jsonw_key(j, "actual_iterations"), fg__jsonw_int(j, r->o->iters);
+    fg__jsonw_key(j, "experiment_name"), fg__jsonw_str(j, "");
+    fg__jsonw_close(j);
   }
   fflush(stdout);
 }

@@ -167,7 +167,7 @@ static void sleep_s(double s) {
 static int library_run(const bench_server *srv, int threads, const options *o, uint64_t *pairs,
                        char *err, size_t errlen) {
   worker *ws = calloc((size_t)threads, sizeof *ws);
-  if (!ws) return fg_fail(err, errlen, -ENOMEM, "out of memory");
+  if (!ws) return fg__fail(err, errlen, -ENOMEM, "out of memory");
   gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
   atomic_int stop = 0;
   int made = 0, rc = 0;
@@ -178,7 +178,7 @@ static int library_run(const bench_server *srv, int threads, const options *o, u
   }
   if (made < threads) {
     atomic_store(&stop, 1);
-    rc = fg_fail(err, errlen, -EAGAIN, "could start only %d of %d client threads", made, threads);
+    rc = fg__fail(err, errlen, -EAGAIN, "could start only %d of %d client threads", made, threads);
   }
   gate_open_when(&g, made);
   if (rc == 0) sleep_s(o->duration);
@@ -188,7 +188,7 @@ static int library_run(const bench_server *srv, int threads, const options *o, u
   for (int i = 0; i < made; i++) {
     *pairs += ws[i].pairs;
     if (ws[i].rc < 0 && rc == 0)
-      rc = fg_fail(err, errlen, ws[i].rc, "%s: client %d: %s", srv->label, i, ws[i].err);
+      rc = fg__fail(err, errlen, ws[i].rc, "%s: client %d: %s", srv->label, i, ws[i].err);
   }
   free(ws);
   return rc;
@@ -203,12 +203,12 @@ static int throughput_run(const bench_server *srv, int clients, const options *o
                       : bench_load_open(&l, srv, clients, o->driver_threads, o->value_size, err,
                                         errlen);
   if (rc < 0) return rc;
-  uint64_t pairs = 0, t0 = fg_now_ns();
+  uint64_t pairs = 0, t0 = fg__now_ns();
   double cpu0 = bench_server_cpu_s(srv), self0 = self_cpu_s(), user0, sys0, user1, sys1;
   int split = bench_server_cpu_split(srv, &user0, &sys0) == 0;
   rc = o->library ? library_run(srv, clients, o, &pairs, err, errlen)
                   : bench_load_run(l, o->duration, &pairs, err, errlen);
-  double elapsed = (double)(fg_now_ns() - t0) / 1e9;
+  double elapsed = (double)(fg__now_ns() - t0) / 1e9;
   double cpu = bench_server_cpu_s(srv) - cpu0, self = self_cpu_s() - self0;
   split = split && bench_server_cpu_split(srv, &user1, &sys1) == 0 && user1 + sys1 > user0 + sys0;
   bench_load_close(l);
@@ -296,7 +296,7 @@ static int run_throughput(bench_server *srv, int nsrv, const options *o) {
 static int pin_server(const bench_server *s, const options *o, char *err, size_t errlen) {
   if (o->pin_server < 0 || s->pid <= 0) return 0;
   int rc = bench_pin(s->pid, o->pin_server);
-  return rc ? fg_fail(err, errlen, rc, "cannot pin %s (pid %d) to CPU %d: %s", s->label,
+  return rc ? fg__fail(err, errlen, rc, "cannot pin %s (pid %d) to CPU %d: %s", s->label,
                       (int)s->pid, o->pin_server, strerror(-rc))
             : 0;
 }
@@ -411,7 +411,7 @@ static int parse_list(const char *s, int *out, int *n, int max) {
   char *copy = strdup(s), *save = NULL;
   *n = 0;
   for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
-    if (*n >= MAX_POINTS || fg_parse_int(tok, 1, max, &out[(*n)++]) < 0) *n = -1;
+    if (*n >= MAX_POINTS || fg__parse_int(tok, 1, max, &out[(*n)++]) < 0) *n = -1;
   free(copy);
   return *n > 0 ? 0 : -EINVAL;
 }
@@ -463,24 +463,24 @@ static int parse(int argc, char **argv, options *o) {
         if (parse_list(optarg, o->conns, &o->nconns, 1 << 20)) return bad("--conns", optarg);
         break;
       case 'd':
-        if (fg_parse_seconds(optarg, &o->duration) || o->duration <= 0)
+        if (fg__parse_seconds(optarg, &o->duration) || o->duration <= 0)
           return bad("--duration", optarg);
         break;
       case 'r':
-        if (fg_parse_int(optarg, 1, MAX_REPEAT, &o->repeat)) return bad("--repeat", optarg);
+        if (fg__parse_int(optarg, 1, MAX_REPEAT, &o->repeat)) return bad("--repeat", optarg);
         break;
       case 'n':
-        if (fg_parse_int(optarg, 1, MAX_REPEAT, &o->rounds)) return bad("--rounds", optarg);
+        if (fg__parse_int(optarg, 1, MAX_REPEAT, &o->rounds)) return bad("--rounds", optarg);
         break;
       case 'v':
-        if (fg_parse_int(optarg, 0, 4096, &o->value_size)) return bad("--value-size", optarg);
+        if (fg__parse_int(optarg, 0, 4096, &o->value_size)) return bad("--value-size", optarg);
         break;
       case 'l':
         o->library = !strcmp(optarg, "library");
         if (!o->library && strcmp(optarg, "lean")) return bad("--client", optarg);
         break;
       case 'D':
-        if (fg_parse_int(optarg, 1, 64, &o->driver_threads))
+        if (fg__parse_int(optarg, 1, 64, &o->driver_threads))
           return bad("--driver-threads", optarg);
         break;
       case 'o':
@@ -494,8 +494,8 @@ static int parse(int argc, char **argv, options *o) {
         } else {
           char server[16], driver[16];
           if (sscanf(optarg, "%15[0-9],%15[0-9]", server, driver) != 2 ||
-              fg_parse_int(server, 0, CPU_SETSIZE - 1, &o->pin_server) ||
-              fg_parse_int(driver, 0, CPU_SETSIZE - 1, &o->pin_driver) ||
+              fg__parse_int(server, 0, CPU_SETSIZE - 1, &o->pin_server) ||
+              fg__parse_int(driver, 0, CPU_SETSIZE - 1, &o->pin_driver) ||
               o->pin_server == o->pin_driver)
             return bad("--pin", optarg);
         }
@@ -503,7 +503,7 @@ static int parse(int argc, char **argv, options *o) {
       case 'N': o->pin_server = o->pin_driver = -1; break;
       case 'S': {
         int pid;
-        if (fg_parse_int(optarg, 1, 1 << 30, &pid)) return bad("--server-pid", optarg);
+        if (fg__parse_int(optarg, 1, 1 << 30, &pid)) return bad("--server-pid", optarg);
         o->server_pid = pid;
         break;
       }
@@ -575,7 +575,7 @@ int fg_bench_store(int argc, char **argv) {
             strerror(-rc));
     return 1;
   }
-  long nofile = fg_raise_nofile(); /* before the servers start: they inherit it */
+  long nofile = fg__raise_nofile(); /* before the servers start: they inherit it */
   if (!o.server) choose_peers(&o);
   int most = 0, nsrv = o.server ? 1 : 1 + o.npeers;
   for (int i = 0; i < o.nconns; i++) most = FG_MAX(most, o.conns[i]);

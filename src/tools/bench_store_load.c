@@ -123,12 +123,12 @@ static int dial(lconn *c, const struct sockaddr_storage *ss, socklen_t len, enum
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (d == FG_DIALECT_V2) {
     fg_buf hello;
-    fg_buf_init(&hello);
-    fg_proto_put_validate(&hello);
-    fg_proto_put_op(&hello, FG_DIALECT_V2, FG_OP_PING);
-    fg_buf_put_u32(&hello, (uint32_t)getpid());
+    fg__buf_init(&hello);
+    fg__proto_put_validate(&hello);
+    fg__proto_put_op(&hello, FG_DIALECT_V2, FG_OP_PING);
+    fg__buf_put_u32(&hello, (uint32_t)getpid());
     int rc = send_all(c, &hello);
-    fg_buf_free(&hello);
+    fg__buf_free(&hello);
     uint8_t echo[4];
     if (rc == 0) rc = wait_readable(c->fd);
     if (rc == 0 && recv(c->fd, echo, 4, MSG_WAITALL) != 4) rc = FG_EPROTO;
@@ -142,16 +142,16 @@ static void build(lconn *c, int i, enum fg_dialect d, size_t value_size) {
   static const uint8_t value[MAX_VALUE] = {0};
   char key[64];
   snprintf(key, sizeof key, "/fgbench/throughput/%d/%d", (int)getpid(), i);
-  fg_buf_init(&c->set_wait);
-  fg_buf_init(&c->get);
-  fg_proto_put_op(&c->set_wait, d, FG_OP_SET);
-  fg_buf_put_bytes(&c->set_wait, key, strlen(key));
-  fg_buf_put_bytes(&c->set_wait, value, value_size);
-  fg_proto_put_op(&c->set_wait, d, FG_OP_WAIT);
-  fg_buf_put_u64(&c->set_wait, 1);
-  fg_buf_put_bytes(&c->set_wait, key, strlen(key));
-  fg_proto_put_op(&c->get, d, FG_OP_GET);
-  fg_buf_put_bytes(&c->get, key, strlen(key));
+  fg__buf_init(&c->set_wait);
+  fg__buf_init(&c->get);
+  fg__proto_put_op(&c->set_wait, d, FG_OP_SET);
+  fg__buf_put_bytes(&c->set_wait, key, strlen(key));
+  fg__buf_put_bytes(&c->set_wait, value, value_size);
+  fg__proto_put_op(&c->set_wait, d, FG_OP_WAIT);
+  fg__buf_put_u64(&c->set_wait, 1);
+  fg__buf_put_bytes(&c->set_wait, key, strlen(key));
+  fg__proto_put_op(&c->get, d, FG_OP_GET);
+  fg__buf_put_bytes(&c->get, key, strlen(key));
 }
 
 static int open_threads(bench_load *l) {
@@ -179,7 +179,7 @@ int bench_load_open(bench_load **out, const bench_server *s, int conns, int thre
       !(l->threads = calloc((size_t)threads, sizeof *l->threads))) {
     if (l) free(l->conns);
     free(l);
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   }
   l->n = conns;
   l->nthreads = threads;
@@ -192,10 +192,10 @@ int bench_load_open(bench_load **out, const bench_server *s, int conns, int thre
   for (int i = 0; rc == 0 && i < conns; i++) {
     build(&l->conns[i], i, d, l->value_size);
     rc = dial(&l->conns[i], &ss, len, d);
-    if (rc < 0) fg_fail(err, errlen, rc, "%s: connection %d: %s", s->label, i, fg_strerror(rc));
+    if (rc < 0) fg__fail(err, errlen, rc, "%s: connection %d: %s", s->label, i, fg_strerror(rc));
   }
   if (rc == 0 && (rc = open_threads(l)) < 0)
-    fg_fail(err, errlen, rc, "cannot start the load threads: %s", fg_strerror(rc));
+    fg__fail(err, errlen, rc, "cannot start the load threads: %s", fg_strerror(rc));
   if (rc < 0) {
     bench_load_close(l);
     return rc;
@@ -216,7 +216,7 @@ int bench_load_run(bench_load *l, double seconds, uint64_t *pairs, char *err, si
     pthread_join(l->threads[t].tid, NULL);
     *pairs += l->threads[t].pairs;
     if (l->threads[t].rc < 0 && rc == 0)
-      rc = fg_fail(err, errlen, l->threads[t].rc, "load thread %d: %s", t,
+      rc = fg__fail(err, errlen, l->threads[t].rc, "load thread %d: %s", t,
                    fg_strerror(l->threads[t].rc));
   }
   l->started = 0;
@@ -232,8 +232,8 @@ void bench_load_close(bench_load *l) {
     if (l->threads[t].epfd > 0) close(l->threads[t].epfd);
   for (int i = 0; i < l->n; i++) {
     if (l->conns[i].fd >= 0) close(l->conns[i].fd);
-    fg_buf_free(&l->conns[i].set_wait);
-    fg_buf_free(&l->conns[i].get);
+    fg__buf_free(&l->conns[i].set_wait);
+    fg__buf_free(&l->conns[i].get);
   }
   free(l->threads);
   free(l->conns);

@@ -57,7 +57,7 @@ struct bench_rdzv {
 };
 
 static int fail(char *err, size_t errlen, int code, int conn, const char *what) {
-  return fg_fail(err, errlen, code, "connection %d: %s: %s", conn, what, fg_strerror(code));
+  return fg__fail(err, errlen, code, "connection %d: %s: %s", conn, what, fg_strerror(code));
 }
 
 static int send_request(rconn *c, const fg_buf *b) {
@@ -104,24 +104,24 @@ static int connected(bench_rdzv *r, rconn *c, int i) {
 }
 
 static void build_hello(fg_buf *b) {
-  fg_proto_put_validate(b);
-  fg_proto_put_op(b, FG_DIALECT_V2, FG_OP_PING);
-  fg_buf_put_u32(b, (uint32_t)getpid());
+  fg__proto_put_validate(b);
+  fg__proto_put_op(b, FG_DIALECT_V2, FG_OP_PING);
+  fg__buf_put_u32(b, (uint32_t)getpid());
 }
 
 static int open_all(bench_rdzv *r, char *err, size_t errlen) {
   struct epoll_event ev[EVENTS];
   int started = 0, ready = 0;
-  int64_t deadline = fg_now_ms() + PHASE_TIMEOUT_MS;
+  int64_t deadline = fg__now_ms() + PHASE_TIMEOUT_MS;
   while (ready < r->n) {
     while (started < r->n && started - ready < MAX_CONNECTING) {
       int rc = start_connect(r, started);
       if (rc < 0) return fail(err, errlen, rc, started, "connect");
       started++;
     }
-    int64_t left = deadline - fg_now_ms();
+    int64_t left = deadline - fg__now_ms();
     int n = left > 0 ? epoll_wait(r->epfd, ev, EVENTS, (int)left) : 0;
-    if (n == 0) return fg_fail(err, errlen, -ETIMEDOUT, "%d of %d connected", ready, r->n);
+    if (n == 0) return fg__fail(err, errlen, -ETIMEDOUT, "%d of %d connected", ready, r->n);
     for (int e = 0; e < n; e++) {
       int i = (int)ev[e].data.u32;
       rconn *c = &r->conns[i];
@@ -164,22 +164,22 @@ int bench_rdzv_open(bench_rdzv **out, const bench_server *s, int conns, int thre
       !(r->workers = calloc((size_t)threads, sizeof *r->workers))) {
     if (r) free(r->conns);
     free(r);
-    return fg_fail(err, errlen, -ENOMEM, "out of memory");
+    return fg__fail(err, errlen, -ENOMEM, "out of memory");
   }
   r->n = conns;
   r->nworkers = threads;
   r->dialect = s->dialect == FG_STORE_DIALECT_V2 ? FG_DIALECT_V2 : FG_DIALECT_LEGACY;
   for (int i = 0; i < conns; i++) r->conns[i].fd = -1;
-  fg_buf_init(&r->hello);
-  fg_buf_init(&r->add);
-  fg_buf_init(&r->wait);
-  fg_buf_init(&r->set_wait);
+  fg__buf_init(&r->hello);
+  fg__buf_init(&r->add);
+  fg__buf_init(&r->wait);
+  fg__buf_init(&r->set_wait);
   build_hello(&r->hello);
   r->epfd = epoll_create1(EPOLL_CLOEXEC);
   int rc = r->epfd < 0 ? -errno : bench_server_sockaddr(s, &r->addr, &r->addrlen);
-  if (rc < 0) fg_fail(err, errlen, rc, "%s:%d: %s", s->host, s->port, fg_strerror(rc));
+  if (rc < 0) fg__fail(err, errlen, rc, "%s:%d: %s", s->host, s->port, fg_strerror(rc));
   if (rc == 0) rc = open_all(r, err, errlen);
-  if (rc == 0 && (rc = split(r)) < 0) fg_fail(err, errlen, rc, "epoll: %s", fg_strerror(rc));
+  if (rc == 0 && (rc = split(r)) < 0) fg__fail(err, errlen, rc, "epoll: %s", fg_strerror(rc));
   if (rc < 0) {
     bench_rdzv_close(r);
     return rc;
@@ -194,17 +194,17 @@ static void build_round(bench_rdzv *r, int round) {
   snprintf(count, sizeof count, "/fgbench/rdzv/%d/%d/count", (int)getpid(), round);
   snprintf(done, sizeof done, "/fgbench/rdzv/%d/%d/done", (int)getpid(), round);
   fg_buf *bufs[] = {&r->add, &r->wait, &r->set_wait};
-  for (int i = 0; i < 3; i++) fg_buf_reset(bufs[i]);
-  fg_proto_put_op(&r->add, r->dialect, FG_OP_ADD);
-  fg_buf_put_bytes(&r->add, count, strlen(count));
-  fg_buf_put_i64(&r->add, 1);
-  fg_proto_put_op(&r->set_wait, r->dialect, FG_OP_SET);
-  fg_buf_put_bytes(&r->set_wait, done, strlen(done));
-  fg_buf_put_bytes(&r->set_wait, "1", 1);
-  fg_proto_put_op(&r->wait, r->dialect, FG_OP_WAIT);
-  fg_buf_put_u64(&r->wait, 1);
-  fg_buf_put_bytes(&r->wait, done, strlen(done));
-  fg_buf_put(&r->set_wait, r->wait.data, r->wait.len); /* the last arrival waits too */
+  for (int i = 0; i < 3; i++) fg__buf_reset(bufs[i]);
+  fg__proto_put_op(&r->add, r->dialect, FG_OP_ADD);
+  fg__buf_put_bytes(&r->add, count, strlen(count));
+  fg__buf_put_i64(&r->add, 1);
+  fg__proto_put_op(&r->set_wait, r->dialect, FG_OP_SET);
+  fg__buf_put_bytes(&r->set_wait, done, strlen(done));
+  fg__buf_put_bytes(&r->set_wait, "1", 1);
+  fg__proto_put_op(&r->wait, r->dialect, FG_OP_WAIT);
+  fg__buf_put_u64(&r->wait, 1);
+  fg__buf_put_bytes(&r->wait, done, strlen(done));
+  fg__buf_put(&r->set_wait, r->wait.data, r->wait.len); /* the last arrival waits too */
 }
 
 /* One reply for connection c: its count (then its WAIT) or its release. 1 when released. */
@@ -218,7 +218,7 @@ static int advance(bench_rdzv *r, rconn *c) {
   int last = (int64_t)fg_load_u64(c->in) == r->n;
   c->state = WAITING;
   c->in_len = 0;
-  if (last) r->last_arrival_ns = fg_now_ns();
+  if (last) r->last_arrival_ns = fg__now_ns();
   return send_request(c, last ? &r->set_wait : &r->wait);
 }
 
@@ -233,9 +233,9 @@ static void run_share(rworker *w) {
     c->in_len = 0;
     if ((w->rc = send_request(c, &r->add)) < 0) w->bad_conn = i;
   }
-  int64_t deadline = fg_now_ms() + PHASE_TIMEOUT_MS;
+  int64_t deadline = fg__now_ms() + PHASE_TIMEOUT_MS;
   for (int released = 0; w->rc == 0 && released < w->n;) {
-    int64_t left = deadline - fg_now_ms();
+    int64_t left = deadline - fg__now_ms();
     int n = left > 0 ? epoll_wait(w->epfd, ev, EVENTS, (int)left) : 0;
     if (n == 0) w->rc = -ETIMEDOUT;
     for (int e = 0; e < n && w->rc == 0; e++) {
@@ -248,7 +248,7 @@ static void run_share(rworker *w) {
       released += rc > 0;
     }
   }
-  w->done_ns = fg_now_ns();
+  w->done_ns = fg__now_ns();
 }
 
 static void *worker_main(void *arg) {
@@ -267,14 +267,14 @@ int bench_rdzv_round(bench_rdzv *r, int round, double *seconds, double *release,
   for (; started < r->nworkers; started++) /* started before the clock, held at `go` */
     if (pthread_create(&r->workers[started].tid, NULL, worker_main, &r->workers[started]))
       break;
-  uint64_t t0 = fg_now_ns(), t1 = t0;
+  uint64_t t0 = fg__now_ns(), t1 = t0;
   atomic_store(&r->go, 1);
   run_share(&r->workers[0]);
   for (int t = 1; t < started; t++) pthread_join(r->workers[t].tid, NULL);
-  if (started < r->nworkers) return fg_fail(err, errlen, -EAGAIN, "cannot start driver threads");
+  if (started < r->nworkers) return fg__fail(err, errlen, -EAGAIN, "cannot start driver threads");
   for (int t = 0; t < r->nworkers; t++) {
     rworker *w = &r->workers[t];
-    if (w->rc == -ETIMEDOUT) return fg_fail(err, errlen, w->rc, "not every connection released");
+    if (w->rc == -ETIMEDOUT) return fg__fail(err, errlen, w->rc, "not every connection released");
     if (w->rc < 0) return fail(err, errlen, w->rc, w->bad_conn, "ADD then WAIT");
     t1 = FG_MAX(t1, w->done_ns);
   }
@@ -291,10 +291,10 @@ void bench_rdzv_close(bench_rdzv *r) {
     if (r->workers[t].epfd > 0) close(r->workers[t].epfd);
   free(r->workers);
   if (r->epfd >= 0) close(r->epfd);
-  fg_buf_free(&r->hello);
-  fg_buf_free(&r->add);
-  fg_buf_free(&r->wait);
-  fg_buf_free(&r->set_wait);
+  fg__buf_free(&r->hello);
+  fg__buf_free(&r->add);
+  fg__buf_free(&r->wait);
+  fg__buf_free(&r->set_wait);
   free(r->conns);
   free(r);
 }

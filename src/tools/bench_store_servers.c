@@ -79,7 +79,7 @@ static int await_ready(bench_server *s, fg_store_dialect dialect, int timeout_ms
   o.connect_timeout_ms = timeout_ms;
   fg_store *st;
   int rc = fg_store_connect(&st, s->host, s->port, &o);
-  if (rc < 0) return fg_fail(err, errlen, rc, "%s: %s", s->label, fg_store_errmsg(NULL));
+  if (rc < 0) return fg__fail(err, errlen, rc, "%s: %s", s->label, fg_store_errmsg(NULL));
   s->dialect = fg_store_get_dialect(st);
   fg_store_close(st);
   return 0;
@@ -95,12 +95,12 @@ static void init(bench_server *s, const char *label) {
 int bench_server_start_fgstore(bench_server *s, const char *path, char *err, size_t errlen) {
   init(s, "fgstore");
   s->port = free_port();
-  if (s->port < 0) return fg_fail(err, errlen, s->port, "no free port: %s", strerror(-s->port));
+  if (s->port < 0) return fg__fail(err, errlen, s->port, "no free port: %s", strerror(-s->port));
   char port[16];
   snprintf(port, sizeof port, "%d", s->port);
   char *argv[] = {(char *)path, "--port", port, "--log_level", "warn", NULL};
   s->pid = spawn(argv, NULL, NULL);
-  if (s->pid < 0) return fg_fail(err, errlen, s->pid, "cannot start %s", path);
+  if (s->pid < 0) return fg__fail(err, errlen, s->pid, "cannot start %s", path);
   int rc = await_ready(s, FG_STORE_DIALECT_V2, START_TIMEOUT_MS, err, errlen);
   if (rc < 0) bench_server_stop(s);
   return rc;
@@ -110,22 +110,22 @@ int bench_server_start_fgstore(bench_server *s, const char *path, char *err, siz
 static int read_port(int fd, char *err, size_t errlen) {
   char line[32] = "";
   size_t len = 0;
-  int64_t deadline = fg_now_ms() + START_TIMEOUT_MS;
+  int64_t deadline = fg__now_ms() + START_TIMEOUT_MS;
   while (len < sizeof line - 1 && !memchr(line, '\n', len)) {
     struct pollfd p = {.fd = fd, .events = POLLIN};
-    int64_t left = deadline - fg_now_ms();
+    int64_t left = deadline - fg__now_ms();
     ssize_t n = -1;
     if (left > 0 && poll(&p, 1, (int)left) == 1) n = read(fd, line + len, sizeof line - 1 - len);
     if (n <= 0)
-      return fg_fail(err, errlen, -ECHILD,
+      return fg__fail(err, errlen, -ECHILD,
                      "torch's TCPStore did not start (is torch installed for that python?)");
     len += (size_t)n;
     line[len] = '\0';
   }
   int port;
   *strchrnul(line, '\n') = '\0';
-  if (fg_parse_int(line, 1, 65535, &port) < 0)
-    return fg_fail(err, errlen, -EPROTO, "torch's TCPStore script printed '%s'", line);
+  if (fg__parse_int(line, 1, 65535, &port) < 0)
+    return fg__fail(err, errlen, -EPROTO, "torch's TCPStore script printed '%s'", line);
   return port;
 }
 
@@ -135,7 +135,7 @@ int bench_server_start_torch(bench_server *s, const char *label, const char *pyt
   int out = -1;
   char *argv[] = {(char *)python, "-c", (char *)torch_script, NULL};
   s->pid = spawn(argv, &s->stdin_fd, &out);
-  if (s->pid < 0) return fg_fail(err, errlen, s->pid, "cannot start %s", python);
+  if (s->pid < 0) return fg__fail(err, errlen, s->pid, "cannot start %s", python);
   int rc = s->port = read_port(out, err, errlen);
   close(out);
   if (rc > 0) rc = await_ready(s, dialect, START_TIMEOUT_MS, err, errlen);
@@ -146,8 +146,8 @@ int bench_server_start_torch(bench_server *s, const char *label, const char *pyt
 int bench_server_attach(bench_server *s, const char *hostport, char *err, size_t errlen) {
   init(s, hostport);
   s->port = 0;
-  if (fg_split_hostport(hostport, s->host, sizeof s->host, &s->port) < 0 || s->port == 0)
-    return fg_fail(err, errlen, -EINVAL, "--server wants HOST:PORT, not '%s'", hostport);
+  if (fg__split_hostport(hostport, s->host, sizeof s->host, &s->port) < 0 || s->port == 0)
+    return fg__fail(err, errlen, -EINVAL, "--server wants HOST:PORT, not '%s'", hostport);
   return await_ready(s, FG_STORE_DIALECT_AUTO, ATTACH_TIMEOUT_MS, err, errlen);
 }
 
@@ -163,7 +163,7 @@ int bench_server_sockaddr(const bench_server *s, struct sockaddr_storage *ss, so
 }
 
 static int reap(pid_t pid, int ms) {
-  for (int64_t until = fg_now_ms() + ms; fg_now_ms() < until;) {
+  for (int64_t until = fg__now_ms() + ms; fg__now_ms() < until;) {
     if (waitpid(pid, NULL, WNOHANG) == pid) return 1;
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);

@@ -131,21 +131,21 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
   setpgid(pid, pid);
   running_group = pid;
   close(fds[1]);
-  double deadline = fg_now_s() + timeout;
+  double deadline = fg__now_s() + timeout;
   int timed_out = 0, killed = 0;
   for (;;) {
-    double left = deadline - fg_now_s();
+    double left = deadline - fg__now_s();
     if (left <= 0 && !killed) {
       timed_out = 1;
       killed = 1;
       kill(-pid, SIGTERM);
-      deadline = fg_now_s() + 3; /* then SIGKILL */
+      deadline = fg__now_s() + 3; /* then SIGKILL */
       continue;
     }
     if (left <= 0 && killed == 1) {
       kill(-pid, SIGKILL);
       killed = 2;
-      deadline = fg_now_s() + 5;
+      deadline = fg__now_s() + 5;
       continue;
     }
     if (left <= 0) break; /* something outside the group holds the pipe: stop reading */
@@ -156,7 +156,7 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
       char buf[4096];
       ssize_t got = read(fds[0], buf, sizeof buf);
       if (got > 0) {
-        fg_buf_put(out, buf, (size_t)got);
+        fg__buf_put(out, buf, (size_t)got);
         continue;
       }
       if (got == 0) break;
@@ -169,7 +169,7 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
   }
   kill(-pid, SIGKILL); /* anything the case left behind */
   running_group = 0;
-  fg_buf_put_u8(out, 0);
+  fg__buf_put_u8(out, 0);
   out->len--;
   if (timed_out) return 124;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -178,25 +178,25 @@ static int run_captured(char **argv, double timeout, fg_buf *out) {
 /* The command line as one string a shell would run the same way. */
 static char *join_argv(char **argv) {
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   for (int i = 0; argv[i]; i++) {
     const char *a = argv[i];
     int plain = a[0] != '\0' && strspn(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                           "0123456789-_=./:,+@%") == strlen(a);
-    if (i) fg_buf_put(&b, " ", 1);
+    if (i) fg__buf_put(&b, " ", 1);
     if (plain) {
-      fg_buf_put(&b, a, strlen(a));
+      fg__buf_put(&b, a, strlen(a));
       continue;
     }
-    fg_buf_put(&b, "'", 1);
+    fg__buf_put(&b, "'", 1);
     for (; *a; a++)
       if (*a == '\'')
-        fg_buf_put(&b, "'\\''", 4);
+        fg__buf_put(&b, "'\\''", 4);
       else
-        fg_buf_put(&b, a, 1);
-    fg_buf_put(&b, "'", 1);
+        fg__buf_put(&b, a, 1);
+    fg__buf_put(&b, "'", 1);
   }
-  fg_buf_put_u8(&b, 0);
+  fg__buf_put_u8(&b, 0);
   return (char *)b.data;
 }
 
@@ -216,7 +216,7 @@ static int on_path(const char *name) {
 static char *cannot_run(const matrix_case *c) {
   int gpus = count_gpus();
   if (!strcmp(c->backend, "nccl") && gpus < c->processes)
-    return gpus ? fg_asprintf("needs %d GPUs, this machine has %d", c->processes, gpus)
+    return gpus ? fg__asprintf("needs %d GPUs, this machine has %d", c->processes, gpus)
                 : strdup("no CUDA device");
   if (!strcmp(c->launcher, "mpirun") && !on_path("mpirun"))
     return strdup("mpirun is not installed");
@@ -228,17 +228,17 @@ static char *cannot_run(const matrix_case *c) {
 static int verdict(matrix_case *c) {
   if (!c->expect_fail) {
     if (c->exit_code != 0)
-      c->why = c->exit_code == 124 ? fg_asprintf("timed out after %g s", c->timeout)
-                                   : fg_asprintf("exit status %d", c->exit_code);
+      c->why = c->exit_code == 124 ? fg__asprintf("timed out after %g s", c->timeout)
+                                   : fg__asprintf("exit status %d", c->exit_code);
     return c->exit_code == 0;
   }
   if (c->exit_code == 1 && strstr(c->log, "[FAIL]")) return 1;
   if (c->exit_code == 0)
     c->why = strdup("expected the scenario to fail a check, but it passed");
   else if (c->exit_code == 124)
-    c->why = fg_asprintf("timed out after %g s (expected a failed check)", c->timeout);
+    c->why = fg__asprintf("timed out after %g s (expected a failed check)", c->timeout);
   else
-    c->why = fg_asprintf("exit status %d%s (expected 1 with a failed check)", c->exit_code,
+    c->why = fg__asprintf("exit status %d%s (expected 1 with a failed check)", c->exit_code,
                          c->exit_code == 1 ? " without a [FAIL] line" : "");
   return 0;
 }
@@ -280,10 +280,10 @@ static void run_case(const options *o, matrix_case *c, size_t i, size_t total) {
     return;
   }
   fg_buf out;
-  fg_buf_init(&out);
-  double t0 = fg_now_s();
+  fg__buf_init(&out);
+  double t0 = fg__now_s();
   c->exit_code = run_captured(argv, c->timeout, &out);
-  c->seconds = fg_now_s() - t0;
+  c->seconds = fg__now_s() - t0;
   c->log = out.data ? (char *)out.data : strdup("");
   int passed = verdict(c);
   c->result = passed ? "PASS" : "FAIL";
@@ -360,7 +360,7 @@ static int parse(int argc, char **argv, options *o) {
         break;
       case FILTER: o->filter = optarg; break;
       case TIMEOUT:
-        if (fg_parse_seconds(optarg, &o->timeout) != 0 || o->timeout <= 0) {
+        if (fg__parse_seconds(optarg, &o->timeout) != 0 || o->timeout <= 0) {
           fprintf(stderr, "fgmatrix: error: bad --timeout '%s'\n", optarg);
           return 2;
         }
@@ -429,9 +429,9 @@ int main(int argc, char **argv) {
   }
   signal(SIGINT, on_interrupt);
   signal(SIGTERM, on_interrupt);
-  double t0 = fg_now_s();
+  double t0 = fg__now_s();
   for (size_t i = 0; i < m.n && !interrupted; i++) run_case(&o, &m.cases[i], i, m.n);
-  double total = fg_now_s() - t0;
+  double total = fg__now_s() - t0;
   print_table(&m, total);
   int failed = 0;
   if (o.junit && matrix_write_junit(&m, o.junit, total) != 0) {

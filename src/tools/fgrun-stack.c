@@ -136,10 +136,10 @@ static int python_stacks(int pid, const char *path, int sig, int wait_ms, FILE *
     fprintf(out, "%sPython: cannot signal process %d: %s\n", INDENT, pid, strerror(errno));
     return -1;
   }
-  uint64_t deadline = fg_now_ns() + (uint64_t)wait_ms * 1000000u;
+  uint64_t deadline = fg__now_ns() + (uint64_t)wait_ms * 1000000u;
   long last = before;
   int stable = 0;
-  while (fg_now_ns() < deadline) {
+  while (fg__now_ns() < deadline) {
     usleep(2000);
     long now = file_size(path);
     stable = now == last ? stable + 1 : 0;
@@ -170,14 +170,14 @@ int main(int argc, char **argv) {
     switch (ch) {
       case 'p': py_file = optarg; break;
       case 's':
-        if (fg_parse_int(optarg, 1, 64, &sig) != 0) {
+        if (fg__parse_int(optarg, 1, 64, &sig) != 0) {
           fprintf(stderr, "fgrun-stack: --signal: expected 1 to 64, got '%s'\n", optarg);
           return 2;
         }
         break;
       case 'n': native = 0; break;
       case 'w':
-        if (fg_parse_int(optarg, 1, 600000, &wait_ms) != 0) {
+        if (fg__parse_int(optarg, 1, 600000, &wait_ms) != 0) {
           fprintf(stderr, "fgrun-stack: --wait-ms: expected 1 to 600000, got '%s'\n", optarg);
           return 2;
         }
@@ -186,7 +186,7 @@ int main(int argc, char **argv) {
       default: usage(); return 2;
     }
   }
-  if (optind != argc - 1 || fg_parse_int(argv[optind], 1, 1 << 30, &pid) != 0 ||
+  if (optind != argc - 1 || fg__parse_int(argv[optind], 1, 1 << 30, &pid) != 0 ||
       (py_file && !sig)) {
     if (optind == argc - 1 && !(py_file && !sig))
       fprintf(stderr, "fgrun-stack: PID: expected a process id, got '%s'\n", argv[optind]);

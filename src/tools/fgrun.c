@@ -57,10 +57,10 @@ static int check_mpi(const fg_launch_opts *o, const fg_program *prog, char *err,
 }
 
 int main(int argc, char **argv) {
-  fg_log_set_program("fgrun");
+  fg__log_set_program("fgrun");
   /* A reader of our stdout going away must not kill the job; writes then fail with EPIPE. */
   signal(SIGPIPE, SIG_IGN);
-  fg_raise_nofile(); /* the store holds a connection or two per worker; workers inherit it */
+  fg__raise_nofile(); /* the store holds a connection or two per worker; workers inherit it */
 
   fg_launch_opts opts;
   char err[1024];
@@ -80,7 +80,7 @@ int main(int argc, char **argv) {
     status = 0;
     goto out;
   }
-  fg_log_set_level((enum fg_log_level)fg_log_level_parse(opts.log_level));
+  fg__log_set_level((enum fg_log_level)fg__log_level_parse(opts.log_level));
   if (fg_resolve_nproc(&opts, err, sizeof err) != 0) goto usage_error;
   if (check_ranks_filter(&opts, err, sizeof err) != 0) goto usage_error;
   if (fg_launch_check_slurm(&opts, err, sizeof err) != 0) goto usage_error;

@@ -90,15 +90,15 @@ static void die_usage(const char *fmt, const char *arg) {
 
 static uint64_t size_arg(const char *name, const char *s) {
   uint64_t v;
-  if (fg_parse_size(s, &v) != 0 || v == 0) die_usage("bad size for %s", name);
+  if (fg__parse_size(s, &v) != 0 || v == 0) die_usage("bad size for %s", name);
   return v;
 }
 
 static fg_server *server;
 
 static void on_signal(uv_signal_t *h, int sig) {
-  fg_info("%s received, stopping", fg_signame(sig));
-  fg_server_close(server);
+  fg_info("%s received, stopping", fg__signame(sig));
+  fg__server_close(server);
   uv_close((uv_handle_t *)h, NULL);
 }
 
@@ -111,9 +111,9 @@ static void on_first_signal(uv_signal_t *h, int sig) {
 }
 
 int main(int argc, char **argv) {
-  fg_log_set_program("fgstore");
+  fg__log_set_program("fgstore");
   fg_server_config cfg;
-  fg_server_config_init(&cfg);
+  fg__server_config_init(&cfg);
   cfg.port = 29500;
   cfg.token = getenv("FG_STORE_TOKEN");
   int opt, level;
@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
     switch (opt) {
       case OPT_HOST: cfg.host = optarg; break;
       case OPT_PORT:
-        if (fg_parse_int(optarg, 0, 65535, &cfg.port) != 0) die_usage("bad port '%s'", optarg);
+        if (fg__parse_int(optarg, 0, 65535, &cfg.port) != 0) die_usage("bad port '%s'", optarg);
         break;
       case OPT_KEY: cfg.max_key = size_arg("--max_key_size", optarg); break;
       case OPT_VALUE: cfg.max_value = size_arg("--max_value_size", optarg); break;
@@ -131,19 +131,19 @@ int main(int argc, char **argv) {
       case OPT_TOTAL: cfg.max_total = size_arg("--max_total_size", optarg); break;
       case OPT_BUFFERED: cfg.max_buffered = size_arg("--max_buffered_size", optarg); break;
       case OPT_IDLE:
-        if (fg_parse_seconds(optarg, &idle) != 0 || idle < 0 || idle > 86400 * 365)
+        if (fg__parse_seconds(optarg, &idle) != 0 || idle < 0 || idle > 86400 * 365)
           die_usage("bad --idle_timeout '%s'", optarg);
         cfg.idle_timeout_ms = (int)(idle * 1000 + 0.5);
         if (idle > 0 && cfg.idle_timeout_ms == 0) cfg.idle_timeout_ms = 1;
         break;
       case OPT_TOKEN: cfg.token = token_arg = optarg; break;
       case OPT_CONNS:
-        if (fg_parse_int(optarg, 1, 1 << 24, &cfg.max_connections) != 0)
+        if (fg__parse_int(optarg, 1, 1 << 24, &cfg.max_connections) != 0)
           die_usage("bad --max_connections '%s'", optarg);
         break;
       case OPT_LOG:
-        if ((level = fg_log_level_parse(optarg)) < 0) die_usage("bad --log_level '%s'", optarg);
-        fg_log_set_level((enum fg_log_level)level);
+        if ((level = fg__log_level_parse(optarg)) < 0) die_usage("bad --log_level '%s'", optarg);
+        fg__log_set_level((enum fg_log_level)level);
         break;
       case OPT_VERSION: printf("fgstore %s\n", FG_VERSION); return 0;
       case 'h': fputs(usage, stdout); return 0;
@@ -154,14 +154,14 @@ int main(int argc, char **argv) {
   if (cfg.token && strlen(cfg.token) > FG_TOKEN_MAX)
     die_usage("the store token is longer than %s bytes", "1024");
   signal(SIGPIPE, SIG_IGN);
-  long nofile = fg_raise_nofile();
+  long nofile = fg__raise_nofile();
   if (nofile > 0 && nofile < cfg.max_connections + 64L)
     fg_warn("open-file limit is %ld: fewer than --max_connections=%d clients can connect",
             nofile, cfg.max_connections);
 
   uv_loop_t *loop = uv_default_loop();
   char err[256];
-  if (fg_server_start(loop, &cfg, &server, err, sizeof err) != 0) {
+  if (fg__server_start(loop, &cfg, &server, err, sizeof err) != 0) {
     fg_error("%s", err);
     return 1;
   }
@@ -173,7 +173,7 @@ int main(int argc, char **argv) {
     uv_signal_init(loop, &sigs[i]);
     uv_signal_start(&sigs[i], on_first_signal, signums[i]);
   }
-  fg_info("listening on %s:%d%s", cfg.host, fg_server_port(server),
+  fg_info("listening on %s:%d%s", cfg.host, fg__server_port(server),
           cfg.token && *cfg.token ? " (clients must present the store token)" : "");
   uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);

@@ -105,7 +105,7 @@ static int load_mesh(reader *r, yaml_node_t *n, matrix_case *c) {
     const char *k = scalar(yaml_document_get_node(r->doc, p->key));
     const char *v = scalar(yaml_document_get_node(r->doc, p->value));
     int size;
-    if (!k || !v || fg_parse_int(v, 1, 4096, &size) != 0)
+    if (!k || !v || fg__parse_int(v, 1, 4096, &size) != 0)
       return fail_at(r, n, "case '%s': mesh sizes must be positive integers", c->name);
     if (c->mesh_dims == MATRIX_MAX_MESH)
       return fail_at(r, n, "case '%s': more than %d mesh dimensions", c->name, MATRIX_MAX_MESH);
@@ -174,10 +174,10 @@ static int load_case(reader *r, matrix *m, yaml_node_t *n, yaml_node_t *defaults
   snprintf(src, sizeof src, "%s:%zu", r->path, n->start_mark.line + 1);
   c->source = strdup(src);
   const char *procs = field(r, n, defaults, "processes", NULL);
-  if (!procs || fg_parse_int(procs, 1, 4096, &c->processes) != 0)
+  if (!procs || fg__parse_int(procs, 1, 4096, &c->processes) != 0)
     return fail_at(r, n, "case '%s': processes must be a positive integer", name);
   const char *timeout = field(r, n, defaults, "timeout", "120");
-  if (fg_parse_seconds(timeout, &c->timeout) != 0 || c->timeout <= 0)
+  if (fg__parse_seconds(timeout, &c->timeout) != 0 || c->timeout <= 0)
     return fail_at(r, n, "case '%s': timeout must be a number of seconds", name);
   const char *expect = field(r, n, defaults, "expect", NULL);
   if (expect && strcmp(expect, "pass") && strcmp(expect, "fail"))
@@ -196,7 +196,7 @@ static int load_case(reader *r, matrix *m, yaml_node_t *n, yaml_node_t *defaults
 
 int matrix_load(matrix *m, const char *path, char *err, size_t errlen) {
   FILE *f = fopen(path, "rb");
-  if (!f) return fg_fail(err, errlen, -1, "%s: %s", path, strerror(errno));
+  if (!f) return fg__fail(err, errlen, -1, "%s: %s", path, strerror(errno));
   yaml_parser_t parser;
   yaml_document_t doc;
   yaml_parser_initialize(&parser);
@@ -204,7 +204,7 @@ int matrix_load(matrix *m, const char *path, char *err, size_t errlen) {
   reader r = {&doc, path, err, errlen};
   int rc = 0;
   if (!yaml_parser_load(&parser, &doc)) {
-    rc = fg_fail(err, errlen, -1, "%s:%zu: %s", path, parser.problem_mark.line + 1,
+    rc = fg__fail(err, errlen, -1, "%s:%zu: %s", path, parser.problem_mark.line + 1,
                  parser.problem ? parser.problem : "malformed YAML");
     yaml_parser_delete(&parser);
     fclose(f);

@@ -9,7 +9,7 @@ static const char replacement[] = "\xef\xbf\xbd"; /* U+FFFD */
 
 static void xml_text(FILE *f, const char *text) {
   for (const unsigned char *s = (const unsigned char *)text; s && *s;) {
-    size_t n = fg_utf8_len(s);
+    size_t n = fg__utf8_len(s);
     unsigned char c = *s;
     if (c == '<') fputs("&lt;", f);
     else if (c == '>') fputs("&gt;", f);
@@ -72,22 +72,22 @@ int matrix_write_json(const matrix *m, const char *path, double total) {
   for (size_t i = 0; i < m->n; i++) {
     const matrix_case *c = &m->cases[i];
     fprintf(f, "  {\"name\": ");
-    fg_json_string(f, c->name);
+    fg__json_string(f, c->name);
     fprintf(f, ", \"scenario\": ");
-    fg_json_string(f, c->scenario);
+    fg__json_string(f, c->scenario);
     fprintf(f, ", \"backend\": ");
-    fg_json_string(f, c->backend);
+    fg__json_string(f, c->backend);
     fprintf(f, ", \"launcher\": ");
-    fg_json_string(f, c->launcher);
+    fg__json_string(f, c->launcher);
     fprintf(f, ", \"processes\": %d, \"expect\": \"%s\", \"result\": ", c->processes,
             c->expect_fail ? "fail" : "pass");
-    fg_json_string(f, c->result ? c->result : "NOT RUN");
+    fg__json_string(f, c->result ? c->result : "NOT RUN");
     fprintf(f, ", \"exit_code\": %d, \"seconds\": %.3f, \"why\": ", c->exit_code, c->seconds);
-    fg_json_string(f, c->why ? c->why : "");
+    fg__json_string(f, c->why ? c->why : "");
     fprintf(f, ", \"source\": ");
-    fg_json_string(f, c->source);
+    fg__json_string(f, c->source);
     fprintf(f, ", \"command\": ");
-    fg_json_string(f, c->command ? c->command : "");
+    fg__json_string(f, c->command ? c->command : "");
     fprintf(f, "}%s\n", i + 1 < m->n ? "," : "");
   }
   fprintf(f, "]}\n");

@@ -96,7 +96,7 @@ static int wait_stopped(int tid, uint64_t deadline_ns) {
     pid_t r = waitpid(tid, &status, __WALL | WNOHANG);
     if (r == tid) return WIFSTOPPED(status) ? 0 : -ESRCH;
     if (r < 0 && errno != EINTR) return -errno;
-    if (fg_now_ns() >= deadline_ns) return -ETIMEDOUT;
+    if (fg__now_ns() >= deadline_ns) return -ETIMEDOUT;
     usleep(500);
   }
 }
@@ -159,7 +159,7 @@ int fg_native_stacks(int pid, int stop_ms, const char *indent, FILE *out) {
     return -1;
   }
   /* Stop every thread that can be stopped, then walk them all while they stand still. */
-  uint64_t t0 = fg_now_ns(), deadline = t0 + (uint64_t)stop_ms * 1000000u;
+  uint64_t t0 = fg__now_ns(), deadline = t0 + (uint64_t)stop_ms * 1000000u;
   for (int i = 0; i < n; i++) {
     thread *t = &threads[i];
     memset(t, 0, sizeof *t);
@@ -185,7 +185,7 @@ int fg_native_stacks(int pid, int stop_ms, const char *indent, FILE *out) {
     if (threads[i].stopped && attached) dwfl_getthread_frames(d, threads[i].tid, on_frame, &threads[i]);
   for (int i = 0; i < n; i++)
     if (threads[i].stopped) ptrace(PTRACE_DETACH, threads[i].tid, NULL, NULL);
-  double held_ms = (double)(fg_now_ns() - t0) / 1e6;
+  double held_ms = (double)(fg__now_ns() - t0) / 1e6;
 
   fprintf(out, "%snative stacks (libdw; threads held %.1f ms, then let go):\n", indent, held_ms);
   if (!attached) fprintf(out, "%s  (libdw could not attach: %s)\n", indent, dwfl_errmsg(-1));

@@ -36,15 +36,15 @@ static void own_file(void) {
 }
 
 static int marks(long n) {
-  uint64_t t0 = fg_now_ns();
+  uint64_t t0 = fg__now_ns();
   for (long i = 0; i < n; i++) {
     fg_op_mark m = {0};
     fg_op_args a = {1024, "float32", FG_PROGRESS_NO_RANK, FG_PROGRESS_NO_RANK};
-    fg_op_enter(&m, "allreduce", "world", (uint64_t)i + 1, NULL, &a);
-    fg_op_leave(&m);
+    fg__op_enter(&m, "allreduce", "world", (uint64_t)i + 1, NULL, &a);
+    fg__op_leave(&m);
   }
   printf("marks: %.1f ns per enter/leave pair (progress file %s)\n",
-         (double)(fg_now_ns() - t0) / (double)n, getenv("FG_PROGRESS_FILE") ? "on" : "off");
+         (double)(fg__now_ns() - t0) / (double)n, getenv("FG_PROGRESS_FILE") ? "on" : "off");
   return 0;
 }
 
@@ -59,12 +59,12 @@ static int allreduce(long n, size_t bytes) {
   float *buf = calloc(count, sizeof *buf);
   double *us = calloc((size_t)n, sizeof *us);
   for (long i = -n / 10 - 10; i < n; i++) { /* the first tenth warms up */
-    uint64_t t0 = fg_now_ns();
+    uint64_t t0 = fg__now_ns();
     if (fg_allreduce(c, buf, buf, count, FG_FLOAT32, FG_REDOP_SUM) != 0) {
       fprintf(stderr, "allreduce: %s\n", fg_comm_errmsg(c));
       return 1;
     }
-    if (i >= 0) us[i] = (double)(fg_now_ns() - t0) / 1e3;
+    if (i >= 0) us[i] = (double)(fg__now_ns() - t0) / 1e3;
   }
   double sum = 0;
   for (long i = 0; i < n; i++) sum += us[i];

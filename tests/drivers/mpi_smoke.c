@@ -79,10 +79,10 @@ static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block
   memmove(acc, (char *)acc + block * n * esz, n * esz);
   for (int r = 1; r < size; r++) {
     void *x = fill(dt, op, r, n * (block + 1));
-    fg_reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
+    fg__reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
     free(x);
   }
-  if (op == FG_REDOP_AVG) fg_divide_local(acc, n, dt, size);
+  if (op == FG_REDOP_AVG) fg__divide_local(acc, n, dt, size);
   return acc;
 }
 

@@ -91,10 +91,10 @@ static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block
   memmove(acc, (char *)acc + block * n * esz, n * esz);
   for (int r = 1; r < size; r++) {
     void *x = fill(dt, op, r, n * (block + 1));
-    fg_reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
+    fg__reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
     free(x);
   }
-  if (op == FG_REDOP_AVG) fg_divide_local(acc, n, dt, size);
+  if (op == FG_REDOP_AVG) fg__divide_local(acc, n, dt, size);
   return acc;
 }
 
@@ -289,15 +289,15 @@ static void latency(fg_comm *w, int iters) {
   size_t big = 64u << 20;
   void *small = dev_alloc(w, 8), *buf = dev_alloc(w, big);
   for (int i = 0; i < 10; i++) CHECK(w, fg_allreduce(w, small, small, 2, FG_FLOAT32, FG_REDOP_SUM));
-  double t0 = fg_now_s();
+  double t0 = fg__now_s();
   for (int i = 0; i < iters; i++)
     CHECK(w, fg_allreduce(w, small, small, 2, FG_FLOAT32, FG_REDOP_SUM));
-  double small_s = (fg_now_s() - t0) / iters;
+  double small_s = (fg__now_s() - t0) / iters;
   CHECK(w, fg_allreduce(w, buf, buf, big / 4, FG_FLOAT32, FG_REDOP_SUM));
-  t0 = fg_now_s();
+  t0 = fg__now_s();
   for (int i = 0; i < 5; i++)
     CHECK(w, fg_allreduce(w, buf, buf, big / 4, FG_FLOAT32, FG_REDOP_SUM));
-  double big_s = (fg_now_s() - t0) / 5;
+  double big_s = (fg__now_s() - t0) / 5;
   int n = fg_comm_size(w);
   /* nccl-tests' bus bandwidth: 2(n-1)/n of the algorithm bandwidth; with 1 rank, the latter. */
   double factor = n > 1 ? 2.0 * (n - 1) / n : 1.0;
@@ -329,10 +329,10 @@ static int timeout(fg_comm *w) {
   int rc = fg_barrier(w);
   printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
   if (rc != -ETIMEDOUT) DIE("expected ETIMEDOUT");
-  double t0 = fg_now_s();
+  double t0 = fg__now_s();
   rc = fg_barrier(w);
   printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
-  if (rc != -ETIMEDOUT || fg_now_s() - t0 > 0.5) DIE("the next call was not refused at once");
+  if (rc != -ETIMEDOUT || fg__now_s() - t0 > 0.5) DIE("the next call was not refused at once");
   return 0;
 }
 

@@ -51,8 +51,8 @@ static void check(int ok, const char *what) {
 static void drop(world *w, int i) {
   fsession *f = &w->ses[i];
   if (!f->open) return;
-  fg_session_drop(&w->core, &f->s);
-  fg_buf_free(&f->in);
+  fg__session_drop(&w->core, &f->s);
+  fg__buf_free(&f->in);
   f->open = 0;
 }
 
@@ -62,7 +62,7 @@ static void run(world *w, int i) {
   for (int rounds = 0; rounds < 64 && f->open; rounds++) {
     size_t used, need;
     const char *why = NULL;
-    int rc = fg_core_feed(&w->core, &f->s, f->in.data, f->in.len, &used, &need, &why);
+    int rc = fg__core_feed(&w->core, &f->s, f->in.data, f->in.len, &used, &need, &why);
     if (rc < 0) {
       check(why != NULL, "a refusal says why");
       drop(w, i);
@@ -70,34 +70,34 @@ static void run(world *w, int i) {
     }
     check(used <= f->in.len, "used <= fed");
     check(need >= 1, "need >= 1");
-    fg_buf_consume(&f->in, used);
+    fg__buf_consume(&f->in, used);
     uint64_t cap = w->core.out_batch + w->core.max_reply + (64u << 10);
     check(fg_session_pending(&f->s) <= cap, "unread output is bounded");
     if (rc != FG_CORE_BLOCKED) return;
-    fg_session_clear_output(&f->s); /* the client read its replies: the rest may run */
+    fg__session_clear_output(&f->s); /* the client read its replies: the rest may run */
   }
 }
 
 static void open_session(world *w, int i) {
   fsession *f = &w->ses[i];
-  fg_session_init(&f->s);
-  fg_buf_init(&f->in);
+  fg__session_init(&f->s);
+  fg__buf_init(&f->in);
   f->open = 1;
-  if (w->setup & 0x20) fg_proto_put_token(&f->in, TOKEN, strlen(TOKEN));
-  if (w->setup & (1u << i)) fg_proto_put_validate(&f->in);
+  if (w->setup & 0x20) fg__proto_put_token(&f->in, TOKEN, strlen(TOKEN));
+  if (w->setup & (1u << i)) fg__proto_put_validate(&f->in);
   run(w, i);
 }
 
 static void feed(world *w, int i, const uint8_t *p, size_t n) {
   if (!w->ses[i].open) open_session(w, i);
   if (!w->ses[i].open) return; /* refused at once: a hello without the token it needs */
-  fg_buf_put(&w->ses[i].in, p, n);
+  fg__buf_put(&w->ses[i].in, p, n);
   run(w, i);
 }
 
 static void drain_all(world *w) {
   for (int i = 0; i < SESSIONS; i++)
-    if (w->ses[i].open) fg_session_clear_output(&w->ses[i].s);
+    if (w->ses[i].open) fg__session_clear_output(&w->ses[i].s);
 }
 
 static void setup_core(world *w) {
@@ -107,10 +107,10 @@ static void setup_core(world *w) {
     lim.max_value = 16;
     total = 512;
   }
-  if (fg_core_init(&w->core, total, &lim) != 0) abort();
+  if (fg__core_init(&w->core, total, &lim) != 0) abort();
   w->core.out_batch = 16u << 10;
   w->core.max_reply = 256u << 10;
-  if ((w->setup & 0x10) && fg_core_set_token(&w->core, TOKEN, strlen(TOKEN)) != 0) abort();
+  if ((w->setup & 0x10) && fg__core_set_token(&w->core, TOKEN, strlen(TOKEN)) != 0) abort();
 }
 
 /* The decoders alone, on the raw input, in every dialect. */
@@ -121,20 +121,20 @@ static void decode_raw(const uint8_t *p, size_t n) {
     fg_request req;
     size_t used;
     const char *why;
-    int rc = fg_proto_decode(ds[d], p, n, &lim, &req, &used, &why);
+    int rc = fg__proto_decode(ds[d], p, n, &lim, &req, &used, &why);
     if (rc == FG_PROTO_OK) {
       check(used <= n, "decode: used <= len");
       fg_slice k, v, list = req.list;
       int pairs = req.op == FG_OP_MULTI_SET;
       uint64_t items = 0;
-      while (fg_proto_next(&list, &k, pairs ? &v : NULL)) items++;
+      while (fg__proto_next(&list, &k, pairs ? &v : NULL)) items++;
       check(items == req.nkeys, "decode: the list holds nkeys items");
     }
   }
   fg_slice t;
   size_t used;
-  if (fg_proto_decode_token(p, n, &t, &used) == FG_PROTO_OK) check(used <= n, "token: used");
-  (void)fg_proto_sniff(p, n);
+  if (fg__proto_decode_token(p, n, &t, &used) == FG_PROTO_OK) check(used <= n, "token: used");
+  (void)fg__proto_sniff(p, n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -163,6 +163,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   for (int i = 0; i < SESSIONS; i++) drop(&w, i);
   check(w.core.kv.nvalues <= w.core.kv.nentries, "values <= entries");
-  fg_core_free(&w.core);
+  fg__core_free(&w.core);
   return 0;
 }

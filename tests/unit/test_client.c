@@ -72,7 +72,7 @@ static void expect(peer *p, int fd, const void *want, size_t n, const char *what
 
 static void expect_buf(peer *p, int fd, fg_buf *b, const char *what) {
   expect(p, fd, b->data, b->len, what);
-  fg_buf_reset(b);
+  fg__buf_reset(b);
 }
 
 static void reply(int fd, const void *bytes, size_t n) {
@@ -140,16 +140,16 @@ static fg_store *connect_to(peer *p, fg_store_dialect dialect) {
 
 /* A request as the client should write it, keys laid out with the client's '/'. */
 static void put_key(fg_buf *b, const char *key) {
-  fg_buf_put_u64(b, strlen(key) + 1);
-  fg_buf_put_u8(b, '/');
-  fg_buf_put(b, key, strlen(key));
+  fg__buf_put_u64(b, strlen(key) + 1);
+  fg__buf_put_u8(b, '/');
+  fg__buf_put(b, key, strlen(key));
 }
 
-static void put_str(fg_buf *b, const char *s) { fg_buf_put_bytes(b, s, strlen(s)); }
+static void put_str(fg_buf *b, const char *s) { fg__buf_put_bytes(b, s, strlen(s)); }
 
 static void put_one_key(fg_buf *b, enum fg_dialect d, enum fg_op op, const char *key) {
-  fg_proto_put_op(b, d, op);
-  if (op == FG_OP_WAIT || op == FG_OP_CHECK) fg_buf_put_u64(b, 1);
+  fg__proto_put_op(b, d, op);
+  if (op == FG_OP_WAIT || op == FG_OP_CHECK) fg__buf_put_u64(b, 1);
   put_key(b, key);
 }
 
@@ -159,8 +159,8 @@ static void put_one_key(fg_buf *b, enum fg_dialect d, enum fg_op op, const char 
 static void script_takes_the_token(peer *p) {
   int fd = peer_accept(p);
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_token(&b, "t0ken", 5);
+  fg__buf_init(&b);
+  fg__proto_put_token(&b, "t0ken", 5);
   expect_buf(p, fd, &b, "the token message");
   uint8_t ok = FG_TOKEN_ACCEPTED;
   reply(fd, &ok, 1);
@@ -168,7 +168,7 @@ static void script_takes_the_token(peer *p) {
   put_one_key(&b, FG_DIALECT_V2, FG_OP_SET, "k");
   put_str(&b, "v");
   expect_buf(p, fd, &b, "a V2 SET");
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
 }
 
@@ -233,11 +233,11 @@ static void script_drops_hello(peer *p) {
   close(fd);
   fd = peer_accept(p);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   put_one_key(&b, FG_DIALECT_LEGACY, FG_OP_SET, "k");
   put_str(&b, "v");
   expect_buf(p, fd, &b, "a 1.13 SET");
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
 }
 
@@ -256,11 +256,11 @@ static void script_v2_set(peer *p) {
   int fd = peer_accept(p);
   accept_hello(p, fd);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   put_one_key(&b, FG_DIALECT_V2, FG_OP_SET, "k");
   put_str(&b, "v");
   expect_buf(p, fd, &b, "a V2 SET");
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
 }
 
@@ -304,8 +304,8 @@ static void wrong_ping_echo_is_a_protocol_error(void **state) {
 static void script_absurd_length(peer *p) {
   int fd = peer_accept(p);
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_COMPARE_SET);
+  fg__buf_init(&b);
+  fg__proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_COMPARE_SET);
   put_key(&b, "k");
   put_str(&b, "");
   put_str(&b, "v");
@@ -313,10 +313,10 @@ static void script_absurd_length(peer *p) {
   reply_u64(fd, (uint64_t)1 << 62);
   int fd2 = peer_accept(p);
   put_one_key(&b, FG_DIALECT_LEGACY, FG_OP_ADD, "n");
-  fg_buf_put_i64(&b, 1);
+  fg__buf_put_i64(&b, 1);
   expect_buf(p, fd2, &b, "ADD on a new connection");
   reply_u64(fd2, 1);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
   close(fd2);
 }
@@ -342,12 +342,12 @@ static void reply_longer_than_the_cap_is_a_protocol_error(void **state) {
 static void script_bad_wait_reply(peer *p) {
   int fd = peer_accept(p);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   put_one_key(&b, FG_DIALECT_LEGACY, FG_OP_WAIT, "k");
   expect_buf(p, fd, &b, "WAIT");
   reply(fd, "\x07", 1);
   readable(fd);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
 }
 
@@ -390,15 +390,15 @@ static void cancel_script(peer *p, const char *answer, size_t n) {
   int fd = peer_accept(p);
   accept_hello(p, fd);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   put_one_key(&b, FG_DIALECT_V2, FG_OP_WAIT, "k");
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_CANCEL_WAIT);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_CANCEL_WAIT);
   expect_buf(p, fd, &b, "WAIT then CANCEL_WAIT");
   reply(fd, answer, n);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_GETNUMKEYS);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_GETNUMKEYS);
   expect_buf(p, fd, &b, "GETNUMKEYS after the cancel");
   reply_u64(fd, 42);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
 }
 
@@ -432,15 +432,15 @@ static void v2_wait_answered_just_before_the_cancel_succeeds(void **state) {
 static void script_legacy_wait_timeout(peer *p) {
   int fd = peer_accept(p);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   put_one_key(&b, FG_DIALECT_LEGACY, FG_OP_WAIT, "k");
   expect_buf(p, fd, &b, "WAIT");
   int fd2 = peer_accept(p);
   reply(fd, "\x00", 1); /* the stray answer to the abandoned WAIT */
-  fg_proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_GETNUMKEYS);
+  fg__proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_GETNUMKEYS);
   expect_buf(p, fd2, &b, "GETNUMKEYS on a new connection");
   reply_u64(fd2, 7);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
   close(fd2);
 }
@@ -469,7 +469,7 @@ static void legacy_wait_timeout_moves_to_a_new_connection(void **state) {
 static void script_append_key_vanishes(peer *p) {
   int fd = peer_accept(p);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   put_one_key(&b, FG_DIALECT_LEGACY, FG_OP_CHECK, "k");
   expect_buf(p, fd, &b, "CHECK");
   reply(fd, "\x00", 1);
@@ -484,7 +484,7 @@ static void script_append_key_vanishes(peer *p) {
     expect_buf(p, fd, &b, "COMPARE_SET");
     reply_bytes(fd, answer[i]);
   }
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   close(fd);
 }
 

@@ -71,7 +71,7 @@ static float ref_from_half(uint16_t b) {
 static void test_half_to_float_every_value(void **state) {
   (void)state;
   for (uint32_t b = 0; b <= 0xffff; b++) {
-    float got = fg_half_to_float((uint16_t)b), want = ref_from_half((uint16_t)b);
+    float got = fg__half_to_float((uint16_t)b), want = ref_from_half((uint16_t)b);
     if (isnan(want)) {
       assert_true(isnan(got));
       assert_int_equal(signbit(got) != 0, (b & 0x8000) != 0);
@@ -82,7 +82,7 @@ static void test_half_to_float_every_value(void **state) {
 }
 
 static void expect_half(float f) {
-  uint16_t got = fg_float_to_half(f), want = ref_to_half(f);
+  uint16_t got = fg__float_to_half(f), want = ref_to_half(f);
   if (isnan(f)) {
     assert_int_equal(got & 0x7c00, 0x7c00);
     assert_int_not_equal(got & 0x03ff, 0); /* still a NaN, not an infinity */
@@ -105,24 +105,24 @@ static void test_float_to_half_sweep(void **state) {
 
 static void test_half_rounding_cases(void **state) {
   (void)state;
-  assert_int_equal(fg_float_to_half(2049.0f), fg_float_to_half(2048.0f)); /* tie: even */
-  assert_int_equal(fg_float_to_half(2051.0f), fg_float_to_half(2052.0f)); /* tie: even */
-  assert_int_equal(fg_float_to_half(65504.0f), 0x7bff);                    /* the largest */
-  assert_int_equal(fg_float_to_half(65519.0f), 0x7bff);
-  assert_int_equal(fg_float_to_half(65520.0f), 0x7c00); /* rounds to infinity */
-  assert_int_equal(fg_float_to_half(-1e9f), 0xfc00);
-  assert_int_equal(fg_float_to_half(ldexpf(1, -24)), 0x0001); /* the smallest subnormal */
-  assert_int_equal(fg_float_to_half(ldexpf(1, -25)), 0x0000); /* half of it: tie to 0 */
-  assert_int_equal(fg_float_to_half(ldexpf(1.5f, -25)), 0x0001);
-  assert_int_equal(fg_float_to_half(ldexpf(3, -25)), 0x0002); /* 1.5 ulp: tie to even */
-  assert_int_equal(fg_float_to_half(ldexpf(1023, -24)), 0x03ff);
-  assert_int_equal(fg_float_to_half(ldexpf(2047, -25)), 0x0400); /* carries into normal */
-  assert_int_equal(fg_float_to_half(-0.0f), 0x8000);
-  assert_int_equal(fg_float_to_half(INFINITY), 0x7c00);
-  assert_true(fg_half_to_float(0x0001) == ldexpf(1, -24));
-  assert_true(fg_half_to_float(0x8000) == 0 && signbit(fg_half_to_float(0x8000)));
-  assert_true(isinf(fg_half_to_float(0x7c00)));
-  assert_true(isnan(fg_half_to_float(0x7e00)));
+  assert_int_equal(fg__float_to_half(2049.0f), fg__float_to_half(2048.0f)); /* tie: even */
+  assert_int_equal(fg__float_to_half(2051.0f), fg__float_to_half(2052.0f)); /* tie: even */
+  assert_int_equal(fg__float_to_half(65504.0f), 0x7bff);                    /* the largest */
+  assert_int_equal(fg__float_to_half(65519.0f), 0x7bff);
+  assert_int_equal(fg__float_to_half(65520.0f), 0x7c00); /* rounds to infinity */
+  assert_int_equal(fg__float_to_half(-1e9f), 0xfc00);
+  assert_int_equal(fg__float_to_half(ldexpf(1, -24)), 0x0001); /* the smallest subnormal */
+  assert_int_equal(fg__float_to_half(ldexpf(1, -25)), 0x0000); /* half of it: tie to 0 */
+  assert_int_equal(fg__float_to_half(ldexpf(1.5f, -25)), 0x0001);
+  assert_int_equal(fg__float_to_half(ldexpf(3, -25)), 0x0002); /* 1.5 ulp: tie to even */
+  assert_int_equal(fg__float_to_half(ldexpf(1023, -24)), 0x03ff);
+  assert_int_equal(fg__float_to_half(ldexpf(2047, -25)), 0x0400); /* carries into normal */
+  assert_int_equal(fg__float_to_half(-0.0f), 0x8000);
+  assert_int_equal(fg__float_to_half(INFINITY), 0x7c00);
+  assert_true(fg__half_to_float(0x0001) == ldexpf(1, -24));
+  assert_true(fg__half_to_float(0x8000) == 0 && signbit(fg__half_to_float(0x8000)));
+  assert_true(isinf(fg__half_to_float(0x7c00)));
+  assert_true(isnan(fg__half_to_float(0x7e00)));
 }
 
 /* --- bfloat16 ------------------------------------------------------------------------- */
@@ -133,11 +133,11 @@ static uint16_t ref_to_bf16(float f) {
   uint16_t lo = (uint16_t)(x >> 16);
   if ((x & 0xffff) == 0) return lo;
   uint16_t hi = (uint16_t)(lo + 1);
-  double v = f, a = fg_bf16_to_float(lo), b;
+  double v = f, a = fg__bf16_to_float(lo), b;
   if (((hi >> 7) & 0xff) == 0xff && (hi & 0x7f) == 0)
     b = signbit(f) ? -ldexp(2, 127) : ldexp(2, 127); /* what infinity stands for here */
   else
-    b = fg_bf16_to_float(hi);
+    b = fg__bf16_to_float(hi);
   double da = fabs(v - a), db = fabs(v - b);
   if (da < db) return lo;
   if (db < da) return hi;
@@ -145,9 +145,9 @@ static uint16_t ref_to_bf16(float f) {
 }
 
 static void expect_bf16(float f) {
-  uint16_t got = fg_float_to_bf16(f);
+  uint16_t got = fg__float_to_bf16(f);
   if (isnan(f)) {
-    assert_true(isnan(fg_bf16_to_float(got)));
+    assert_true(isnan(fg__bf16_to_float(got)));
     assert_int_equal(got & 0x8000, float_bits(f) >> 16 & 0x8000);
     return;
   }
@@ -165,23 +165,23 @@ static void test_bf16_sweep(void **state) {
   expect_bf16(bits_float(0xff800001u));
   expect_bf16(bits_float(0x7fc00000u));
   for (uint32_t b = 0; b <= 0xffff; b++) {
-    float f = fg_bf16_to_float((uint16_t)b);
+    float f = fg__bf16_to_float((uint16_t)b);
     assert_int_equal(float_bits(f), b << 16); /* widening is exact */
-    if (!isnan(f)) assert_int_equal(fg_float_to_bf16(f), b);
+    if (!isnan(f)) assert_int_equal(fg__float_to_bf16(f), b);
   }
 }
 
 static void test_bf16_rounding_cases(void **state) {
   (void)state;
-  assert_int_equal(fg_float_to_bf16(1.0f + ldexpf(1, -8)), 0x3f80); /* tie: even (down) */
-  assert_int_equal(fg_float_to_bf16(1.0f + ldexpf(3, -8)), 0x3f82); /* tie: even (up) */
-  assert_int_equal(fg_float_to_bf16(257.0f), fg_float_to_bf16(256.0f));
-  assert_int_equal(fg_float_to_bf16(bits_float(0x7f7fffffu)), 0x7f80); /* max float: inf */
-  assert_int_equal(fg_float_to_bf16(bits_float(0x00010000u)), 0x0001);   /* subnormal */
-  assert_int_equal(fg_float_to_bf16(bits_float(0x00008000u)), 0x0000);   /* tie to 0 */
-  assert_int_equal(fg_float_to_bf16(bits_float(0x00018000u)), 0x0002);   /* tie to even */
-  assert_int_equal(fg_float_to_bf16(-0.0f), 0x8000);
-  assert_int_equal(fg_float_to_bf16(-INFINITY), 0xff80);
+  assert_int_equal(fg__float_to_bf16(1.0f + ldexpf(1, -8)), 0x3f80); /* tie: even (down) */
+  assert_int_equal(fg__float_to_bf16(1.0f + ldexpf(3, -8)), 0x3f82); /* tie: even (up) */
+  assert_int_equal(fg__float_to_bf16(257.0f), fg__float_to_bf16(256.0f));
+  assert_int_equal(fg__float_to_bf16(bits_float(0x7f7fffffu)), 0x7f80); /* max float: inf */
+  assert_int_equal(fg__float_to_bf16(bits_float(0x00010000u)), 0x0001);   /* subnormal */
+  assert_int_equal(fg__float_to_bf16(bits_float(0x00008000u)), 0x0000);   /* tie to 0 */
+  assert_int_equal(fg__float_to_bf16(bits_float(0x00018000u)), 0x0002);   /* tie to even */
+  assert_int_equal(fg__float_to_bf16(-0.0f), 0x8000);
+  assert_int_equal(fg__float_to_bf16(-INFINITY), 0xff80);
 }
 
 /* --- kernels -------------------------------------------------------------------------- */
@@ -189,27 +189,27 @@ static void test_bf16_rounding_cases(void **state) {
 static void test_int8_uint8_wrap(void **state) {
   (void)state;
   int8_t a[4] = {127, -128, 3, -4}, b[4] = {1, -1, -5, 2}, d[4];
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_SUM);
+  fg__reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_SUM);
   assert_int_equal(d[0], -128);
   assert_int_equal(d[1], 127);
   assert_int_equal(d[2], -2);
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_PROD);
+  fg__reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_PROD);
   assert_int_equal(d[0], 127);
   assert_int_equal(d[1], -128); /* 128 wraps */
   assert_int_equal(d[3], -8);
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_MIN);
+  fg__reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_MIN);
   assert_int_equal(d[2], -5);
-  fg_reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_MAX);
+  fg__reduce_local3(d, a, b, 4, FG_INT8, FG_REDOP_MAX);
   assert_int_equal(d[3], 2);
   uint8_t u[3] = {255, 16, 7}, v[3] = {1, 16, 200}, w[3];
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_SUM);
+  fg__reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_SUM);
   assert_int_equal(w[0], 0);
   assert_int_equal(w[2], 207);
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_PROD);
+  fg__reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_PROD);
   assert_int_equal(w[1], 0); /* 256 wraps */
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_MIN);
+  fg__reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_MIN);
   assert_int_equal(w[0], 1);
-  fg_reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_MAX);
+  fg__reduce_local3(w, u, v, 3, FG_UINT8, FG_REDOP_MAX);
   assert_int_equal(w[2], 200);
 }
 
@@ -218,54 +218,54 @@ static void test_int8_uint8_wrap(void **state) {
 static void test_int32_int64_wrap(void **state) {
   (void)state;
   int32_t a[3] = {INT32_MAX, INT32_MIN, -7}, b[3] = {1, -1, 3}, d[3];
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_SUM);
+  fg__reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_SUM);
   assert_int_equal(d[0], INT32_MIN);
   assert_int_equal(d[1], INT32_MAX);
   assert_int_equal(d[2], -4);
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_AVG); /* AVG reduces as SUM */
+  fg__reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_AVG); /* AVG reduces as SUM */
   assert_int_equal(d[2], -4);
   int32_t big[1] = {65536}, sq[1];
-  fg_reduce_local3(sq, big, big, 1, FG_INT32, FG_REDOP_PROD);
+  fg__reduce_local3(sq, big, big, 1, FG_INT32, FG_REDOP_PROD);
   assert_int_equal(sq[0], 0);
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_MIN);
+  fg__reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_MIN);
   assert_int_equal(d[0], 1);
   assert_int_equal(d[1], INT32_MIN);
-  fg_reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_MAX);
+  fg__reduce_local3(d, a, b, 3, FG_INT32, FG_REDOP_MAX);
   assert_int_equal(d[2], 3);
 
   int64_t x[3] = {INT64_MAX, INT64_MIN, (int64_t)1 << 40}, y[3] = {1, -1, (int64_t)1 << 30}, z[3];
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_SUM);
+  fg__reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_SUM);
   assert_true(z[0] == INT64_MIN && z[1] == INT64_MAX);
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_PROD);
+  fg__reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_PROD);
   assert_true(z[0] == INT64_MAX);
   assert_true(z[1] == INT64_MIN); /* -INT64_MIN wraps back */
   assert_true(z[2] == 0);         /* 2^70 wraps to 0 */
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_MIN);
+  fg__reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_MIN);
   assert_true(z[1] == INT64_MIN && z[2] == (int64_t)1 << 30);
-  fg_reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_MAX);
+  fg__reduce_local3(z, x, y, 3, FG_INT64, FG_REDOP_MAX);
   assert_true(z[0] == INT64_MAX && z[1] == -1);
 }
 
 static void test_floats(void **state) {
   (void)state;
   float a[3] = {1.5f, -2.0f, 1e30f}, b[3] = {2.0f, 3.0f, 1e30f}, d[3];
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_SUM);
+  fg__reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_SUM);
   assert_true(d[0] == 3.5f && d[1] == 1.0f && d[2] == 2e30f);
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_PROD);
+  fg__reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_PROD);
   assert_true(d[0] == 3.0f && d[1] == -6.0f && isinf(d[2]));
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_MIN);
+  fg__reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_MIN);
   assert_true(d[0] == 1.5f && d[1] == -2.0f);
-  fg_reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_MAX);
+  fg__reduce_local3(d, a, b, 3, FG_FLOAT32, FG_REDOP_MAX);
   assert_true(d[0] == 2.0f && d[1] == 3.0f);
   double x[2] = {0.1, -1e308}, y[2] = {0.2, -1e308}, z[2];
-  fg_reduce_local3(z, x, y, 2, FG_FLOAT64, FG_REDOP_SUM);
+  fg__reduce_local3(z, x, y, 2, FG_FLOAT64, FG_REDOP_SUM);
   assert_true(z[0] == 0.1 + 0.2 && isinf(z[1]) && z[1] < 0);
-  fg_reduce_local3(z, x, y, 2, FG_FLOAT64, FG_REDOP_MAX);
+  fg__reduce_local3(z, x, y, 2, FG_FLOAT64, FG_REDOP_MAX);
   assert_true(z[0] == 0.2);
 }
 
 static void put_halves(uint16_t *out, const float *in, size_t n, int bf16) {
-  for (size_t i = 0; i < n; i++) out[i] = bf16 ? fg_float_to_bf16(in[i]) : fg_float_to_half(in[i]);
+  for (size_t i = 0; i < n; i++) out[i] = bf16 ? fg__float_to_bf16(in[i]) : fg__float_to_half(in[i]);
 }
 
 /* Half types reduce in float and round once per pair. */
@@ -275,76 +275,76 @@ static void test_half_kernels(void **state) {
   uint16_t a[4], b[4], d[4];
   put_halves(a, af, 4, 0);
   put_halves(b, bf, 4, 0);
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_SUM);
-  assert_true(fg_half_to_float(d[0]) == 2048); /* 2049 rounds to even */
-  assert_true(fg_half_to_float(d[1]) == 3.75f);
-  assert_true(fg_half_to_float(d[2]) == 1);
+  fg__reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_SUM);
+  assert_true(fg__half_to_float(d[0]) == 2048); /* 2049 rounds to even */
+  assert_true(fg__half_to_float(d[1]) == 3.75f);
+  assert_true(fg__half_to_float(d[2]) == 1);
   assert_int_equal(d[3], 0x7c00); /* overflows to infinity */
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_PROD);
-  assert_true(fg_half_to_float(d[1]) == 3.375f && fg_half_to_float(d[2]) == -12);
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_MIN);
-  assert_true(fg_half_to_float(d[0]) == 1 && fg_half_to_float(d[2]) == -3);
-  fg_reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_MAX);
-  assert_true(fg_half_to_float(d[1]) == 2.25f);
+  fg__reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_PROD);
+  assert_true(fg__half_to_float(d[1]) == 3.375f && fg__half_to_float(d[2]) == -12);
+  fg__reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_MIN);
+  assert_true(fg__half_to_float(d[0]) == 1 && fg__half_to_float(d[2]) == -3);
+  fg__reduce_local3(d, a, b, 4, FG_FLOAT16, FG_REDOP_MAX);
+  assert_true(fg__half_to_float(d[1]) == 2.25f);
 
   static const float xf[3] = {256, 1, -0.5f}, yf[3] = {1, 1.0f / 128, 0.25f};
   uint16_t x[3], y[3], z[3];
   put_halves(x, xf, 3, 1);
   put_halves(y, yf, 3, 1);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_SUM);
-  assert_true(fg_bf16_to_float(z[0]) == 256); /* 257 rounds to even */
-  assert_true(fg_bf16_to_float(z[1]) == 1 + 1.0f / 128);
-  assert_true(fg_bf16_to_float(z[2]) == -0.25f);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_PROD);
-  assert_true(fg_bf16_to_float(z[0]) == 256 && fg_bf16_to_float(z[2]) == -0.125f);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_MIN);
-  assert_true(fg_bf16_to_float(z[2]) == -0.5f);
-  fg_reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_MAX);
-  assert_true(fg_bf16_to_float(z[0]) == 256);
+  fg__reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_SUM);
+  assert_true(fg__bf16_to_float(z[0]) == 256); /* 257 rounds to even */
+  assert_true(fg__bf16_to_float(z[1]) == 1 + 1.0f / 128);
+  assert_true(fg__bf16_to_float(z[2]) == -0.25f);
+  fg__reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_PROD);
+  assert_true(fg__bf16_to_float(z[0]) == 256 && fg__bf16_to_float(z[2]) == -0.125f);
+  fg__reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_MIN);
+  assert_true(fg__bf16_to_float(z[2]) == -0.5f);
+  fg__reduce_local3(z, x, y, 3, FG_BFLOAT16, FG_REDOP_MAX);
+  assert_true(fg__bf16_to_float(z[0]) == 256);
 }
 
 /* dst may be either input, as gloo and the composed operations call it. */
 static void test_aliasing(void **state) {
   (void)state;
   int32_t a[3] = {1, 2, 3}, b[3] = {10, 20, 30};
-  fg_reduce_local(a, b, 3, FG_INT32, FG_REDOP_SUM);
+  fg__reduce_local(a, b, 3, FG_INT32, FG_REDOP_SUM);
   assert_true(a[0] == 11 && a[1] == 22 && a[2] == 33);
-  fg_reduce_local3(b, a, b, 3, FG_INT32, FG_REDOP_MAX);
+  fg__reduce_local3(b, a, b, 3, FG_INT32, FG_REDOP_MAX);
   assert_true(b[0] == 11 && b[2] == 33);
   uint16_t h[2], g[2];
   put_halves(h, (const float[]){1, 2}, 2, 0);
   put_halves(g, (const float[]){3, 4}, 2, 0);
-  fg_reduce_local3(g, h, g, 2, FG_FLOAT16, FG_REDOP_SUM);
-  assert_true(fg_half_to_float(g[0]) == 4 && fg_half_to_float(g[1]) == 6);
+  fg__reduce_local3(g, h, g, 2, FG_FLOAT16, FG_REDOP_SUM);
+  assert_true(fg__half_to_float(g[0]) == 4 && fg__half_to_float(g[1]) == 6);
 }
 
 static void test_divide(void **state) {
   (void)state;
   int8_t i8[2] = {7, -7};
-  fg_divide_local(i8, 2, FG_INT8, 2);
+  fg__divide_local(i8, 2, FG_INT8, 2);
   assert_true(i8[0] == 3 && i8[1] == -3); /* truncates, as NCCL's integer AVG */
   uint8_t u8[1] = {255};
-  fg_divide_local(u8, 1, FG_UINT8, 4);
+  fg__divide_local(u8, 1, FG_UINT8, 4);
   assert_int_equal(u8[0], 63);
   int32_t i32[1] = {-9};
-  fg_divide_local(i32, 1, FG_INT32, 3);
+  fg__divide_local(i32, 1, FG_INT32, 3);
   assert_int_equal(i32[0], -3);
   int64_t i64[1] = {INT64_MAX};
-  fg_divide_local(i64, 1, FG_INT64, 2);
+  fg__divide_local(i64, 1, FG_INT64, 2);
   assert_true(i64[0] == INT64_MAX / 2);
   uint16_t h[2], b[2];
   put_halves(h, (const float[]){1, 3}, 2, 0);
   put_halves(b, (const float[]){1, 3}, 2, 1);
-  fg_divide_local(h, 2, FG_FLOAT16, 3);
-  fg_divide_local(b, 2, FG_BFLOAT16, 3);
-  assert_int_equal(h[0], fg_float_to_half(1.0f / 3));
-  assert_true(fg_half_to_float(h[1]) == 1);
-  assert_int_equal(b[0], fg_float_to_bf16(1.0f / 3));
+  fg__divide_local(h, 2, FG_FLOAT16, 3);
+  fg__divide_local(b, 2, FG_BFLOAT16, 3);
+  assert_int_equal(h[0], fg__float_to_half(1.0f / 3));
+  assert_true(fg__half_to_float(h[1]) == 1);
+  assert_int_equal(b[0], fg__float_to_bf16(1.0f / 3));
   float f[1] = {1};
-  fg_divide_local(f, 1, FG_FLOAT32, 3);
+  fg__divide_local(f, 1, FG_FLOAT32, 3);
   assert_true(f[0] == 1.0f / 3);
   double g[1] = {1};
-  fg_divide_local(g, 1, FG_FLOAT64, 4);
+  fg__divide_local(g, 1, FG_FLOAT64, 4);
   assert_true(g[0] == 0.25);
 }
 

@@ -58,12 +58,12 @@ static void reference(void *d, const void *a, const void *b, size_t i, fg_dtype 
     case FG_BFLOAT16: {
       int bf = dt == FG_BFLOAT16;
       uint16_t hx = ((const uint16_t *)a)[i], hy = ((const uint16_t *)b)[i];
-      float x = bf ? fg_bf16_to_float(hx) : fg_half_to_float(hx);
-      float y = bf ? fg_bf16_to_float(hy) : fg_half_to_float(hy);
+      float x = bf ? fg__bf16_to_float(hx) : fg__half_to_float(hx);
+      float y = bf ? fg__bf16_to_float(hy) : fg__half_to_float(hy);
       float r = minmax ? (op == FG_REDOP_MIN ? (y < x ? y : x) : (y > x ? y : x))
                        : mul  ? x * y
                               : x + y;
-      ((uint16_t *)d)[i] = bf ? fg_float_to_bf16(r) : fg_float_to_half(r);
+      ((uint16_t *)d)[i] = bf ? fg__float_to_bf16(r) : fg__float_to_half(r);
       break;
     }
     case FG_FLOAT32: {
@@ -107,13 +107,13 @@ static void check(fg_dtype dt, fg_redop op, size_t n, size_t skew) {
     fg_dtype_set(y, dt, i, value(1, i));
   }
   for (size_t i = 0; i < n; i++) reference(r, x, y, i, dt, op);
-  fg_reduce_local3(z, x, y, n, dt, op);
+  fg__reduce_local3(z, x, y, n, dt, op);
   expect_same(z, r, n, dt, op, "separate");
   memcpy(z, x, n * esz);
-  fg_reduce_local3(z, z, y, n, dt, op);
+  fg__reduce_local3(z, z, y, n, dt, op);
   expect_same(z, r, n, dt, op, "dst is a");
   memcpy(z, y, n * esz);
-  fg_reduce_local3(z, x, z, n, dt, op);
+  fg__reduce_local3(z, x, z, n, dt, op);
   expect_same(z, r, n, dt, op, "dst is b");
   free(a);
   free(b);
@@ -135,8 +135,8 @@ static void test_avg_reduces_as_sum(void **state) {
   (void)state;
   float a[40], b[40], s[40], v[40];
   for (int i = 0; i < 40; i++) a[i] = (float)i, b[i] = (float)(3 * i);
-  fg_reduce_local3(s, a, b, 40, FG_FLOAT32, FG_REDOP_SUM);
-  fg_reduce_local3(v, a, b, 40, FG_FLOAT32, FG_REDOP_AVG);
+  fg__reduce_local3(s, a, b, 40, FG_FLOAT32, FG_REDOP_SUM);
+  fg__reduce_local3(v, a, b, 40, FG_FLOAT32, FG_REDOP_AVG);
   assert_memory_equal(s, v, sizeof s);
 }
 

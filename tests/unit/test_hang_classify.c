@@ -51,7 +51,7 @@ static fg_hang_rank in_op(int rank, const char *op, uint64_t seq) {
 
 /* The buffer's text as a string the caller frees; the buffer is spent. */
 static char *text_of(fg_buf *b) {
-  fg_buf_put_u8(b, 0);
+  fg__buf_put_u8(b, 0);
   return (char *)b->data;
 }
 
@@ -69,7 +69,7 @@ static char *verdict(fg_hang_rank *r, int n, int world, enum fg_hang_kind kind, 
   va_end(ap);
   assert_int_equal(v.nculprits, c);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_hang_format_verdict(r, n, &v, NOW, &b);
   fg_hang_verdict_free(&v);
   return text_of(&b);
@@ -413,7 +413,7 @@ static void operations_show_their_arguments(void **state) {
   fg_hang_rank r = receiving(1, "recv", 4, 3, 95);
   r.s.count = 1;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_hang_put_op(&b, &r.s, 1);
   expect_line(text_of(&b), "recv #4 on world (count 1 float32, from rank 3)");
 }
@@ -447,7 +447,7 @@ static void a_traceback_gives_the_innermost_user_frame(void **state) {
   assert_string_equal(w.lib_func, "all_reduce");
   assert_true(w.in_torch_dist);
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_py_put_where(&b, &w);
   expect_line(text_of(&b), "train.py:42 in step `dist.all_reduce(t)` (in all_reduce)");
   /* without a current thread, the last one listed is the main thread */
@@ -474,7 +474,7 @@ static void ranks_are_grouped_by_place(void **state) {
   w[3].lib_func[0] = '\0';
   int ranks[4] = {0, 1, 2, 3};
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_py_put_groups(&b, ranks, w, 4);
   expect_line(text_of(&b), "ranks 0-2 at train.py:42 in step `dist.all_reduce(t)` (in "
                            "all_reduce); rank 3 at train.py:40 in step `time.sleep(60)`");

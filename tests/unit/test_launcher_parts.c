@@ -139,7 +139,7 @@ static void the_tail_keeps_the_last_lines(void **state) {
   (void)state;
   fg_tail *t = calloc(1, sizeof *t);
   fg_buf out;
-  fg_buf_init(&out);
+  fg__buf_init(&out);
   for (int i = 0; i < 5000; i++) {
     char line[32];
     int n = snprintf(line, sizeof line, "line %d\n", i);
@@ -149,7 +149,7 @@ static void the_tail_keeps_the_last_lines(void **state) {
   assert_int_equal(out.len, strlen("line 4997\nline 4998\nline 4999"));
   assert_memory_equal(out.data, "line 4997\nline 4998\nline 4999", out.len);
 
-  fg_buf_reset(&out);
+  fg__buf_reset(&out);
   fg_tail_write(t, "partial", 7);
   fg_tail_lines(t, 2, &out);
   assert_memory_equal(out.data, "line 4999\npartial", out.len);
@@ -159,11 +159,11 @@ static void the_tail_keeps_the_last_lines(void **state) {
   memset(big, 'x', 3 * FG_TAIL_BYTES);
   big[3 * FG_TAIL_BYTES - 1] = '\n';
   fg_tail_write(t, big, 3 * FG_TAIL_BYTES);
-  fg_buf_reset(&out);
+  fg__buf_reset(&out);
   fg_tail_lines(t, 20, &out);
   assert_int_equal(out.len, FG_TAIL_BYTES - 1);
   free(big);
-  fg_buf_free(&out);
+  fg__buf_free(&out);
   free(t);
 }
 

@@ -19,10 +19,10 @@ static const char *const list_keys[] = {"/a", "", "/ccc"};
 static const char *const list_values[] = {"1", "", "333"};
 #define LIST_LEN 3
 
-static void put_str(fg_buf *b, const char *s) { fg_buf_put_bytes(b, s, strlen(s)); }
+static void put_str(fg_buf *b, const char *s) { fg__buf_put_bytes(b, s, strlen(s)); }
 
 static void put_list(fg_buf *b, int with_values) {
-  fg_buf_put_u64(b, LIST_LEN);
+  fg__buf_put_u64(b, LIST_LEN);
   for (int i = 0; i < LIST_LEN; i++) {
     put_str(b, list_keys[i]);
     if (with_values) put_str(b, list_values[i]);
@@ -31,11 +31,11 @@ static void put_list(fg_buf *b, int with_values) {
 
 /* A well-formed request for op, with the fields check_fields expects. */
 static void build(fg_buf *b, enum fg_dialect d, enum fg_op op) {
-  fg_buf_reset(b);
-  fg_proto_put_op(b, d, op);
+  fg__buf_reset(b);
+  fg__proto_put_op(b, d, op);
   switch (op) {
-    case FG_OP_VALIDATE: fg_buf_put_u32(b, FG_PROTO_MAGIC); break;
-    case FG_OP_PING: fg_buf_put_u32(b, 0x12345678u); break;
+    case FG_OP_VALIDATE: fg__buf_put_u32(b, FG_PROTO_MAGIC); break;
+    case FG_OP_PING: fg__buf_put_u32(b, 0x12345678u); break;
     case FG_OP_SET:
     case FG_OP_APPEND:
     case FG_OP_QUEUE_PUSH:
@@ -54,11 +54,11 @@ static void build(fg_buf *b, enum fg_dialect d, enum fg_op op) {
     case FG_OP_QUEUE_LEN: put_str(b, "/key"); break;
     case FG_OP_ADD:
       put_str(b, "/key");
-      fg_buf_put_i64(b, -2);
+      fg__buf_put_i64(b, -2);
       break;
     case FG_OP_BARRIER:
       put_str(b, "/key");
-      fg_buf_put_i64(b, 4);
+      fg__buf_put_i64(b, 4);
       break;
     case FG_OP_CHECK:
     case FG_OP_WAIT:
@@ -80,7 +80,7 @@ static void assert_slice(fg_slice s, const char *want) {
 static void check_list(fg_slice list, int with_values) {
   fg_slice k, v;
   int i = 0;
-  while (fg_proto_next(&list, &k, with_values ? &v : NULL)) {
+  while (fg__proto_next(&list, &k, with_values ? &v : NULL)) {
     assert_true(i < LIST_LEN);
     assert_int_equal(k.len, strlen(list_keys[i]));
     if (k.len) assert_memory_equal(k.p, list_keys[i], k.len);
@@ -144,10 +144,10 @@ static int decode(enum fg_dialect d, const fg_buf *b, size_t len, const fg_proto
   const char *why = NULL;
   fg_proto_limits def;
   if (!lim) {
-    fg_proto_limits_default(&def);
+    fg__proto_limits_default(&def);
     lim = &def;
   }
-  int rc = fg_proto_decode(d, b->data, len, lim, r, used, &why);
+  int rc = fg__proto_decode(d, b->data, len, lim, r, used, &why);
   if (rc < 0) assert_non_null(why);
   return rc;
 }
@@ -155,10 +155,10 @@ static int decode(enum fg_dialect d, const fg_buf *b, size_t len, const fg_proto
 /* Every op of the dialect, whole: OK, all bytes used, every field as built. */
 static int decode_every_op(enum fg_dialect d) {
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   int decoded = 0;
   for (int op = 0; op < FG_OP_COUNT; op++) {
-    if (fg_proto_opcode(d, (enum fg_op)op) < 0) continue;
+    if (fg__proto_opcode(d, (enum fg_op)op) < 0) continue;
     build(&b, d, (enum fg_op)op);
     fg_request r;
     size_t used = 0;
@@ -167,7 +167,7 @@ static int decode_every_op(enum fg_dialect d) {
     check_fields(&r, (enum fg_op)op);
     decoded++;
   }
-  fg_buf_free(&b);
+  fg__buf_free(&b);
   return decoded;
 }
 
@@ -186,10 +186,10 @@ static void decodes_every_v2_opcode(void **state) {
 static void every_prefix_needs_more_with_a_sane_hint(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   for (size_t i = 0; i < 2; i++)
     for (int op = 0; op < FG_OP_COUNT; op++) {
-      if (fg_proto_opcode(dialects[i], (enum fg_op)op) < 0) continue;
+      if (fg__proto_opcode(dialects[i], (enum fg_op)op) < 0) continue;
       build(&b, dialects[i], (enum fg_op)op);
       for (size_t cut = 0; cut < b.len; cut++) {
         fg_request r;
@@ -199,38 +199,38 @@ static void every_prefix_needs_more_with_a_sane_hint(void **state) {
         assert_true(used <= b.len);
       }
     }
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 /* Pipelined requests come apart one at a time. */
 static void pipelined_requests_decode_one_at_a_time(void **state) {
   (void)state;
   fg_buf one, all;
-  fg_buf_init(&one);
-  fg_buf_init(&all);
+  fg__buf_init(&one);
+  fg__buf_init(&all);
   size_t sizes[FG_OP_COUNT], n = 0;
   for (int op = 0; op < FG_OP_COUNT; op++) {
-    if (fg_proto_opcode(FG_DIALECT_V2, (enum fg_op)op) < 0) continue;
+    if (fg__proto_opcode(FG_DIALECT_V2, (enum fg_op)op) < 0) continue;
     build(&one, FG_DIALECT_V2, (enum fg_op)op);
-    fg_buf_put(&all, one.data, one.len);
+    fg__buf_put(&all, one.data, one.len);
     sizes[n++] = one.len;
   }
   fg_proto_limits lim;
-  fg_proto_limits_default(&lim);
+  fg__proto_limits_default(&lim);
   size_t off = 0;
   for (size_t i = 0; i < n; i++) {
     fg_request r;
     size_t used = 0;
     const char *why;
-    assert_int_equal(fg_proto_decode(FG_DIALECT_V2, all.data + off, all.len - off, &lim, &r,
+    assert_int_equal(fg__proto_decode(FG_DIALECT_V2, all.data + off, all.len - off, &lim, &r,
                                      &used, &why),
                      FG_PROTO_OK);
     assert_int_equal(used, sizes[i]);
     off += used;
   }
   assert_int_equal(off, all.len);
-  fg_buf_free(&one);
-  fg_buf_free(&all);
+  fg__buf_free(&one);
+  fg__buf_free(&all);
 }
 
 /* ---- limits ----------------------------------------------------------------------------- */
@@ -247,95 +247,95 @@ static int decode_header(enum fg_dialect d, fg_buf *b, const fg_proto_limits *li
 static void key_over_limit_fails_before_its_bytes_arrive(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   enum fg_op ops[] = {FG_OP_SET, FG_OP_GET, FG_OP_ADD, FG_OP_COMPARE_SET, FG_OP_DELETE_KEY};
   for (size_t i = 0; i < 2; i++)
     for (size_t j = 0; j < sizeof ops / sizeof ops[0]; j++) {
-      fg_buf_reset(&b);
-      fg_proto_put_op(&b, dialects[i], ops[j]);
-      fg_buf_put_u64(&b, small.max_key + 1);
+      fg__buf_reset(&b);
+      fg__proto_put_op(&b, dialects[i], ops[j]);
+      fg__buf_put_u64(&b, small.max_key + 1);
       assert_int_equal(decode_header(dialects[i], &b, &small), FG_ELIMIT);
     }
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 static void value_over_limit_fails_before_its_bytes_arrive(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   for (size_t i = 0; i < 2; i++) {
-    fg_buf_reset(&b);
-    fg_proto_put_op(&b, dialects[i], FG_OP_SET);
+    fg__buf_reset(&b);
+    fg__proto_put_op(&b, dialects[i], FG_OP_SET);
     put_str(&b, "k");
-    fg_buf_put_u64(&b, small.max_value + 1);
+    fg__buf_put_u64(&b, small.max_value + 1);
     assert_int_equal(decode_header(dialects[i], &b, &small), FG_ELIMIT);
     /* COMPARE_SET's expected and desired are values too. */
-    fg_buf_reset(&b);
-    fg_proto_put_op(&b, dialects[i], FG_OP_COMPARE_SET);
+    fg__buf_reset(&b);
+    fg__proto_put_op(&b, dialects[i], FG_OP_COMPARE_SET);
     put_str(&b, "k");
-    fg_buf_put_u64(&b, small.max_value + 1);
+    fg__buf_put_u64(&b, small.max_value + 1);
     assert_int_equal(decode_header(dialects[i], &b, &small), FG_ELIMIT);
-    fg_buf_reset(&b);
-    fg_proto_put_op(&b, dialects[i], FG_OP_COMPARE_SET);
+    fg__buf_reset(&b);
+    fg__proto_put_op(&b, dialects[i], FG_OP_COMPARE_SET);
     put_str(&b, "k");
     put_str(&b, "e");
-    fg_buf_put_u64(&b, small.max_value + 1);
+    fg__buf_put_u64(&b, small.max_value + 1);
     assert_int_equal(decode_header(dialects[i], &b, &small), FG_ELIMIT);
   }
-  fg_buf_reset(&b); /* MULTI_SET's values, after a good first pair */
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_MULTI_SET);
-  fg_buf_put_u64(&b, 2);
+  fg__buf_reset(&b); /* MULTI_SET's values, after a good first pair */
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_MULTI_SET);
+  fg__buf_put_u64(&b, 2);
   put_str(&b, "a");
   put_str(&b, "1");
   put_str(&b, "b");
-  fg_buf_put_u64(&b, small.max_value + 1);
+  fg__buf_put_u64(&b, small.max_value + 1);
   assert_int_equal(decode_header(FG_DIALECT_V2, &b, &small), FG_ELIMIT);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 static void key_count_over_limit_fails_before_the_keys_arrive(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   enum fg_op ops[] = {FG_OP_CHECK, FG_OP_WAIT, FG_OP_MULTI_GET, FG_OP_MULTI_SET};
   for (size_t i = 0; i < 2; i++)
     for (size_t j = 0; j < sizeof ops / sizeof ops[0]; j++) {
-      if (fg_proto_opcode(dialects[i], ops[j]) < 0) continue;
-      fg_buf_reset(&b);
-      fg_proto_put_op(&b, dialects[i], ops[j]);
-      fg_buf_put_u64(&b, small.max_keys + 1);
+      if (fg__proto_opcode(dialects[i], ops[j]) < 0) continue;
+      fg__buf_reset(&b);
+      fg__proto_put_op(&b, dialects[i], ops[j]);
+      fg__buf_put_u64(&b, small.max_keys + 1);
       assert_int_equal(decode_header(dialects[i], &b, &small), FG_ELIMIT);
     }
   /* A key inside a list is held to the key limit too. */
-  fg_buf_reset(&b);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_WAIT);
-  fg_buf_put_u64(&b, 2);
+  fg__buf_reset(&b);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_WAIT);
+  fg__buf_put_u64(&b, 2);
   put_str(&b, "a");
-  fg_buf_put_u64(&b, small.max_key + 1);
+  fg__buf_put_u64(&b, small.max_key + 1);
   assert_int_equal(decode_header(FG_DIALECT_V2, &b, &small), FG_ELIMIT);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 /* 2^63 and 2^64-1 are what a sign or overflow bug would let through. */
 static void lengths_of_2_to_the_63_fail(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_proto_limits def;
-  fg_proto_limits_default(&def);
+  fg__proto_limits_default(&def);
   uint64_t huge[] = {(uint64_t)1 << 63, UINT64_MAX};
   for (size_t i = 0; i < 2; i++)
     for (size_t h = 0; h < 2; h++) {
-      fg_buf_reset(&b);
-      fg_proto_put_op(&b, dialects[i], FG_OP_SET);
-      fg_buf_put_u64(&b, huge[h]);
+      fg__buf_reset(&b);
+      fg__proto_put_op(&b, dialects[i], FG_OP_SET);
+      fg__buf_put_u64(&b, huge[h]);
       assert_int_equal(decode_header(dialects[i], &b, &def), FG_ELIMIT);
-      fg_buf_reset(&b);
-      fg_proto_put_op(&b, dialects[i], FG_OP_WAIT);
-      fg_buf_put_u64(&b, huge[h]);
+      fg__buf_reset(&b);
+      fg__proto_put_op(&b, dialects[i], FG_OP_WAIT);
+      fg__buf_put_u64(&b, huge[h]);
       assert_int_equal(decode_header(dialects[i], &b, &def), FG_ELIMIT);
     }
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 /* With the limits lifted, a huge length still asks for more than has arrived. */
@@ -343,20 +343,20 @@ static void unlimited_lengths_give_a_hint_past_the_end(void **state) {
   (void)state;
   fg_proto_limits none = {UINT64_MAX, UINT64_MAX, UINT64_MAX};
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_SET);
-  fg_buf_put_u64(&b, UINT64_MAX - 4);
+  fg__buf_init(&b);
+  fg__proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_SET);
+  fg__buf_put_u64(&b, UINT64_MAX - 4);
   fg_request r;
   size_t used = 0;
   assert_int_equal(decode(FG_DIALECT_LEGACY, &b, b.len, &none, &r, &used), FG_PROTO_NEED_MORE);
   assert_true(used > b.len);
-  fg_buf_reset(&b);
-  fg_proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_WAIT);
-  fg_buf_put_u64(&b, UINT64_MAX);
+  fg__buf_reset(&b);
+  fg__proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_WAIT);
+  fg__buf_put_u64(&b, UINT64_MAX);
   put_str(&b, "k");
   assert_int_equal(decode(FG_DIALECT_LEGACY, &b, b.len, &none, &r, &used), FG_PROTO_NEED_MORE);
   assert_true(used > b.len);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 static void lengths_at_the_limit_are_accepted(void **state) {
@@ -365,22 +365,22 @@ static void lengths_at_the_limit_are_accepted(void **state) {
   memset(key, 'k', sizeof key);
   memset(value, 'v', sizeof value);
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_SET);
-  fg_buf_put_bytes(&b, key, small.max_key);
-  fg_buf_put_bytes(&b, value, small.max_value);
+  fg__buf_init(&b);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_SET);
+  fg__buf_put_bytes(&b, key, small.max_key);
+  fg__buf_put_bytes(&b, value, small.max_value);
   fg_request r;
   size_t used;
   assert_int_equal(decode(FG_DIALECT_V2, &b, b.len, &small, &r, &used), FG_PROTO_OK);
   assert_int_equal(r.key.len, small.max_key);
   assert_int_equal(r.value.len, small.max_value);
-  fg_buf_reset(&b);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_WAIT);
-  fg_buf_put_u64(&b, small.max_keys);
+  fg__buf_reset(&b);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_WAIT);
+  fg__buf_put_u64(&b, small.max_keys);
   for (uint64_t i = 0; i < small.max_keys; i++) put_str(&b, "k");
   assert_int_equal(decode(FG_DIALECT_V2, &b, b.len, &small, &r, &used), FG_PROTO_OK);
   assert_int_equal(r.nkeys, small.max_keys);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 /* ---- opcodes, sniffing, lists, encoders ------------------------------------------------- */
@@ -390,7 +390,7 @@ static void unknown_opcodes_are_protocol_errors(void **state) {
   int unknown[2] = {0, 0};
   for (size_t i = 0; i < 2; i++)
     for (int byte = 0; byte < 256; byte++) {
-      if (fg_proto_op(dialects[i], (uint8_t)byte) >= 0) continue;
+      if (fg__proto_op(dialects[i], (uint8_t)byte) >= 0) continue;
       uint8_t p[16] = {(uint8_t)byte};
       fg_buf b = {.data = p, .len = sizeof p};
       fg_request r;
@@ -406,17 +406,17 @@ static void opcode_tables_round_trip(void **state) {
   (void)state;
   for (size_t i = 0; i < 2; i++) {
     for (int op = 0; op < FG_OP_COUNT; op++) {
-      int code = fg_proto_opcode(dialects[i], (enum fg_op)op);
-      if (code >= 0) assert_int_equal(fg_proto_op(dialects[i], (uint8_t)code), op);
+      int code = fg__proto_opcode(dialects[i], (enum fg_op)op);
+      if (code >= 0) assert_int_equal(fg__proto_op(dialects[i], (uint8_t)code), op);
     }
     for (int byte = 0; byte < 256; byte++) {
-      int op = fg_proto_op(dialects[i], (uint8_t)byte);
-      if (op >= 0) assert_int_equal(fg_proto_opcode(dialects[i], (enum fg_op)op), byte);
+      int op = fg__proto_op(dialects[i], (uint8_t)byte);
+      if (op >= 0) assert_int_equal(fg__proto_opcode(dialects[i], (enum fg_op)op), byte);
     }
   }
-  assert_int_equal(fg_proto_opcode(FG_DIALECT_UNKNOWN, FG_OP_SET), -1);
-  assert_int_equal(fg_proto_op(FG_DIALECT_UNKNOWN, 0), -1);
-  assert_int_equal(fg_proto_opcode(FG_DIALECT_V2, FG_OP_COUNT), -1);
+  assert_int_equal(fg__proto_opcode(FG_DIALECT_UNKNOWN, FG_OP_SET), -1);
+  assert_int_equal(fg__proto_op(FG_DIALECT_UNKNOWN, 0), -1);
+  assert_int_equal(fg__proto_opcode(FG_DIALECT_V2, FG_OP_COUNT), -1);
 }
 
 /* The numbers of wire spec §4.2. */
@@ -425,62 +425,62 @@ static void opcode_numbers_match_the_spec(void **state) {
   static const int legacy[FG_OP_COUNT] = {-1, 0, 1, 2, 3, 4, 5, 6, 7, 8,
                                           -1, -1, -1, -1, -1, -1, -1, -1, -1, -1};
   for (int op = 0; op < FG_OP_COUNT; op++) {
-    assert_int_equal(fg_proto_opcode(FG_DIALECT_LEGACY, (enum fg_op)op), legacy[op]);
+    assert_int_equal(fg__proto_opcode(FG_DIALECT_LEGACY, (enum fg_op)op), legacy[op]);
     int v2 = op < FG_OP_WATCH_KEY ? op : op == FG_OP_WATCH_KEY ? -1 : op - 1;
-    assert_int_equal(fg_proto_opcode(FG_DIALECT_V2, (enum fg_op)op), v2);
+    assert_int_equal(fg__proto_opcode(FG_DIALECT_V2, (enum fg_op)op), v2);
   }
 }
 
 static void op_names_are_distinct(void **state) {
   (void)state;
   for (int a = 0; a < FG_OP_COUNT; a++) {
-    assert_non_null(fg_proto_op_name((enum fg_op)a));
+    assert_non_null(fg__proto_op_name((enum fg_op)a));
     for (int b = 0; b < a; b++)
-      assert_string_not_equal(fg_proto_op_name((enum fg_op)a), fg_proto_op_name((enum fg_op)b));
+      assert_string_not_equal(fg__proto_op_name((enum fg_op)a), fg__proto_op_name((enum fg_op)b));
   }
-  assert_string_equal(fg_proto_op_name(FG_OP_COMPARE_SET), "COMPARE_SET");
-  assert_string_equal(fg_proto_op_name(FG_OP_COUNT), "?");
+  assert_string_equal(fg__proto_op_name(FG_OP_COMPARE_SET), "COMPARE_SET");
+  assert_string_equal(fg__proto_op_name(FG_OP_COUNT), "?");
 }
 
 static void sniff_tells_the_dialects_apart(void **state) {
   (void)state;
   static const uint8_t hello[] = {0x00, 0xce, 0xf7, 0x85, 0x3c, 0x0d, 1, 2, 3, 4};
-  assert_int_equal(fg_proto_sniff(NULL, 0), FG_DIALECT_UNKNOWN);
-  for (size_t n = 1; n < 5; n++) assert_int_equal(fg_proto_sniff(hello, n), FG_DIALECT_UNKNOWN);
-  assert_int_equal(fg_proto_sniff(hello, 5), FG_DIALECT_V2);
-  assert_int_equal(fg_proto_sniff(hello, sizeof hello), FG_DIALECT_V2);
+  assert_int_equal(fg__proto_sniff(NULL, 0), FG_DIALECT_UNKNOWN);
+  for (size_t n = 1; n < 5; n++) assert_int_equal(fg__proto_sniff(hello, n), FG_DIALECT_UNKNOWN);
+  assert_int_equal(fg__proto_sniff(hello, 5), FG_DIALECT_V2);
+  assert_int_equal(fg__proto_sniff(hello, sizeof hello), FG_DIALECT_V2);
   /* A 1.13 SET of a short key differs at its second byte. */
   static const uint8_t set[] = {0x00, 0x02, 0, 0, 0, 0, 0, 0, 0, '/', 'k'};
-  assert_int_equal(fg_proto_sniff(set, 1), FG_DIALECT_UNKNOWN);
-  assert_int_equal(fg_proto_sniff(set, 2), FG_DIALECT_LEGACY);
+  assert_int_equal(fg__proto_sniff(set, 1), FG_DIALECT_UNKNOWN);
+  assert_int_equal(fg__proto_sniff(set, 2), FG_DIALECT_LEGACY);
   /* Any other first opcode is 1.13 at once. */
   static const uint8_t get[] = {0x02};
-  assert_int_equal(fg_proto_sniff(get, 1), FG_DIALECT_LEGACY);
+  assert_int_equal(fg__proto_sniff(get, 1), FG_DIALECT_LEGACY);
   /* The right opcode with a wrong magic is not a V2 hello. */
   static const uint8_t bad[] = {0x00, 0xce, 0xf7, 0x85, 0x3d};
-  assert_int_equal(fg_proto_sniff(bad, sizeof bad), FG_DIALECT_LEGACY);
+  assert_int_equal(fg__proto_sniff(bad, sizeof bad), FG_DIALECT_LEGACY);
 }
 
 static void next_on_an_empty_list_ends_at_once(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_MULTI_GET);
-  fg_buf_put_u64(&b, 0);
+  fg__buf_init(&b);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_MULTI_GET);
+  fg__buf_put_u64(&b, 0);
   fg_request r;
   size_t used;
   assert_int_equal(decode(FG_DIALECT_V2, &b, b.len, NULL, &r, &used), FG_PROTO_OK);
   assert_int_equal(r.nkeys, 0);
   fg_slice k;
-  assert_int_equal(fg_proto_next(&r.list, &k, NULL), 0);
-  fg_buf_free(&b);
+  assert_int_equal(fg__proto_next(&r.list, &k, NULL), 0);
+  fg__buf_free(&b);
 }
 
 /* check_fields walks every list op's keys (and MULTI_SET's values); this pins it on its own. */
 static void next_walks_keys_and_pairs(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
+  fg__buf_init(&b);
   fg_request r;
   size_t used;
   build(&b, FG_DIALECT_V2, FG_OP_WAIT);
@@ -489,24 +489,24 @@ static void next_walks_keys_and_pairs(void **state) {
   build(&b, FG_DIALECT_V2, FG_OP_MULTI_SET);
   assert_int_equal(decode(FG_DIALECT_V2, &b, b.len, NULL, &r, &used), FG_PROTO_OK);
   check_list(r.list, 1);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 static void encoders_write_the_wire_bytes(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_validate(&b);
+  fg__buf_init(&b);
+  fg__proto_put_validate(&b);
   static const uint8_t hello[] = {0x00, 0xce, 0xf7, 0x85, 0x3c};
   assert_int_equal(b.len, sizeof hello);
   assert_memory_equal(b.data, hello, sizeof hello);
-  fg_buf_reset(&b);
-  fg_proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_DELETE_KEY);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_DELETE_KEY);
-  fg_proto_put_op(&b, FG_DIALECT_V2, FG_OP_CANCEL_WAIT);
+  fg__buf_reset(&b);
+  fg__proto_put_op(&b, FG_DIALECT_LEGACY, FG_OP_DELETE_KEY);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_DELETE_KEY);
+  fg__proto_put_op(&b, FG_DIALECT_V2, FG_OP_CANCEL_WAIT);
   static const uint8_t ops[] = {8, 8, 12};
   assert_memory_equal(b.data, ops, sizeof ops);
-  fg_buf_free(&b);
+  fg__buf_free(&b);
 }
 
 int main(void) {

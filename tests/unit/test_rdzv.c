@@ -189,17 +189,17 @@ static void store_run(void *arg) { uv_run(&((store_thread *)arg)->loop, UV_RUN_D
 
 static void store_stop(uv_async_t *a) {
   store_thread *st = a->data;
-  fg_server_close(st->server);
+  fg__server_close(st->server);
   uv_close((uv_handle_t *)a, NULL);
 }
 
 static void start_store(store_thread *st) {
   uv_loop_init(&st->loop);
   fg_server_config cfg;
-  fg_server_config_init(&cfg);
+  fg__server_config_init(&cfg);
   cfg.port = 0;
-  assert_int_equal(fg_server_start(&st->loop, &cfg, &st->server, err, sizeof err), 0);
-  st->port = fg_server_port(st->server);
+  assert_int_equal(fg__server_start(&st->loop, &cfg, &st->server, err, sizeof err), 0);
+  st->port = fg__server_port(st->server);
   uv_async_init(&st->loop, &st->stop, store_stop);
   st->stop.data = st;
   assert_int_equal(uv_thread_create(&st->thread, store_run, st), 0);

@@ -1,5 +1,5 @@
 /* test_store_core - the store's request handling without sockets (ops.c through
- * fg_core_feed): the token stage, the bound on unread replies, the bound on one reply, and
+ * fg__core_feed): the token stage, the bound on unread replies, the bound on one reply, and
  * cases the fuzzer found. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,78 +23,78 @@ typedef struct fixture {
 static int setup(void **state) {
   static fixture f;
   fg_proto_limits lim;
-  fg_proto_limits_default(&lim);
-  assert_int_equal(fg_core_init(&f.core, 64u << 20, &lim), 0);
-  fg_session_init(&f.s);
-  fg_buf_init(&f.in);
+  fg__proto_limits_default(&lim);
+  assert_int_equal(fg__core_init(&f.core, 64u << 20, &lim), 0);
+  fg__session_init(&f.s);
+  fg__buf_init(&f.in);
   *state = &f;
   return 0;
 }
 
 static int teardown(void **state) {
   fixture *f = *state;
-  fg_session_drop(&f->core, &f->s);
-  fg_buf_free(&f->in);
-  fg_core_free(&f->core);
+  fg__session_drop(&f->core, &f->s);
+  fg__buf_free(&f->in);
+  fg__core_free(&f->core);
   return 0;
 }
 
-/* Feeds f->in; returns fg_core_feed's code and consumes what it used. */
+/* Feeds f->in; returns fg__core_feed's code and consumes what it used. */
 static int feed(fixture *f, const char **why) {
   size_t used, need;
   *why = NULL;
-  int rc = fg_core_feed(&f->core, &f->s, f->in.data, f->in.len, &used, &need, why);
-  if (rc >= 0) fg_buf_consume(&f->in, used);
+  int rc = fg__core_feed(&f->core, &f->s, f->in.data, f->in.len, &used, &need, why);
+  if (rc >= 0) fg__buf_consume(&f->in, used);
   return rc;
 }
 
-static void put_str(fg_buf *b, const char *s) { fg_buf_put_bytes(b, s, strlen(s)); }
+static void put_str(fg_buf *b, const char *s) { fg__buf_put_bytes(b, s, strlen(s)); }
 
 static void put_set(fg_buf *b, const char *key, size_t len) {
-  fg_proto_put_op(b, FG_DIALECT_LEGACY, FG_OP_SET);
+  fg__proto_put_op(b, FG_DIALECT_LEGACY, FG_OP_SET);
   put_str(b, key);
-  fg_buf_put_u64(b, len);
-  for (size_t i = 0; i < len; i++) fg_buf_put_u8(b, 'v');
+  fg__buf_put_u64(b, len);
+  for (size_t i = 0; i < len; i++) fg__buf_put_u8(b, 'v');
 }
 
 static void put_get(fg_buf *b, const char *key) {
-  fg_proto_put_op(b, FG_DIALECT_LEGACY, FG_OP_GET);
+  fg__proto_put_op(b, FG_DIALECT_LEGACY, FG_OP_GET);
   put_str(b, key);
 }
 
 static void token_decoder_hints_and_refusals(void **state) {
   (void)state;
   fg_buf b;
-  fg_buf_init(&b);
-  fg_proto_put_token(&b, "secret", 6);
+  fg__buf_init(&b);
+  fg__proto_put_token(&b, "secret", 6);
   assert_int_equal(b.len, 14);
   fg_slice t;
   size_t used;
   for (size_t n = 0; n < 8; n++) {
-    assert_int_equal(fg_proto_decode_token(b.data, n, &t, &used), FG_PROTO_NEED_MORE);
+    assert_int_equal(fg__proto_decode_token(b.data, n, &t, &used), FG_PROTO_NEED_MORE);
     assert_int_equal(used, 8);
   }
   for (size_t n = 8; n < 14; n++) {
-    assert_int_equal(fg_proto_decode_token(b.data, n, &t, &used), FG_PROTO_NEED_MORE);
+    assert_int_equal(fg__proto_decode_token(b.data, n, &t, &used), FG_PROTO_NEED_MORE);
     assert_int_equal(used, 14);
   }
-  assert_int_equal(fg_proto_decode_token(b.data, b.len, &t, &used), FG_PROTO_OK);
+  assert_int_equal(fg__proto_decode_token(b.data, b.len, &t, &used), FG_PROTO_OK);
   assert_int_equal(used, 14);
   assert_int_equal(t.len, 6);
   assert_memory_equal(t.p, "secret", 6);
   static const uint8_t legacy_set[] = {0x00, 0x02};
-  assert_int_equal(fg_proto_decode_token(legacy_set, 2, &t, &used), FG_EPROTO);
+  assert_int_equal(fg__proto_decode_token(legacy_set, 2, &t, &used), FG_EPROTO);
   static const uint8_t empty[] = {'F', 'G', 'T', 'K', 0, 0, 0, 0};
-  assert_int_equal(fg_proto_decode_token(empty, 8, &t, &used), FG_EPROTO);
+  assert_int_equal(fg__proto_decode_token(empty, 8, &t, &used), FG_EPROTO);
   static const uint8_t huge[] = {'F', 'G', 'T', 'K', 0x01, 0x04, 0, 0}; /* 1025 */
-  assert_int_equal(fg_proto_decode_token(huge, 8, &t, &used), FG_EPROTO);
-  fg_buf_free(&b);
+  assert_int_equal(fg__proto_decode_token(huge, 8, &t, &used), FG_EPROTO);
+  fg__buf_free(&b);
 }
 
 static void a_required_token_admits_only_its_holder(void **state) {
   fixture *f = *state;
   const char *why;
-  assert_int_equal(fg_core_set_token(&f->core, "secret", 6), 0);
+  assert_int_equal(fg__core_set_token(&f->core, "secret", 6), 0);
   /* A torch client's first request. */
   put_get(&f->in, "/k");
   assert_int_equal(feed(f, &why), FG_EPROTO);
@@ -102,16 +102,16 @@ static void a_required_token_admits_only_its_holder(void **state) {
   assert_int_equal(f->s.out.len, 4);
   assert_memory_equal(f->s.out.data, FG_TOKEN_REFUSED, 4);
   /* A wrong token, then the right one on a new session. */
-  fg_session_drop(&f->core, &f->s);
-  fg_session_init(&f->s);
-  fg_buf_reset(&f->in);
-  fg_proto_put_token(&f->in, "secreT", 6);
+  fg__session_drop(&f->core, &f->s);
+  fg__session_init(&f->s);
+  fg__buf_reset(&f->in);
+  fg__proto_put_token(&f->in, "secreT", 6);
   assert_int_equal(feed(f, &why), FG_EPROTO);
   assert_null(strstr(why, "secre"));
-  fg_session_drop(&f->core, &f->s);
-  fg_session_init(&f->s);
-  fg_buf_reset(&f->in);
-  fg_proto_put_token(&f->in, "secret", 6);
+  fg__session_drop(&f->core, &f->s);
+  fg__session_init(&f->s);
+  fg__buf_reset(&f->in);
+  fg__proto_put_token(&f->in, "secret", 6);
   put_set(&f->in, "/k", 1);
   put_get(&f->in, "/k");
   assert_int_equal(feed(f, &why), 0);
@@ -124,8 +124,8 @@ static void a_required_token_admits_only_its_holder(void **state) {
 static void a_token_is_accepted_when_none_is_required(void **state) {
   fixture *f = *state;
   const char *why;
-  fg_proto_put_token(&f->in, "anything", 8);
-  fg_proto_put_validate(&f->in);
+  fg__proto_put_token(&f->in, "anything", 8);
+  fg__proto_put_validate(&f->in);
   assert_int_equal(feed(f, &why), 0);
   assert_int_equal(f->s.dialect, FG_DIALECT_V2);
   assert_int_equal(f->s.out.len, 1);
@@ -135,11 +135,11 @@ static void a_token_is_accepted_when_none_is_required(void **state) {
 static void a_half_sent_token_waits_for_the_rest(void **state) {
   fixture *f = *state;
   const char *why;
-  assert_int_equal(fg_core_set_token(&f->core, "secret", 6), 0);
-  fg_proto_put_token(&f->in, "secret", 6);
+  assert_int_equal(fg__core_set_token(&f->core, "secret", 6), 0);
+  fg__proto_put_token(&f->in, "secret", 6);
   size_t used, need;
   for (size_t n = 0; n < f->in.len; n++) {
-    assert_int_equal(fg_core_feed(&f->core, &f->s, f->in.data, n, &used, &need, &why), 0);
+    assert_int_equal(fg__core_feed(&f->core, &f->s, f->in.data, n, &used, &need, &why), 0);
     assert_int_equal(used, 0);
     assert_true(need > n);
   }
@@ -159,13 +159,13 @@ static void pipelined_replies_stop_at_the_batch_limit(void **state) {
   assert_int_equal(feed(f, &why), FG_CORE_BLOCKED);
   assert_int_equal(fg_session_pending(&f->s), 2 * (8 + 40000));
   assert_int_equal(f->in.len, 8 * request);
-  fg_session_clear_output(&f->s); /* the client reads */
+  fg__session_clear_output(&f->s); /* the client reads */
   assert_int_equal(feed(f, &why), FG_CORE_BLOCKED);
   assert_int_equal(f->in.len, 6 * request);
-  fg_session_clear_output(&f->s);
+  fg__session_clear_output(&f->s);
   while (f->in.len) {
     assert_true(feed(f, &why) >= 0);
-    fg_session_clear_output(&f->s);
+    fg__session_clear_output(&f->s);
   }
 }
 
@@ -183,17 +183,17 @@ static void a_big_get_shares_the_value_and_a_later_set_leaves_it_alone(void **st
   assert_int_equal(feed(f, &why), 0);
   assert_int_equal(f->s.nshares, 1);
   assert_int_equal(f->s.out.len, 8 + 8 + 10); /* the big value is not in out */
-  fg_kv_entry *e = fg_kv_find(&f->core.kv, (const uint8_t *)"/big", 4);
+  fg_kv_entry *e = fg__kv_find(&f->core.kv, (const uint8_t *)"/big", 4);
   assert_non_null(e);
   assert_ptr_equal(f->s.shares[0].p, e->value);
   /* Now the key changes before the reply is written. */
-  fg_buf_reset(&f->in);
-  fg_proto_put_op(&f->in, FG_DIALECT_LEGACY, FG_OP_SET);
+  fg__buf_reset(&f->in);
+  fg__proto_put_op(&f->in, FG_DIALECT_LEGACY, FG_OP_SET);
   put_str(&f->in, "/big");
   put_str(&f->in, "changed");
   assert_int_equal(feed(f, &why), 0);
   assert_ptr_not_equal(e->value, f->s.shares[0].p);
-  fg_session_flatten(&f->s);
+  fg__session_flatten(&f->s);
   assert_int_equal(f->s.nshares, 0);
   assert_int_equal(f->s.out.len, 8 + big + 8 + 10);
   uint64_t len;
@@ -201,7 +201,7 @@ static void a_big_get_shares_the_value_and_a_later_set_leaves_it_alone(void **st
   assert_int_equal(len, big);
   for (size_t i = 0; i < big; i++) assert_int_equal(f->s.out.data[8 + i], 'v');
   assert_memory_equal(e->value, "changed", 7);
-  fg_session_clear_output(&f->s);
+  fg__session_clear_output(&f->s);
 }
 
 /* The table's side of sharing: while a reference is held, APPEND and SET move the value to
@@ -210,12 +210,12 @@ static void a_held_value_survives_append_set_and_unset(void **state) {
   fixture *f = *state;
   fg_kv *kv = &f->core.kv;
   int err = 0;
-  fg_kv_entry *e = fg_kv_intern(kv, (const uint8_t *)"/k", 2, &err);
+  fg_kv_entry *e = fg__kv_intern(kv, (const uint8_t *)"/k", 2, &err);
   assert_non_null(e);
-  assert_int_equal(fg_kv_set(kv, e, (const uint8_t *)"abc", 3), 0);
-  fg_kv_blob *held = fg_kv_blob_ref(e);
+  assert_int_equal(fg__kv_set(kv, e, (const uint8_t *)"abc", 3), 0);
+  fg_kv_blob *held = fg__kv_blob_ref(e);
   assert_int_equal(held->refs, 2);
-  assert_int_equal(fg_kv_append(kv, e, (const uint8_t *)"def", 3), 0);
+  assert_int_equal(fg__kv_append(kv, e, (const uint8_t *)"def", 3), 0);
   assert_ptr_not_equal(e->blob, held);
   assert_int_equal(e->len, 6);
   assert_memory_equal(e->value, "abcdef", 6);
@@ -223,32 +223,32 @@ static void a_held_value_survives_append_set_and_unset(void **state) {
   assert_int_equal(held->refs, 1);
   /* Unshared now: a further APPEND stays in place when it fits. */
   fg_kv_blob *own = e->blob;
-  assert_int_equal(fg_kv_append(kv, e, (const uint8_t *)"g", 1), 0);
+  assert_int_equal(fg__kv_append(kv, e, (const uint8_t *)"g", 1), 0);
   assert_ptr_equal(e->blob, own);
-  fg_kv_blob_unref(held);
-  held = fg_kv_blob_ref(e);
-  assert_int_equal(fg_kv_set(kv, e, (const uint8_t *)"x", 1), 0);
+  fg__kv_blob_unref(held);
+  held = fg__kv_blob_ref(e);
+  assert_int_equal(fg__kv_set(kv, e, (const uint8_t *)"x", 1), 0);
   assert_memory_equal(held->data, "abcdefg", 7);
-  fg_kv_blob_unref(held);
-  held = fg_kv_blob_ref(e);
-  fg_kv_unset(kv, e);
+  fg__kv_blob_unref(held);
+  held = fg__kv_blob_ref(e);
+  fg__kv_unset(kv, e);
   assert_null(e->blob);
   assert_memory_equal(held->data, "x", 1);
-  fg_kv_blob_unref(held);
-  fg_kv_release(kv, e);
+  fg__kv_blob_unref(held);
+  fg__kv_release(kv, e);
 }
 
 static void a_multi_get_reply_over_the_limit_is_refused(void **state) {
   fixture *f = *state;
   const char *why;
   f->core.max_reply = 1u << 20;
-  fg_proto_put_validate(&f->in);
-  fg_proto_put_op(&f->in, FG_DIALECT_V2, FG_OP_SET);
+  fg__proto_put_validate(&f->in);
+  fg__proto_put_op(&f->in, FG_DIALECT_V2, FG_OP_SET);
   put_str(&f->in, "/v");
-  fg_buf_put_u64(&f->in, 100000);
-  for (int i = 0; i < 100000; i++) fg_buf_put_u8(&f->in, 'x');
-  fg_proto_put_op(&f->in, FG_DIALECT_V2, FG_OP_MULTI_GET);
-  fg_buf_put_u64(&f->in, 11); /* 1.1 MB of reply from 143 bytes of request */
+  fg__buf_put_u64(&f->in, 100000);
+  for (int i = 0; i < 100000; i++) fg__buf_put_u8(&f->in, 'x');
+  fg__proto_put_op(&f->in, FG_DIALECT_V2, FG_OP_MULTI_GET);
+  fg__buf_put_u64(&f->in, 11); /* 1.1 MB of reply from 143 bytes of request */
   for (int i = 0; i < 11; i++) put_str(&f->in, "/v");
   assert_int_equal(feed(f, &why), FG_ELIMIT);
   assert_string_equal(why, "reply larger than the limit");
@@ -260,7 +260,7 @@ static void a_watched_empty_value_changes(void **state) {
   fixture *f = *state;
   const char *why;
   put_set(&f->in, "/w", 0);
-  fg_proto_put_op(&f->in, FG_DIALECT_LEGACY, FG_OP_WATCH_KEY);
+  fg__proto_put_op(&f->in, FG_DIALECT_LEGACY, FG_OP_WATCH_KEY);
   put_str(&f->in, "/w");
   put_set(&f->in, "/w", 2);
   assert_int_equal(feed(f, &why), 0);
