@@ -187,7 +187,7 @@ static int run(fg_comm *c, call k) {
   size_t done = 0;
   do {
     call part = k;
-    part.count = FG_MIN(k.count - done, chunk);
+    part.count = FG__MIN(k.count - done, chunk);
     if (done && part.send) part.send = (const char *)k.send + done * esz;
     if (done && part.recv) part.recv = (char *)k.recv + done * esz;
     if (part.kind == K_ALLREDUCE && fg__mpi_doubling_fits(c, part.count, part.dt)) {

@@ -16,7 +16,7 @@
 const char *fg__mpi_text(int err, char msg[MPI_MAX_ERROR_STRING]) {
   int n = 0;
   if (MPI_Error_string(err, msg, &n) != MPI_SUCCESS || n <= 0) return "unknown MPI error";
-  msg[FG_MIN(n, MPI_MAX_ERROR_STRING - 1)] = '\0';
+  msg[FG__MIN(n, MPI_MAX_ERROR_STRING - 1)] = '\0';
   return msg;
 }
 
@@ -70,7 +70,7 @@ enum { SPIN_NS = 1000000, YIELD_NS = 100000000, MAX_NAP_NS = 1000000 };
 enum { TESTS_PER_CLOCK = 32 };
 
 static void nap(uint64_t waited_ns) {
-  struct timespec ts = {0, (long)FG_MIN(FG_MAX(waited_ns / 16, 1000u), (uint64_t)MAX_NAP_NS)};
+  struct timespec ts = {0, (long)FG__MIN(FG__MAX(waited_ns / 16, 1000u), (uint64_t)MAX_NAP_NS)};
   nanosleep(&ts, NULL);
 }
 

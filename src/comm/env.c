@@ -106,7 +106,7 @@ static int slurm_store(fg_comm_env *env, char *err, size_t errlen) {
     if (fg__slurm_job_port(job, &env->master_port) != 0)
       return fg__fail(err, errlen, -EINVAL, "SLURM_JOB_ID=%s is not a job id to derive the "
                      "store's port from: set MASTER_PORT", job ? job : "(unset)");
-    snprintf(why + FG_MIN(at, len - 1), len - FG_MIN(at, len - 1),
+    snprintf(why + FG__MIN(at, len - 1), len - FG__MIN(at, len - 1),
              "%sport %d is %d + SLURM_JOB_ID=%s %% %d", at ? "; " : "", env->master_port,
              FG_SLURM_PORT_BASE, job, FG_SLURM_PORT_SPAN);
   }

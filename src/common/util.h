@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 #define FG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define FG_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define FG_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define FG__MIN(a, b) ((a) < (b) ? (a) : (b))
+#define FG__MAX(a, b) ((a) > (b) ? (a) : (b))
 
 /* Monotonic clock. */
 uint64_t fg__now_ns(void);

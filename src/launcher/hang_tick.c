@@ -194,8 +194,8 @@ static int same_places(const fg_py_where *a, const fg_py_where *b, int n) {
  * moment in a collective. Otherwise the next sample follows that much later. */
 static int quiet_confirmed(report *rp) {
   fg_hang *h = rp->h;
-  uint64_t limit = (uint64_t)(h->timeout * 1e9), again = FG_MAX(limit / 4, 500000000u);
-  int n = FG_MIN(rp->n, h->nslots);
+  uint64_t limit = (uint64_t)(h->timeout * 1e9), again = FG__MAX(limit / 4, 500000000u);
+  int n = FG__MIN(rp->n, h->nslots);
   int same = h->quiet_prev_ok && same_places(h->quiet_prev, rp->where, n);
   if (same) {
     for (int i = 0; i < n; i++) {

@@ -241,7 +241,7 @@ static int exclusive_cpus(const plan_ctx *p, int home, int k, int g, cpu_set_t *
                    "physical core%s fgrun may use, for %d workers (each needs one of its own)",
                    p->t->id[home], cores, cores == 1 ? "" : "s", g);
   int per = cores / g, extra = cores % g;
-  int start = k * per + FG_MIN(k, extra);
+  int start = k * per + FG__MIN(k, extra);
   select_keys(node, p->key, p->keys, start, start + per + (k < extra), out);
   return 0;
 }

@@ -50,7 +50,7 @@ void fg_tail_write(fg_tail *t, const char *p, size_t n) {
   }
   while (n > 0) {
     size_t at = (size_t)(t->total % FG_TAIL_BYTES);
-    size_t chunk = FG_MIN(n, FG_TAIL_BYTES - at);
+    size_t chunk = FG__MIN(n, FG_TAIL_BYTES - at);
     memcpy(t->data + at, p, chunk);
     t->total += chunk;
     p += chunk;
@@ -59,11 +59,11 @@ void fg_tail_write(fg_tail *t, const char *p, size_t n) {
 }
 
 void fg_tail_lines(const fg_tail *t, int lines, fg_buf *out) {
-  size_t have = (size_t)FG_MIN(t->total, (uint64_t)FG_TAIL_BYTES);
+  size_t have = (size_t)FG__MIN(t->total, (uint64_t)FG_TAIL_BYTES);
   char *flat = malloc(have + 1);
   if (!flat) return;
   size_t start = (size_t)((t->total - have) % FG_TAIL_BYTES);
-  size_t first = FG_MIN(have, FG_TAIL_BYTES - start);
+  size_t first = FG__MIN(have, FG_TAIL_BYTES - start);
   memcpy(flat, t->data + start, first);
   memcpy(flat + first, t->data, have - first);
   size_t end = have;

@@ -36,7 +36,7 @@ static int fail(fg_rdzv *rz, int code, const char *fmt, ...) {
   return code;
 }
 
-static int ms_of(double seconds) { return (int)FG_MIN(seconds * 1000, 1 << 30); }
+static int ms_of(double seconds) { return (int)FG__MIN(seconds * 1000, 1 << 30); }
 
 /* --- store helpers ----------------------------------------------------------------------- */
 
@@ -55,7 +55,7 @@ int fg_rdzv_exists(fg_rdzv *rz, const char *key) {
 }
 
 static void copy_value(char *out, size_t outlen, const void *v, size_t len) {
-  size_t n = FG_MIN(len, outlen - 1);
+  size_t n = FG__MIN(len, outlen - 1);
   memcpy(out, v, n);
   out[n] = '\0';
 }
@@ -98,7 +98,7 @@ int fg_rdzv_beat(fg_rdzv *rz) {
 int fg_rdzv_pause(fg_rdzv *rz, int ms) {
   for (int slept = 0; slept < ms; slept += NAP_MS) {
     if (atomic_load(&rz->cancelled)) return fail(rz, -ECANCELED, "cancelled");
-    int nap = FG_MIN(NAP_MS, ms - slept);
+    int nap = FG__MIN(NAP_MS, ms - slept);
     nanosleep(&(struct timespec){.tv_nsec = (long)nap * 1000000}, NULL);
   }
   return atomic_load(&rz->cancelled) ? fail(rz, -ECANCELED, "cancelled") : 0;
@@ -208,7 +208,7 @@ static int connect_store(fg_rdzv *rz) {
   fg_store_options_init(&so);
   so.timeout_ms = timeout;
   for (;;) {
-    so.connect_timeout_ms = (int)FG_MAX(1, FG_MIN(deadline - fg__now_ms(), CONNECT_SLICE_MS));
+    so.connect_timeout_ms = (int)FG__MAX(1, FG__MIN(deadline - fg__now_ms(), CONNECT_SLICE_MS));
     fg_store *probe = NULL;
     int rc = fg_store_connect(&probe, rz->host, rz->s.port, &so);
     fg_store_close(probe);
@@ -426,7 +426,7 @@ static int await_size(fg_rdzv *rz, int round, int64_t deadline, int64_t *size) {
     int last_call_over = min_seen_ms &&
         (now - min_seen_ms >= ms_of(rz->s.conf.last_call_timeout) || now >= deadline);
     if (full || last_call_over) {
-      snprintf(text, sizeof text, "%lld", (long long)FG_MIN(joined, (int64_t)rz->s.max_nodes));
+      snprintf(text, sizeof text, "%lld", (long long)FG__MIN(joined, (int64_t)rz->s.max_nodes));
       if ((rc = fg_rdzv_set_once(rz, size_key, text, text, sizeof text)) < 0) return rc;
       snprintf(text, sizeof text, "%d", round);
       if ((rc = fg_rdzv_set(rz, "latest", text)) < 0) return rc;
@@ -434,7 +434,7 @@ static int await_size(fg_rdzv *rz, int round, int64_t deadline, int64_t *size) {
     }
     if (now >= deadline) return join_timed_out(rz, round, joined);
     if ((rc = fg_rdzv_pause(rz, poll)) < 0) return rc;
-    poll = FG_MIN(poll * 2, POLL_MAX_MS);
+    poll = FG__MIN(poll * 2, POLL_MAX_MS);
   }
 }
 

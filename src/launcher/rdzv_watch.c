@@ -220,7 +220,7 @@ static int wait_released(fg_rdzv *rz, int64_t deadline) {
 
 int fg_rdzv_wait_ended(fg_rdzv *rz, double timeout_s) {
   if (!rz->round.nodes) return 0;
-  int64_t deadline = fg__now_ms() + (int64_t)FG_MIN(timeout_s * 1000, 1e15);
+  int64_t deadline = fg__now_ms() + (int64_t)FG__MIN(timeout_s * 1000, 1e15);
   char running[512];
   for (;;) {
     int dead, rc;

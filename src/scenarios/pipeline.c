@@ -151,7 +151,7 @@ static int run_gpipe(stage *st) {
  * one forward and one backward, then cools down with the backwards left. */
 static int run_1f1b(stage *st) {
   int mbs = st->cfg->microbatches;
-  int warm = FG_MIN(st->count - st->id - 1, mbs), steady = mbs - warm, rc = 0;
+  int warm = FG__MIN(st->count - st->id - 1, mbs), steady = mbs - warm, rc = 0;
   for (int m = 0; rc == 0 && m < warm; m++)
     if ((rc = recv_forward(st, m)) == 0 && (rc = forward(st, m)) == 0) rc = send_forward(st, m);
   if (rc == 0 && steady > 0) rc = recv_forward(st, warm);
@@ -479,7 +479,7 @@ static int parse_options(scn *s, int argc, char **argv, pp_config *c, enum sched
   if (stages != s->size)
     return scn_usage_error(s, "--stages %d does not match the world size %d (one stage per rank)",
                            stages, s->size);
-  c->layers = layers ? layers : FG_MAX(4, stages);
+  c->layers = layers ? layers : FG__MAX(4, stages);
   c->ffn = ffn ? ffn : 4 * c->dim;
   c->seed = (uint64_t)seed;
   if (c->layers < stages)

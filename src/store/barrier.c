@@ -119,8 +119,8 @@ int fg_store_barrier(fg_store *s, const char *name, int rank, int world_size, in
   if (rc == 0 && arrival == world_size) rc = fg_store_set(s, done, "1", 1);
   if (rc == 0) {
     const char *keys[] = {done};
-    int64_t until = deadline - FG_MIN(timeout / 4, DIAGNOSIS_MAX_MS); /* to name the missing */
-    rc = fg_store_wait(s, keys, 1, (int)FG_MAX(until - fg__now_ms(), 0));
+    int64_t until = deadline - FG__MIN(timeout / 4, DIAGNOSIS_MAX_MS); /* to name the missing */
+    rc = fg_store_wait(s, keys, 1, (int)FG__MAX(until - fg__now_ms(), 0));
   }
   if (rc == -ETIMEDOUT) rc = timed_out(s, name, world_size, timeout, arrival);
   fg__store_cap_steps(0);

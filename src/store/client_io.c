@@ -58,7 +58,7 @@ static int broken(fg_conn *c, int code, const char *what) {
 /* Even a deadline already past gets one look, so a zero timeout still sees a ready reply. */
 static int wait_fd(int fd, short events, int64_t deadline) {
   for (;;) {
-    int64_t left = FG_MAX(deadline - fg__now_ms(), 0);
+    int64_t left = FG__MAX(deadline - fg__now_ms(), 0);
     struct pollfd p = {.fd = fd, .events = events};
     int n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
     if (n > 0) return 0; /* POLLERR and POLLHUP too: the next send/recv says what happened */
@@ -97,7 +97,7 @@ static int connect_addr(const struct addrinfo *ai, int64_t deadline) {
 
 static int64_t attempt_deadline(const fg_conn *c, int64_t deadline) {
   int64_t now = fg__now_ms();
-  return fg_conn_capped(c, FG_MIN(FG_MAX(deadline, now + 100), now + ATTEMPT_MAX_MS));
+  return fg_conn_capped(c, FG__MIN(FG__MAX(deadline, now + 100), now + ATTEMPT_MAX_MS));
 }
 
 static int is_hangup(int rc) { return rc == FG_ECLOSED || rc == -ECONNRESET || rc == -EPIPE; }
@@ -107,7 +107,7 @@ static int present_token(fg_conn *c, int64_t deadline) {
   fg__buf_reset(&c->out);
   fg__proto_put_token(&c->out, c->token, strlen(c->token));
   uint8_t answer = 0;
-  deadline = fg_conn_capped(c, FG_MAX(deadline, fg__now_ms() + HELLO_MIN_MS));
+  deadline = fg_conn_capped(c, FG__MAX(deadline, fg__now_ms() + HELLO_MIN_MS));
   int rc = fg__conn_send(c, deadline);
   if (rc == 0) rc = fg__conn_read_u8(c, &answer, deadline);
   fg__buf_reset(&c->out);
@@ -183,7 +183,7 @@ static int hello_v2(fg_conn *c, int64_t deadline) {
 /* On a fresh socket: the handshake of the dialect, and the dialect itself the first time. */
 static int settle_dialect(fg_conn *c, int64_t deadline, int *retry) {
   if (c->dialect == FG_DIALECT_LEGACY) return 0; /* 1.13 has no handshake */
-  int rc = hello_v2(c, fg_conn_capped(c, FG_MAX(deadline, fg__now_ms() + HELLO_MIN_MS)));
+  int rc = hello_v2(c, fg_conn_capped(c, FG__MAX(deadline, fg__now_ms() + HELLO_MIN_MS)));
   if (rc == 0) {
     c->dialect = FG_DIALECT_V2;
     return 0;
@@ -203,13 +203,13 @@ static int settle_dialect(fg_conn *c, int64_t deadline, int *retry) {
 static void backoff(int *delay_ms, unsigned *seed, int64_t deadline) {
   int half = *delay_ms / 2;
   int64_t sleep_ms = half + rand_r(seed) % (half + 1); /* jitter: ranks don't retry in step */
-  sleep_ms = FG_MIN(sleep_ms, deadline - fg__now_ms());
+  sleep_ms = FG__MIN(sleep_ms, deadline - fg__now_ms());
   if (sleep_ms > 0) {
     struct timespec ts = {sleep_ms / 1000, (long)(sleep_ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
     }
   }
-  *delay_ms = FG_MIN(*delay_ms * 2, BACKOFF_MAX_MS);
+  *delay_ms = FG__MIN(*delay_ms * 2, BACKOFF_MAX_MS);
 }
 
 int fg__conn_open(fg_conn *c) {
@@ -288,7 +288,7 @@ int fg__conn_read(fg_conn *c, void *dst, size_t n, int64_t deadline) {
       }
       c->in_len = (size_t)got;
     }
-    size_t take = FG_MIN(n, c->in_len - c->in_pos);
+    size_t take = FG__MIN(n, c->in_len - c->in_pos);
     memcpy(p, c->in + c->in_pos, take);
     c->in_pos += take;
     p += take;
@@ -318,11 +318,11 @@ int fg__conn_read_bytes(fg_conn *c, void **value, size_t *len, int64_t deadline)
                  (unsigned long long)total, (unsigned long long)(FG_STORE_REPLY_MAX >> 20));
     return broken(c, FG_EPROTO, "");
   }
-  size_t have = 0, cap = (size_t)FG_MIN(total, 64 * 1024);
+  size_t have = 0, cap = (size_t)FG__MIN(total, 64 * 1024);
   uint8_t *buf = malloc(cap + 1);
   while (buf && have < total) {
     if (have == cap) {
-      cap = (size_t)FG_MIN(total, (uint64_t)cap * 2);
+      cap = (size_t)FG__MIN(total, (uint64_t)cap * 2);
       uint8_t *grown = realloc(buf, cap + 1);
       if (!grown) break;
       buf = grown;

@@ -420,14 +420,14 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   }
   /* A request is partly here: read the rest of it (its lengths were checked against the
    * limits) straight into the connection's buffer, behind the part it has. */
-  size_t want = FG_MAX(c->need > c->in.len ? c->need - c->in.len : 0, (size_t)4096);
+  size_t want = FG__MAX(c->need > c->in.len ? c->need - c->in.len : 0, (size_t)4096);
   c->over_budget = over_budget(c, c->in.len + want);
   if (c->over_budget || fg__buf_reserve(&c->in, want) != 0) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
   recharge(c);
-  size_t room = FG_MIN(c->in.cap - c->in.len, (size_t)1 << 30);
+  size_t room = FG__MIN(c->in.cap - c->in.len, (size_t)1 << 30);
   *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)room);
 }
 
@@ -538,7 +538,7 @@ static void start_sweep(fg_server *srv) {
   srv->sweep.data = srv;
   srv->open_handles++;
   if (srv->cfg.idle_timeout_ms <= 0) return;
-  uint64_t every = FG_MIN(FG_MAX((uint64_t)srv->cfg.idle_timeout_ms / 8, 10), 1000);
+  uint64_t every = FG__MIN(FG__MAX((uint64_t)srv->cfg.idle_timeout_ms / 8, 10), 1000);
   uv_timer_start(&srv->sweep, on_sweep, every, every);
   uv_unref((uv_handle_t *)&srv->sweep); /* never what keeps a loop running */
 }
@@ -546,7 +546,7 @@ static void start_sweep(fg_server *srv) {
 static int init_core(fg_server *srv, const fg_server_config *cfg) {
   fg_proto_limits lim = {cfg->max_key, cfg->max_value, 131072};
   if (fg__core_init(&srv->core, cfg->max_total, &lim) != 0) return -ENOMEM;
-  srv->core.max_reply = FG_MAX(cfg->max_request, cfg->max_value + 64);
+  srv->core.max_reply = FG__MAX(cfg->max_request, cfg->max_value + 64);
   if (cfg->token && *cfg->token && fg__core_set_token(&srv->core, cfg->token, strlen(cfg->token)))
     return -ENOMEM;
   return 0;

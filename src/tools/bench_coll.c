@@ -127,7 +127,7 @@ static layout layout_for(const sweep *s, uint64_t size) {
   if (s->coll->flags & BC_PER_RANK) l.count = (l.count / ranks) & ~(16 / esz - 1);
   l.send_elems = l.count * (s->coll->send_blocks ? (size_t)s->coll->send_blocks : ranks);
   l.recv_elems = l.count * (s->coll->recv_blocks ? (size_t)s->coll->recv_blocks : ranks);
-  l.bytes = FG_MAX(l.send_elems, l.recv_elems) * esz;
+  l.bytes = FG__MAX(l.send_elems, l.recv_elems) * esz;
   return l;
 }
 
@@ -251,7 +251,7 @@ static int peer_runs(sweep *s, int p) {
 static int peer_batch(sweep *s, int p, const layout *l, int first, double *us) {
   bc_peer *q = &s->peers[p];
   /* Peers allocate their buffers for each batch: one warm-up call at least. */
-  int warmup = first ? FG_MAX(1, s->o->warmup) : 1;
+  int warmup = first ? FG__MAX(1, s->o->warmup) : 1;
   int rc = q->time(q->state, s->coll->name, l->bytes, s->o->iters * s->o->agg_iters, warmup, us);
   if (rc != 0)
     fprintf(stderr, "fgbench: %s %s of %zu B failed (%s)\n", q->name, s->coll->name, l->bytes,

@@ -214,7 +214,7 @@ static int parse_option(int c, const char *arg, bc_options *o) {
     case 'T': {
       double s;
       if (fg__parse_seconds(arg, &s)) return bad("-T", arg, "seconds, 0 for the library's");
-      o->timeout_ms = (int)FG_MIN(s * 1000, 1 << 30);
+      o->timeout_ms = (int)FG__MIN(s * 1000, 1 << 30);
       return 0;
     }
     case 'J': return parse_json(arg, o);

@@ -578,7 +578,7 @@ int fg_bench_store(int argc, char **argv) {
   long nofile = fg__raise_nofile(); /* before the servers start: they inherit it */
   if (!o.server) choose_peers(&o);
   int most = 0, nsrv = o.server ? 1 : 1 + o.npeers;
-  for (int i = 0; i < o.nconns; i++) most = FG_MAX(most, o.conns[i]);
+  for (int i = 0; i < o.nconns; i++) most = FG__MAX(most, o.conns[i]);
   if (o.rendezvous && nofile < (long)most * nsrv + 64L)
     fprintf(stderr, "fgbench store: open-file limit %ld is too low for %d connections\n", nofile,
             most * nsrv);

@@ -158,7 +158,7 @@ static int open_threads(bench_load *l) {
   int per = (l->n + l->nthreads - 1) / l->nthreads;
   for (int t = 0; t < l->nthreads; t++) {
     lthread *th = &l->threads[t];
-    *th = (lthread){.load = l, .conns = l->conns + t * per, .n = FG_MIN(per, l->n - t * per)};
+    *th = (lthread){.load = l, .conns = l->conns + t * per, .n = FG__MIN(per, l->n - t * per)};
     th->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (th->epfd < 0) return -errno;
     for (int i = 0; i < th->n; i++) {
@@ -174,7 +174,7 @@ static int open_threads(bench_load *l) {
 int bench_load_open(bench_load **out, const bench_server *s, int conns, int threads,
                     int value_size, char *err, size_t errlen) {
   bench_load *l = calloc(1, sizeof *l);
-  threads = FG_MAX(1, FG_MIN(threads, conns));
+  threads = FG__MAX(1, FG__MIN(threads, conns));
   if (!l || !(l->conns = calloc((size_t)conns, sizeof *l->conns)) ||
       !(l->threads = calloc((size_t)threads, sizeof *l->threads))) {
     if (l) free(l->conns);
@@ -183,7 +183,7 @@ int bench_load_open(bench_load **out, const bench_server *s, int conns, int thre
   }
   l->n = conns;
   l->nthreads = threads;
-  l->value_size = (size_t)FG_MIN(value_size, MAX_VALUE);
+  l->value_size = (size_t)FG__MIN(value_size, MAX_VALUE);
   enum fg_dialect d = s->dialect == FG_STORE_DIALECT_V2 ? FG_DIALECT_V2 : FG_DIALECT_LEGACY;
   struct sockaddr_storage ss;
   socklen_t len;

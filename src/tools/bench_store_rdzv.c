@@ -144,7 +144,7 @@ static int split(bench_rdzv *r) {
   for (int t = 0; t < r->nworkers; t++) {
     rworker *w = &r->workers[t];
     *w = (rworker){.r = r, .epfd = t ? epoll_create1(EPOLL_CLOEXEC) : r->epfd,
-                   .first = t * per, .n = FG_MAX(0, FG_MIN(per, r->n - t * per))};
+                   .first = t * per, .n = FG__MAX(0, FG__MIN(per, r->n - t * per))};
     if (w->epfd < 0) return -errno;
     for (int i = w->first; t && i < w->first + w->n; i++) {
       struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
@@ -159,7 +159,7 @@ static int split(bench_rdzv *r) {
 int bench_rdzv_open(bench_rdzv **out, const bench_server *s, int conns, int threads,
                     char *err, size_t errlen) {
   bench_rdzv *r = calloc(1, sizeof *r);
-  threads = FG_MAX(1, FG_MIN(threads, conns));
+  threads = FG__MAX(1, FG__MIN(threads, conns));
   if (!r || !(r->conns = calloc((size_t)conns, sizeof *r->conns)) ||
       !(r->workers = calloc((size_t)threads, sizeof *r->workers))) {
     if (r) free(r->conns);
@@ -276,7 +276,7 @@ int bench_rdzv_round(bench_rdzv *r, int round, double *seconds, double *release,
     rworker *w = &r->workers[t];
     if (w->rc == -ETIMEDOUT) return fg__fail(err, errlen, w->rc, "not every connection released");
     if (w->rc < 0) return fail(err, errlen, w->rc, w->bad_conn, "ADD then WAIT");
-    t1 = FG_MAX(t1, w->done_ns);
+    t1 = FG__MAX(t1, w->done_ns);
   }
   *seconds = (double)(t1 - t0) / 1e9;
   *release = (double)(t1 - r->last_arrival_ns) / 1e9;
