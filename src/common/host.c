@@ -12,6 +12,31 @@
 
 #include "common/host.h"
 
+/* The address alone, as text; returns its port, or -1 for a family other than IPv4 and
+ * IPv6. */
+static int address_text(const struct sockaddr *sa, char *text, size_t len) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    return inet_ntop(AF_INET6, &a->sin6_addr, text, (socklen_t)len) ? ntohs(a->sin6_port) : -1;
+  }
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    return inet_ntop(AF_INET, &a->sin_addr, text, (socklen_t)len) ? ntohs(a->sin_port) : -1;
+  }
+  return -1;
+}
+
+void fg__sockaddr_name(const struct sockaddr *sa, char *out, size_t len) {
+  char text[INET6_ADDRSTRLEN];
+  int port = address_text(sa, text, sizeof text);
+  if (port < 0)
+    snprintf(out, len, "?:0");
+  else if (sa->sa_family == AF_INET6)
+    snprintf(out, len, "[%s]:%d", text, port);
+  else
+    snprintf(out, len, "%s:%d", text, port);
+}
+
 int fg__is_loopback(const char *addr) {
   return !strcmp(addr, "localhost") || !strncmp(addr, "127.", 4) || !strcmp(addr, "::1");
 }
@@ -24,10 +49,7 @@ static int name_is_reachable_here(const char *name) {
   if (getaddrinfo(name, NULL, &hints, &ai) != 0) return 0;
   char text[INET6_ADDRSTRLEN] = "";
   const struct sockaddr *sa = ai->ai_addr;
-  inet_ntop(sa->sa_family, sa->sa_family == AF_INET6
-                ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
-                : (const void *)&((const struct sockaddr_in *)sa)->sin_addr,
-            text, sizeof text);
+  address_text(sa, text, sizeof text);
   int ok = !fg__is_loopback(text);
   if (ok) {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -11,4 +11,8 @@ int fg__is_loopback(const char *addr);
  * address. host is left as it is when there is none. */
 void fg__advertised_host(char *host, size_t len);
 
+/* "1.2.3.4:port" or "[::1]:port"; "?:0" for an address of another family. */
+struct sockaddr;
+void fg__sockaddr_name(const struct sockaddr *sa, char *out, size_t len);
+
 #endif

@@ -18,84 +18,6 @@
 
 #include "fg/fg.h"
 
-int fg__core_init(fg_core *core, uint64_t max_total, const fg_proto_limits *limits) {
-  memset(core, 0, sizeof *core);
-  core->limits = *limits;
-  core->out_batch = 1u << 20;
-  core->max_reply = 64u << 20;
-  fg_link_init(&core->dirty);
-  return fg__kv_init(&core->kv, max_total);
-}
-
-void fg__core_free(fg_core *core) {
-  fg__kv_free(&core->kv);
-  if (core->token) memset(core->token, 0, core->token_len);
-  free(core->token);
-  core->token = NULL;
-}
-
-int fg__core_set_token(fg_core *core, const void *token, size_t len) {
-  uint8_t *copy = len ? malloc(len) : NULL;
-  if (len && !copy) return -ENOMEM;
-  if (len) memcpy(copy, token, len);
-  free(core->token);
-  core->token = copy;
-  core->token_len = len;
-  return 0;
-}
-
-void fg__session_init(fg_session *s) {
-  memset(s, 0, sizeof *s);
-  fg__buf_init(&s->out);
-  fg_link_init(&s->regs);
-  fg_link_init(&s->dirty);
-}
-
-fg_share *fg__session_take_shares(fg_session *s, size_t *n) {
-  fg_share *taken = s->shares;
-  *n = s->nshares;
-  s->shares = NULL;
-  s->nshares = s->cap_shares = s->shared = 0;
-  return taken;
-}
-
-static void unref_shares(fg_share *shares, size_t n) {
-  for (size_t i = 0; i < n; i++) fg__kv_blob_unref(shares[i].blob);
-  free(shares);
-}
-
-void fg__session_clear_output(fg_session *s) {
-  size_t n;
-  fg_share *shares = fg__session_take_shares(s, &n);
-  unref_shares(shares, n);
-  fg__buf_reset(&s->out);
-}
-
-void fg__session_flatten(fg_session *s) {
-  if (!s->nshares) return;
-  fg_buf flat;
-  fg__buf_init(&flat);
-  size_t from = 0;
-  for (size_t i = 0; i < s->nshares; i++) {
-    if (s->shares[i].at > from) fg__buf_put(&flat, s->out.data + from, s->shares[i].at - from);
-    fg__buf_put(&flat, s->shares[i].p, s->shares[i].len);
-    from = s->shares[i].at;
-  }
-  if (s->out.len > from) fg__buf_put(&flat, s->out.data + from, s->out.len - from);
-  fg__session_clear_output(s);
-  fg__buf_free(&s->out);
-  s->out = flat;
-}
-
-void fg__session_drop(fg_core *core, fg_session *s) {
-  while (!fg_link_empty(&s->regs))
-    fg__kv_unregister(&core->kv, fg_container_of(s->regs.next, fg_kv_reg, on_owner));
-  fg_link_remove(&s->dirty);
-  fg__session_clear_output(s);
-  fg__buf_free(&s->out);
-  s->pending = s->waiting = 0;
-}
-
 /* --- replies ------------------------------------------------------------------------------ */
 
 static void mark_dirty(fg_core *core, fg_session *s) {
@@ -218,13 +140,13 @@ static void cancel_waits(fg_core *core, fg_session *s) {
 
 /* --- operations --------------------------------------------------------------------------- */
 
-static int fail(const char **why, const char *msg, int code) {
+static int refuse(const char **why, const char *msg, int code) {
   *why = msg;
   return code;
 }
 
 static int table_error(const char **why, int rc) {
-  return fail(why, rc == FG_ELIMIT ? "the store is full (total size limit)" : "out of memory",
+  return refuse(why, rc == FG_ELIMIT ? "the store is full (total size limit)" : "out of memory",
               rc);
 }
 
@@ -276,7 +198,7 @@ static int do_add(fg_core *core, fg_slice key, int64_t delta, int64_t *result, f
   if (!e) return rc;
   int64_t old = 0;
   if (e->has_value && parse_counter(e->value, e->len, &old) != 0)
-    return fail(why, "ADD to a value that is not a decimal integer", FG_EPROTO);
+    return refuse(why, "ADD to a value that is not a decimal integer", FG_EPROTO);
   *result = (int64_t)((uint64_t)old + (uint64_t)delta);
   char text[24];
   int n = snprintf(text, sizeof text, "%lld", (long long)*result);
@@ -299,7 +221,7 @@ static int op_get(fg_core *core, fg_session *s, fg_slice key, const char **why) 
     return 0;
   }
   /* torch 1.13 drops the connection; its clients never GET before a WAIT. 2.x answers "". */
-  if (s->dialect == FG_DIALECT_LEGACY) return fail(why, "GET of a missing key", FG_EPROTO);
+  if (s->dialect == FG_DIALECT_LEGACY) return refuse(why, "GET of a missing key", FG_EPROTO);
   reply_bytes(core, s, NULL, 0);
   return 0;
 }
@@ -340,7 +262,7 @@ static int op_wait(fg_core *core, fg_session *s, fg_slice list, const char **why
     if (!e) return rc;
     if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_WAIT)) {
       fg__kv_release(&core->kv, e);
-      return fail(why, "out of memory", -ENOMEM);
+      return refuse(why, "out of memory", -ENOMEM);
     }
     s->pending++;
   }
@@ -357,7 +279,7 @@ static int op_watch(fg_core *core, fg_session *s, fg_slice key, const char **why
   if (!e) return rc;
   if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_WATCH)) {
     fg__kv_release(&core->kv, e);
-    return fail(why, "out of memory", -ENOMEM);
+    return refuse(why, "out of memory", -ENOMEM);
   }
   reply_u8(core, s, FG_WATCH_REGISTERED);
   return 0;
@@ -401,7 +323,7 @@ static const fg_kv_entry *valued(fg_core *core, fg_slice k) {
 /* One request's reply is bounded, or a MULTI_GET naming one big value 100,000 times would
  * make the server build terabytes of output from a megabyte of request. */
 static int too_big(fg_core *core, uint64_t bytes, const char **why) {
-  return bytes > core->max_reply ? fail(why, "reply larger than the limit", FG_ELIMIT) : 0;
+  return bytes > core->max_reply ? refuse(why, "reply larger than the limit", FG_ELIMIT) : 0;
 }
 
 static int op_multi_get(fg_core *core, fg_session *s, fg_slice list, const char **why) {
@@ -487,7 +409,7 @@ static int op_barrier(fg_core *core, fg_session *s, fg_slice key, int64_t world,
     return 0;
   }
   if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_BARRIER))
-    return fail(why, "out of memory", -ENOMEM);
+    return refuse(why, "out of memory", -ENOMEM);
   s->pending = 1;
   s->waiting = 1;
   return 0;
@@ -500,7 +422,7 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
   int rc;
   switch (req->op) {
     case FG_OP_VALIDATE:
-      return req->u32 == FG_PROTO_MAGIC ? 0 : fail(why, "VALIDATE with a wrong magic", FG_EPROTO);
+      return req->u32 == FG_PROTO_MAGIC ? 0 : refuse(why, "VALIDATE with a wrong magic", FG_EPROTO);
     case FG_OP_SET: return do_set(core, req->key, req->value, why);
     case FG_OP_COMPARE_SET: return op_compare_set(core, s, req, why);
     case FG_OP_GET: return op_get(core, s, req->key, why);
@@ -534,7 +456,7 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
     case FG_OP_BARRIER: return op_barrier(core, s, req->key, req->number, why);
     case FG_OP_COUNT: break;
   }
-  return fail(why, "unknown opcode", FG_EPROTO);
+  return refuse(why, "unknown opcode", FG_EPROTO);
 }
 
 /* Compares in time that does not depend on where the first difference is. */
@@ -559,7 +481,7 @@ static int admit(fg_core *core, fg_session *s, const uint8_t *p, size_t len, siz
   /* The message never names the token or says how it differed. */
   if (core->token && (rc != FG_PROTO_OK || !same_token(core, token))) {
     reply_bytes_raw(core, s, FG_TOKEN_REFUSED, 4);
-    return fail(why, "bad or missing store token", FG_EPROTO);
+    return refuse(why, "bad or missing store token", FG_EPROTO);
   }
   s->admitted = 1;
   if (rc == FG_PROTO_OK) {
@@ -603,26 +525,6 @@ int fg__core_feed(fg_core *core, fg_session *s, const uint8_t *p, size_t len, si
     pos += n;
   }
   *used = pos;
-  if (s->out.failed) return fail(why, "out of memory for replies", -ENOMEM);
+  if (s->out.failed) return refuse(why, "out of memory for replies", -ENOMEM);
   return rc;
-}
-
-typedef struct erase_ctx {
-  const uint8_t *prefix;
-  size_t len;
-  size_t count;
-} erase_ctx;
-
-static void erase_one(fg_kv *kv, fg_kv_entry *e, void *arg) {
-  erase_ctx *x = arg;
-  if (!e->has_value || e->keylen < x->len || memcmp(e->key, x->prefix, x->len) != 0) return;
-  fg__kv_unset(kv, e);
-  fg__kv_release(kv, e);
-  x->count++;
-}
-
-size_t fg__core_erase_prefix(fg_core *core, const uint8_t *prefix, size_t len) {
-  erase_ctx x = {prefix, len, 0};
-  fg__kv_foreach(&core->kv, erase_one, &x);
-  return x.count;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/host.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "fg/fg.h"
@@ -186,19 +187,9 @@ static void on_handle_closed(uv_handle_t *h) {
 static void peer_name(conn *c) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  char ip[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    } else {
-      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    }
-  }
-  snprintf(c->peer, sizeof c->peer, "%s%s%s:%d", ss.ss_family == AF_INET6 ? "[" : "", ip,
-           ss.ss_family == AF_INET6 ? "]" : "", port);
+  ss.ss_family = AF_UNSPEC;
+  uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len);
+  fg__sockaddr_name((struct sockaddr *)&ss, c->peer, sizeof c->peer);
 }
 
 /* --- flow control ------------------------------------------------------------------------- */

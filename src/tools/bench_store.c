@@ -237,19 +237,6 @@ static void describe_load(const options *o) {
            o->driver_threads, o->driver_threads == 1 ? "" : "s");
 }
 
-/* The server CPU per pair as user + system: the system part is the kernel's socket work,
- * which every server pays for the same reads and writes. */
-static void print_split(const sample *med, const bench_server *srv, int nsrv) {
-  printf("  %-7s server CPU/pair = user + system (us):", "");
-  for (int i = 0; i < nsrv; i++)
-    if (med[i].sys < 0)
-      printf("%s %s -", i ? "," : "", srv[i].label);
-    else
-      printf("%s %s %.2f + %.2f", i ? "," : "", srv[i].label, med[i].cpu - med[i].sys,
-             med[i].sys);
-  printf("\n");
-}
-
 static int run_throughput(bench_server *srv, int nsrv, const options *o) {
   char err[512], buf[3 * MAX_SERVERS][32];
   printf("\nthroughput: SET+GET pairs per second (GET = WAIT then GET, as torch's get), "
@@ -283,7 +270,7 @@ static int run_throughput(bench_server *srv, int nsrv, const options *o) {
     printf(" |");
     bench_print_group(drv, nsrv, 0);
     printf("\n");
-    print_split(med, srv, nsrv);
+    bench_print_cpu_split(med, srv, nsrv);
     fflush(stdout);
   }
   bench_print_rss(srv, nsrv, "after the throughput runs");

@@ -108,5 +108,7 @@ void bench_cells(const bench_sample *med, int nsrv, bench_field f, const char *f
  * "-" (unknown). */
 void bench_print_group(const char *const *cells, int nsrv, double ratio);
 void bench_print_rss(const bench_server *srv, int nsrv, const char *when);
+/* The servers' CPU per pair as user + system. */
+void bench_print_cpu_split(const bench_sample *med, const bench_server *srv, int nsrv);
 
 #endif

@@ -96,3 +96,16 @@ void bench_print_rss(const bench_server *srv, int nsrv, const char *when) {
   }
   printf("\n");
 }
+
+/* The server CPU per pair as user + system: the system part is the kernel's socket work,
+ * which every server pays for the same reads and writes. */
+void bench_print_cpu_split(const bench_sample *med, const bench_server *srv, int nsrv) {
+  printf("  %-7s server CPU/pair = user + system (us):", "");
+  for (int i = 0; i < nsrv; i++)
+    if (med[i].sys < 0)
+      printf("%s %s -", i ? "," : "", srv[i].label);
+    else
+      printf("%s %s %.2f + %.2f", i ? "," : "", srv[i].label, med[i].cpu - med[i].sys,
+             med[i].sys);
+  printf("\n");
+}
