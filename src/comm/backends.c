@@ -1,5 +1,6 @@
 /* backends.c - the backends this build lacks are NULL, so fg_comm_init can say which
- * ones were not compiled in. Each built backend defines its own pointer. */
+ * ones were not compiled in. Each built backend defines its own pointer; comm.c's
+ * backends[] is the one list of them by name. */
 #include "comm/comm_internal.h"
 #include "common/util.h"
 

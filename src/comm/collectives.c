@@ -7,12 +7,32 @@
 #include "comm/comm_internal.h"
 #include "common/progress.h"
 
-enum { OP_BARRIER = 1, OP_BROADCAST, OP_REDUCE, OP_ALLREDUCE, OP_ALLGATHER, OP_ALLGATHERV,
-       OP_GATHER, OP_SCATTER, OP_REDUCE_SCATTER, OP_ALLTOALL };
+/* Every public operation: its number (what ranks compare under FG_DEBUG=detail), its name
+ * in messages and hang reports, and whether it has a root. */
+#define OPS(X)                                                                               \
+  X(OP_BARRIER, "barrier", 0)                                                                \
+  X(OP_BROADCAST, "broadcast", 1)                                                            \
+  X(OP_REDUCE, "reduce", 1)                                                                  \
+  X(OP_ALLREDUCE, "allreduce", 0)                                                            \
+  X(OP_ALLGATHER, "allgather", 0)                                                            \
+  X(OP_ALLGATHERV, "allgatherv", 0)                                                          \
+  X(OP_GATHER, "gather", 1)                                                                  \
+  X(OP_SCATTER, "scatter", 1)                                                                \
+  X(OP_REDUCE_SCATTER, "reduce_scatter", 0)                                                  \
+  X(OP_ALLTOALL, "alltoall", 0)
 
-static const char *const op_names[] = {"?", "barrier", "broadcast", "reduce", "allreduce",
-                                       "allgather", "allgatherv", "gather", "scatter",
-                                       "reduce_scatter", "alltoall"};
+#define OP_ENUM(id, name, rooted) id,
+#define OP_ROW(id, name, rooted) [id] = {name, rooted},
+/* OP_UNKNOWN (0) is no operation: how a number from another rank outside the list shows. */
+enum { OP_UNKNOWN, OPS(OP_ENUM) OP_COUNT };
+static const struct {
+  const char *name;
+  int rooted;
+} op_table[OP_COUNT] = {[OP_UNKNOWN] = {"?", 0}, OPS(OP_ROW)};
+
+static const char *op_name(int64_t op) {
+  return op > OP_UNKNOWN && op < OP_COUNT ? op_table[op].name : op_table[OP_UNKNOWN].name;
+}
 
 static int bad_dtype(fg_comm *c, const char *what, fg_dtype dt) {
   if ((unsigned)dt < FG_DTYPE_COUNT) return 0;
@@ -36,7 +56,7 @@ static int compare_args(fg_comm *c, int op, size_t count, fg_dtype dt, int root)
   if (!c->world->check_args || c->size == 1) return 0;
   int64_t mine[4] = {op, (int64_t)count, dt, root};
   int64_t *all = malloc(sizeof mine * (size_t)c->size);
-  if (!all) return fg__comm_fail(c, -ENOMEM, op_names[op], "out of memory");
+  if (!all) return fg__comm_fail(c, -ENOMEM, op_name(op), "out of memory");
   int rc = fg__comm_allgather_host(c, mine, all, sizeof mine);
   static const char *const field[] = {"operation", "count", "dtype", "root"};
   for (int r = 0; rc == 0 && r < c->size; r++) {
@@ -44,13 +64,13 @@ static int compare_args(fg_comm *c, int op, size_t count, fg_dtype dt, int root)
       if (all[4 * r + f] == mine[f]) continue;
       int64_t theirs = all[4 * r + f];
       if (f == 0)
-        rc = fg__comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d called %s instead", r,
-                           theirs > 0 && theirs <= OP_ALLTOALL ? op_names[theirs] : "?");
+        rc = fg__comm_fail(c, FG_EMISMATCH, op_name(op), "rank %d called %s instead", r,
+                           op_name(theirs));
       else if (f == 2)
-        rc = fg__comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d passed dtype %s, rank %d %s",
+        rc = fg__comm_fail(c, FG_EMISMATCH, op_name(op), "rank %d passed dtype %s, rank %d %s",
                            r, fg_dtype_name((fg_dtype)theirs), c->rank, fg_dtype_name(dt));
       else
-        rc = fg__comm_fail(c, FG_EMISMATCH, op_names[op], "rank %d passed %s %lld, rank %d %lld",
+        rc = fg__comm_fail(c, FG_EMISMATCH, op_name(op), "rank %d passed %s %lld, rank %d %lld",
                            r, field[f], (long long)theirs, c->rank, (long long)mine[f]);
       break;
     }
@@ -59,20 +79,16 @@ static int compare_args(fg_comm *c, int op, size_t count, fg_dtype dt, int root)
   return rc;
 }
 
-static int rooted(int op) {
-  return op == OP_BROADCAST || op == OP_REDUCE || op == OP_GATHER || op == OP_SCATTER;
-}
-
 /* Every public operation starts here: numbers it, clears the error and marks this rank as
  * in it (progress.h) until the caller's FG_OP_MARK goes out of scope. */
 static int begin(fg_comm *c, fg_op_mark *m, int op, size_t count, fg_dtype dt, int root) {
   c->seq++;
   c->err[0] = '\0';
   fg_op_args args = {count, op == OP_BARRIER ? NULL : fg_dtype_name(dt),
-                     rooted(op) ? root : FG_PROGRESS_NO_RANK, FG_PROGRESS_NO_RANK};
-  fg__op_enter(m, op_names[op], c->name, c->seq, c->err, &args);
-  int rc = bad_dtype(c, op_names[op], dt);
-  if (rc == 0 && rooted(op)) rc = bad_rank(c, op_names[op], "root", root);
+                     op_table[op].rooted ? root : FG_PROGRESS_NO_RANK, FG_PROGRESS_NO_RANK};
+  fg__op_enter(m, op_name(op), c->name, c->seq, c->err, &args);
+  int rc = bad_dtype(c, op_name(op), dt);
+  if (rc == 0 && op_table[op].rooted) rc = bad_rank(c, op_name(op), "root", root);
   if (rc == 0) rc = compare_args(c, op, count, dt, root);
   return rc;
 }
@@ -102,7 +118,7 @@ int fg_reduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype d
               int root) {
   FG_OP_MARK(m);
   int rc = begin(c, &m, OP_REDUCE, count, dt, root);
-  if (rc || (rc = bad_redop(c, "reduce", op))) return rc;
+  if (rc || (rc = bad_redop(c, op_name(OP_REDUCE), op))) return rc;
   rc = c->be->reduce(c, send, recv, count, dt, lowered(c, op), root);
   if (rc == 0 && c->rank == root) finish_avg(c, op, recv, count, dt);
   return rc;
@@ -112,7 +128,7 @@ int fg_allreduce(fg_comm *c, const void *send, void *recv, size_t count, fg_dtyp
                  fg_redop op) {
   FG_OP_MARK(m);
   int rc = begin(c, &m, OP_ALLREDUCE, count, dt, -1);
-  if (rc || (rc = bad_redop(c, "allreduce", op))) return rc;
+  if (rc || (rc = bad_redop(c, op_name(OP_ALLREDUCE), op))) return rc;
   rc = c->be->allreduce(c, send, recv, count, dt, lowered(c, op));
   if (rc == 0) finish_avg(c, op, recv, count, dt);
   return rc;
@@ -172,7 +188,7 @@ int fg_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts
   if (c->be->allgatherv) return c->be->allgatherv(c, send, recv, counts, dt);
   size_t esz = fg_dtype_size(dt), off = 0, mine = 0, n = 0;
   fg_p2p_op *ops = calloc(2 * (size_t)c->size, sizeof *ops);
-  if (!ops) return fg__comm_fail(c, -ENOMEM, "allgatherv", "out of memory");
+  if (!ops) return fg__comm_fail(c, -ENOMEM, op_name(OP_ALLGATHERV), "out of memory");
   for (int r = 0; r < c->size; r++) {
     if (r == c->rank) mine = off;
     off += counts[r];
@@ -199,7 +215,7 @@ int fg_gather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype d
   if (c->rank != root) return run_batch(c, &(fg_p2p_op){1, (void *)send, count, dt, root}, 1);
   fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
   size_t n = 0;
-  if (!ops) return fg__comm_fail(c, -ENOMEM, "gather", "out of memory");
+  if (!ops) return fg__comm_fail(c, -ENOMEM, op_name(OP_GATHER), "out of memory");
   for (int r = 0; r < c->size; r++)
     if (r != root) ops[n++] = (fg_p2p_op){0, block(recv, (size_t)r, count, dt), count, dt, r};
   rc = run_batch(c, ops, n);
@@ -216,7 +232,7 @@ int fg_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype 
   if (c->rank != root) return run_batch(c, &(fg_p2p_op){0, recv, count, dt, root}, 1);
   fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
   size_t n = 0;
-  if (!ops) return fg__comm_fail(c, -ENOMEM, "scatter", "out of memory");
+  if (!ops) return fg__comm_fail(c, -ENOMEM, op_name(OP_SCATTER), "out of memory");
   for (int r = 0; r < c->size; r++)
     if (r != root) ops[n++] = (fg_p2p_op){1, block(send, (size_t)r, count, dt), count, dt, r};
   rc = run_batch(c, ops, n);
@@ -246,7 +262,7 @@ int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype
   size_t n = 0;
   if (!ops) {
     fg_comm_free(c, copy);
-    return fg__comm_fail(c, -ENOMEM, "alltoall", "out of memory");
+    return fg__comm_fail(c, -ENOMEM, op_name(OP_ALLTOALL), "out of memory");
   }
   for (int r = 0; r < c->size; r++) {
     if (r == c->rank) continue;
@@ -266,7 +282,7 @@ int fg_reduce_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg
                       fg_redop op) {
   FG_OP_MARK(m);
   int rc = begin(c, &m, OP_REDUCE_SCATTER, count, dt, -1);
-  if (rc || (rc = bad_redop(c, "reduce_scatter", op))) return rc;
+  if (rc || (rc = bad_redop(c, op_name(OP_REDUCE_SCATTER), op))) return rc;
   fg_redop low = lowered(c, op);
   if (c->be->reduce_scatter) {
     rc = c->be->reduce_scatter(c, send, recv, count, dt, low);

@@ -10,21 +10,27 @@
 #include "common/trace.h"
 #include "common/util.h"
 
-static const fg_backend *backend_named(const char *name) {
-  if (!strcmp(name, "gloo")) return fg__backend_gloo;
-  if (!strcmp(name, "mpi")) return fg__backend_mpi;
-  if (!strcmp(name, "nccl")) return fg__backend_nccl;
-  return NULL;
+/* Every backend fgrun knows, built or not: one this build lacks is NULL (backends.c). */
+static const struct {
+  const char *name;
+  const fg_backend *const *be;
+} backends[] = {{"gloo", &fg__backend_gloo}, {"mpi", &fg__backend_mpi},
+                {"nccl", &fg__backend_nccl}};
+
+/* The row of backends[] called name; -1 for a name fgrun does not know. */
+static int backend_index(const char *name) {
+  for (size_t i = 0; i < FG_ARRAY_LEN(backends); i++)
+    if (!strcmp(backends[i].name, name)) return (int)i;
+  return -1;
 }
 
 const char *fg_comm_backends(void) {
   static char list[32];
   if (!list[0]) {
-    const fg_backend *all[] = {fg__backend_gloo, fg__backend_mpi, fg__backend_nccl};
-    for (size_t i = 0; i < FG_ARRAY_LEN(all); i++)
-      if (all[i]) {
+    for (size_t i = 0; i < FG_ARRAY_LEN(backends); i++)
+      if (*backends[i].be) {
         if (list[0]) strcat(list, " ");
-        strcat(list, all[i]->name);
+        strcat(list, backends[i].name);
       }
     if (!list[0]) strcpy(list, "none");
   }
@@ -59,15 +65,15 @@ static int comm_init(fg_comm **out, const fg_comm_options *opts, char *err, size
   }
   const char *name = opts->backend ? opts->backend : getenv("FG_BACKEND");
   if (!name || !*name) name = "gloo";
-  const fg_backend *be = backend_named(name);
-  if (!be) {
-    if (strcmp(name, "gloo") && strcmp(name, "mpi") && strcmp(name, "nccl"))
-      return fg__fail(err, errlen, -EINVAL, "unknown backend '%s' (this build has: %s)", name,
-                     fg_comm_backends());
+  int known = backend_index(name);
+  if (known < 0)
+    return fg__fail(err, errlen, -EINVAL, "unknown backend '%s' (this build has: %s)", name,
+                   fg_comm_backends());
+  const fg_backend *be = *backends[known].be;
+  if (!be)
     return fg__fail(err, errlen, FG_ENOTBUILT,
                    "the %s backend was not compiled into this build (it has: %s)", name,
                    fg_comm_backends());
-  }
   fg_comm_env env;
   int rc = fg__comm_env_resolve(opts, &env, err, errlen);
   if (rc != 0) return rc;

@@ -14,19 +14,19 @@
 
 extern char **environ;
 
-/* Everything the agent sets per worker; inherited values of these are dropped. */
-static const char *const worker_vars[] = {
-    "LOCAL_RANK",       "RANK",
-    "GROUP_RANK",       "ROLE_RANK",
-    "ROLE_NAME",        "LOCAL_WORLD_SIZE",
-    "WORLD_SIZE",       "GROUP_WORLD_SIZE",
-    "ROLE_WORLD_SIZE",  "MASTER_ADDR",
-    "MASTER_PORT",      "TORCHELASTIC_RESTART_COUNT",
-    "TORCHELASTIC_MAX_RESTARTS", "TORCHELASTIC_RUN_ID",
-    "TORCHELASTIC_USE_AGENT_STORE", "TORCHELASTIC_ERROR_FILE",
-    "FG_PROGRESS_FILE", "FG_TRACE_FILE",
-    "FG_PYHOOK_DIR",    "FG_PYSTACK_FILE", "FG_PYSTACK_SIGNAL",
-};
+/* Everything the agent sets per worker; inherited values of these are dropped, also where
+ * this worker gets none (FG_TRACE_FILE without --trace, ...). */
+#define WORKER_VARS(X)                                                                       \
+  X(LOCAL_RANK) X(RANK) X(GROUP_RANK) X(ROLE_RANK) X(ROLE_NAME) X(LOCAL_WORLD_SIZE)          \
+  X(WORLD_SIZE) X(GROUP_WORLD_SIZE) X(ROLE_WORLD_SIZE) X(MASTER_ADDR) X(MASTER_PORT)         \
+  X(TORCHELASTIC_RESTART_COUNT) X(TORCHELASTIC_MAX_RESTARTS) X(TORCHELASTIC_RUN_ID)          \
+  X(TORCHELASTIC_USE_AGENT_STORE) X(TORCHELASTIC_ERROR_FILE) X(FG_PROGRESS_FILE)             \
+  X(FG_TRACE_FILE) X(FG_PYHOOK_DIR) X(FG_PYSTACK_FILE) X(FG_PYSTACK_SIGNAL)
+
+#define VAR_ENUM(name) V_##name,
+#define VAR_NAME(name) [V_##name] = #name,
+enum worker_var { WORKER_VARS(VAR_ENUM) NWORKER_VARS };
+static const char *const worker_vars[NWORKER_VARS] = {WORKER_VARS(VAR_NAME)};
 
 void fg_env_set_job_defaults(int nproc) {
   if (!getenv("OMP_NUM_THREADS") && nproc > 1) {
@@ -39,29 +39,33 @@ void fg_env_set_job_defaults(int nproc) {
 }
 
 static int is_worker_var(const char *entry) {
-  for (size_t i = 0; i < FG_ARRAY_LEN(worker_vars); i++) {
+  for (size_t i = 0; i < NWORKER_VARS; i++) {
     size_t n = strlen(worker_vars[i]);
     if (strncmp(entry, worker_vars[i], n) == 0 && entry[n] == '=') return 1;
   }
   return 0;
 }
 
-static void put_var(fg_buf *b, const char *name, const char *value) {
+static void put_entry(fg_buf *b, const char *name, const char *value) {
   fg__buf_put(b, name, strlen(name));
   fg__buf_put_u8(b, '=');
   fg__buf_put(b, value, strlen(value));
   fg__buf_put_u8(b, '\0');
 }
 
-static void put_int(fg_buf *b, const char *name, int value) {
-  char text[16];
-  snprintf(text, sizeof text, "%d", value);
-  put_var(b, name, text);
+static void put_var(fg_buf *b, enum worker_var v, const char *value) {
+  put_entry(b, worker_vars[v], value);
 }
 
-static void put_sibling(fg_buf *b, const char *name, const char *error_file, const char *file) {
+static void put_int(fg_buf *b, enum worker_var v, int value) {
+  char text[16];
+  snprintf(text, sizeof text, "%d", value);
+  put_var(b, v, text);
+}
+
+static void put_sibling(fg_buf *b, enum worker_var v, const char *error_file, const char *file) {
   char *path = fg_rundir_sibling(error_file, file);
-  if (path) put_var(b, name, path);
+  if (path) put_var(b, v, path);
   b->failed |= path == NULL;
   free(path);
 }
@@ -72,12 +76,12 @@ static void put_sibling(fg_buf *b, const char *name, const char *error_file, con
 static void put_pyhook(fg_buf *b, const fg_env_spec *s, const char *error_file) {
   const char *old = getenv("PYTHONPATH");
   char *path = old && *old ? fg__asprintf("%s:%s", s->pyhook_dir, old) : strdup(s->pyhook_dir);
-  if (path) put_var(b, "PYTHONPATH", path);
+  if (path) put_entry(b, "PYTHONPATH", path);
   b->failed |= path == NULL;
   free(path);
-  put_var(b, "FG_PYHOOK_DIR", s->pyhook_dir);
-  put_sibling(b, "FG_PYSTACK_FILE", error_file, FG_RUNDIR_PYSTACK);
-  put_int(b, "FG_PYSTACK_SIGNAL", s->pystack_signal);
+  put_var(b, V_FG_PYHOOK_DIR, s->pyhook_dir);
+  put_sibling(b, V_FG_PYSTACK_FILE, error_file, FG_RUNDIR_PYSTACK);
+  put_int(b, V_FG_PYSTACK_SIGNAL, s->pystack_signal);
 }
 
 int fg_env_rank(const fg_env_spec *s, int local_rank) {
@@ -92,24 +96,24 @@ char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
   int role_world = s->world_size ? s->role_world_size : world;
   fg_buf own;
   fg__buf_init(&own);
-  put_int(&own, "LOCAL_RANK", local_rank);
-  put_int(&own, "RANK", rank);
-  put_int(&own, "GROUP_RANK", s->node_rank);
-  put_int(&own, "ROLE_RANK", role_rank);
-  put_var(&own, "ROLE_NAME", s->role);
-  put_int(&own, "LOCAL_WORLD_SIZE", s->nproc);
-  put_int(&own, "WORLD_SIZE", world);
-  put_int(&own, "GROUP_WORLD_SIZE", s->nnodes);
-  put_int(&own, "ROLE_WORLD_SIZE", role_world);
-  put_var(&own, "MASTER_ADDR", s->master_addr);
-  put_int(&own, "MASTER_PORT", s->master_port);
-  put_int(&own, "TORCHELASTIC_RESTART_COUNT", restart_count);
-  put_int(&own, "TORCHELASTIC_MAX_RESTARTS", s->max_restarts);
-  put_var(&own, "TORCHELASTIC_RUN_ID", s->run_id);
-  put_var(&own, "TORCHELASTIC_USE_AGENT_STORE", "True");
-  put_var(&own, "TORCHELASTIC_ERROR_FILE", error_file);
-  if (s->progress_file) put_var(&own, "FG_PROGRESS_FILE", s->progress_file);
-  if (s->trace) put_sibling(&own, "FG_TRACE_FILE", error_file, FG_RUNDIR_TRACE);
+  put_int(&own, V_LOCAL_RANK, local_rank);
+  put_int(&own, V_RANK, rank);
+  put_int(&own, V_GROUP_RANK, s->node_rank);
+  put_int(&own, V_ROLE_RANK, role_rank);
+  put_var(&own, V_ROLE_NAME, s->role);
+  put_int(&own, V_LOCAL_WORLD_SIZE, s->nproc);
+  put_int(&own, V_WORLD_SIZE, world);
+  put_int(&own, V_GROUP_WORLD_SIZE, s->nnodes);
+  put_int(&own, V_ROLE_WORLD_SIZE, role_world);
+  put_var(&own, V_MASTER_ADDR, s->master_addr);
+  put_int(&own, V_MASTER_PORT, s->master_port);
+  put_int(&own, V_TORCHELASTIC_RESTART_COUNT, restart_count);
+  put_int(&own, V_TORCHELASTIC_MAX_RESTARTS, s->max_restarts);
+  put_var(&own, V_TORCHELASTIC_RUN_ID, s->run_id);
+  put_var(&own, V_TORCHELASTIC_USE_AGENT_STORE, "True");
+  put_var(&own, V_TORCHELASTIC_ERROR_FILE, error_file);
+  if (s->progress_file) put_var(&own, V_FG_PROGRESS_FILE, s->progress_file);
+  if (s->trace) put_sibling(&own, V_FG_TRACE_FILE, error_file, FG_RUNDIR_TRACE);
   if (s->pyhook_dir) put_pyhook(&own, s, error_file);
   if (own.failed) {
     fg__buf_free(&own);

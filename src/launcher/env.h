@@ -35,7 +35,8 @@ int fg_env_rank(const fg_env_spec *s, int local_rank);
 void fg_env_set_job_defaults(int nproc);
 
 /* A NULL-terminated "NAME=value" array: the current environment minus the variables
- * fgrun sets, then RANK, LOCAL_RANK, ... TORCHELASTIC_ERROR_FILE for this worker.
+ * fgrun sets (env.c's WORKER_VARS), then RANK, LOCAL_RANK, ... TORCHELASTIC_ERROR_FILE for
+ * this worker.
  * One allocation; release it with free(). NULL when out of memory. */
 char **fg_worker_env(const fg_env_spec *s, int local_rank, int restart_count,
                      const char *error_file);

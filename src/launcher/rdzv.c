@@ -27,8 +27,9 @@
 enum { POLL_FIRST_MS = 5, POLL_MAX_MS = 200, CONNECT_SLICE_MS = 1000, RETRY_MS = 100,
        NAP_MS = 50 };
 
-static int fail(fg_rdzv *rz, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(fg_rdzv *rz, int code, const char *fmt, ...) {
+static int rdzv_fail(fg_rdzv *rz, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int rdzv_fail(fg_rdzv *rz, int code, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(rz->err, sizeof rz->err, fmt, ap);
@@ -41,7 +42,7 @@ static int ms_of(double seconds) { return (int)FG__MIN(seconds * 1000, 1 << 30);
 /* --- store helpers ----------------------------------------------------------------------- */
 
 static int store_failed(fg_rdzv *rz, int rc) {
-  return fail(rz, rc, "rendezvous store: %s", fg_store_errmsg(rz->kv));
+  return rdzv_fail(rz, rc, "rendezvous store: %s", fg_store_errmsg(rz->kv));
 }
 
 int fg_rdzv_add(fg_rdzv *rz, const char *key, int64_t delta, int64_t *value) {
@@ -97,11 +98,11 @@ int fg_rdzv_beat(fg_rdzv *rz) {
 
 int fg_rdzv_pause(fg_rdzv *rz, int ms) {
   for (int slept = 0; slept < ms; slept += NAP_MS) {
-    if (atomic_load(&rz->cancelled)) return fail(rz, -ECANCELED, "cancelled");
+    if (atomic_load(&rz->cancelled)) return rdzv_fail(rz, -ECANCELED, "cancelled");
     int nap = FG__MIN(NAP_MS, ms - slept);
     nanosleep(&(struct timespec){.tv_nsec = (long)nap * 1000000}, NULL);
   }
-  return atomic_load(&rz->cancelled) ? fail(rz, -ECANCELED, "cancelled") : 0;
+  return atomic_load(&rz->cancelled) ? rdzv_fail(rz, -ECANCELED, "cancelled") : 0;
 }
 
 int fg_rdzv_job_closed(fg_rdzv *rz, int *status, char *reason, size_t len) {
@@ -214,21 +215,22 @@ static int connect_store(fg_rdzv *rz) {
     fg_store_close(probe);
     if (rc == 0) break;
     if (rc == -EACCES || rc == FG_EPROTO || rc == -EINVAL) /* no retry mends these */
-      return fail(rz, rc, "cannot use the rendezvous store at %s:%d (%s)", rz->host,
-                  rz->s.port, fg_store_errmsg(NULL));
+      return rdzv_fail(rz, rc, "cannot use the rendezvous store at %s:%d (%s)", rz->host,
+                       rz->s.port, fg_store_errmsg(NULL));
     if (fg__now_ms() >= deadline)
-      return fail(rz, rc, "cannot reach the rendezvous store at %s:%d within %g s (%s)",
-                  rz->host, rz->s.port, rz->s.conf.read_timeout, fg_store_errmsg(NULL));
+      return rdzv_fail(rz, rc, "cannot reach the rendezvous store at %s:%d within %g s (%s)",
+                       rz->host, rz->s.port, rz->s.conf.read_timeout, fg_store_errmsg(NULL));
     if ((rc = fg_rdzv_pause(rz, RETRY_MS)) < 0) return rc;
   }
   so.connect_timeout_ms = timeout;
   int rc = fg_store_connect(&rz->conn, rz->host, rz->s.port, &so);
   if (rc != 0)
-    return fail(rz, rc, "cannot reach the rendezvous store at %s:%d: %s", rz->host,
-                rz->s.port, fg_store_errmsg(NULL));
+    return rdzv_fail(rz, rc, "cannot reach the rendezvous store at %s:%d: %s", rz->host,
+                     rz->s.port, fg_store_errmsg(NULL));
   char scope[320];
   snprintf(scope, sizeof scope, "fgrun.rdzv/%s", rz->run_id);
-  if (fg_store_scope(rz->conn, scope, &rz->kv) != 0) return fail(rz, -ENOMEM, "out of memory");
+  if (fg_store_scope(rz->conn, scope, &rz->kv) != 0)
+    return rdzv_fail(rz, -ENOMEM, "out of memory");
   find_own_address(rz);
   int64_t id;
   if ((rc = fg_rdzv_add(rz, "agents", 1, &id)) < 0) return rc;
@@ -355,7 +357,7 @@ static int read_node(fg_rdzv *rz, int round, int slot, fg_rdzv_node *n, int *min
   int rc = fg_rdzv_get(rz, key, text, sizeof text);
   if (rc < 0) return rc;
   if (parse_node(text, n, min, max) != 0)
-    return fail(rz, -EPROTO, "round %d, slot %d: cannot read '%s'", round, slot, text);
+    return rdzv_fail(rz, -EPROTO, "round %d, slot %d: cannot read '%s'", round, slot, text);
   return 0;
 }
 
@@ -374,13 +376,15 @@ static int join_timed_out(fg_rdzv *rz, int round, int64_t joined) {
   double t = rz->s.conf.join_timeout;
   int was_member = rz->round.nodes && rz->round.round == round - 1;
   if (rz->s.static_rank < 0 && !was_member && round_is_full(rz, round - 1))
-    return fail(rz, -ETIMEDOUT, "rendezvous '%s' (round %d) timed out after %g s: round %d "
-                "runs with the most nodes --nnodes allows (%d), so this node was not let in",
-                id, round, t, round - 1, rz->s.max_nodes);
+    return rdzv_fail(rz, -ETIMEDOUT,
+                     "rendezvous '%s' (round %d) timed out after %g s: round %d runs with the "
+                     "most nodes --nnodes allows (%d), so this node was not let in",
+                     id, round, t, round - 1, rz->s.max_nodes);
   if (rz->s.static_rank < 0)
-    return fail(rz, -ETIMEDOUT, "rendezvous '%s' (round %d) timed out after %g s: %d node%s "
-                "joined, at least %d needed (%d missing)", id, round, t, (int)joined,
-                joined == 1 ? "" : "s", need, need - (int)joined);
+    return rdzv_fail(rz, -ETIMEDOUT,
+                     "rendezvous '%s' (round %d) timed out after %g s: %d node%s joined, at "
+                     "least %d needed (%d missing)", id, round, t, (int)joined,
+                     joined == 1 ? "" : "s", need, need - (int)joined);
   char missing[256] = "";
   size_t used = 0;
   for (int r = 0; r < need && used < sizeof missing - 16; r++) {
@@ -393,9 +397,10 @@ static int join_timed_out(fg_rdzv *rz, int round, int64_t joined) {
     if (!seen) used += (size_t)snprintf(missing + used, sizeof missing - used, "%s%d",
                                         used ? ", " : "", r);
   }
-  return fail(rz, -ETIMEDOUT, "rendezvous '%s' (round %d) timed out after %g s: %d of %d nodes "
-              "joined; missing node rank%s %s", id, round, t, (int)joined, need,
-              strchr(missing, ',') ? "s" : "", missing);
+  return rdzv_fail(rz, -ETIMEDOUT,
+                   "rendezvous '%s' (round %d) timed out after %g s: %d of %d nodes joined; "
+                   "missing node rank%s %s", id, round, t, (int)joined, need,
+                   strchr(missing, ',') ? "s" : "", missing);
 }
 
 /* Polls until the round has a size, closing it when its time has come. */
@@ -418,7 +423,7 @@ static int await_size(fg_rdzv *rz, int round, int64_t deadline, int64_t *size) {
       return 0;
     }
     if ((rc = fg_rdzv_job_closed(rz, &status, reason, sizeof reason)) < 0) return rc;
-    if (rc == 1) return fail(rz, -ESHUTDOWN, "the job is over: %s", reason);
+    if (rc == 1) return rdzv_fail(rz, -ESHUTDOWN, "the job is over: %s", reason);
     int64_t joined, now = fg__now_ms();
     if ((rc = fg_rdzv_add(rz, joined_key, 0, &joined)) < 0) return rc;
     if (joined >= rz->s.min_nodes && !min_seen_ms) min_seen_ms = now;
@@ -444,7 +449,7 @@ static int gather(fg_rdzv *rz, int round, int size, fg_rdzv_round *out) {
   out->round = round;
   out->nnodes = size;
   if (!(out->nodes = calloc((size_t)size, sizeof *out->nodes)))
-    return fail(rz, -ENOMEM, "out of memory");
+    return rdzv_fail(rz, -ENOMEM, "out of memory");
   int64_t deadline = fg__now_ms() + ms_of(rz->s.conf.read_timeout);
   for (int slot = 0; slot < size; slot++) {
     char key[64];
@@ -452,17 +457,18 @@ static int gather(fg_rdzv *rz, int round, int size, fg_rdzv_round *out) {
     int rc;
     while ((rc = fg_rdzv_exists(rz, key)) == 0) {
       if (fg__now_ms() >= deadline)
-        return fail(rz, -ETIMEDOUT, "round %d: the agent in slot %d never said who it is",
-                    round, slot);
+        return rdzv_fail(rz, -ETIMEDOUT, "round %d: the agent in slot %d never said who it is",
+                         round, slot);
       if ((rc = fg_rdzv_pause(rz, POLL_FIRST_MS)) < 0) return rc;
     }
     int lo, hi;
     if (rc < 0 || (rc = read_node(rz, round, slot, &out->nodes[slot], &lo, &hi)) < 0) return rc;
     const fg_rdzv_node *n = &out->nodes[slot];
     if (lo != rz->s.min_nodes || hi != rz->s.max_nodes)
-      return fail(rz, -EINVAL, "the agent at %s (%s, pid %d) was started with --nnodes %d:%d, "
-                  "this one with %d:%d", n->addr, n->host, n->pid, lo, hi, rz->s.min_nodes,
-                  rz->s.max_nodes);
+      return rdzv_fail(rz, -EINVAL,
+                       "the agent at %s (%s, pid %d) was started with --nnodes %d:%d, this one "
+                       "with %d:%d", n->addr, n->host, n->pid, lo, hi, rz->s.min_nodes,
+                       rz->s.max_nodes);
   }
   return fg_rdzv_assign(out, rz->s.static_rank >= 0, rz->id, rz->err, sizeof rz->err);
 }
@@ -473,7 +479,7 @@ static int keep_round(fg_rdzv *rz, const fg_rdzv_round *r) {
   rz->round = *r;
   rz->round.nodes = malloc((size_t)r->nnodes * sizeof *r->nodes);
   rz->peers = calloc((size_t)r->nnodes, sizeof *rz->peers);
-  if (!rz->round.nodes || !rz->peers) return fail(rz, -ENOMEM, "out of memory");
+  if (!rz->round.nodes || !rz->peers) return rdzv_fail(rz, -ENOMEM, "out of memory");
   memcpy(rz->round.nodes, r->nodes, (size_t)r->nnodes * sizeof *r->nodes);
   int64_t now = fg__now_ms();
   for (int i = 0; i < r->nnodes; i++) rz->peers[i] = (fg_rdzv_peer){.beats = -1, .seen_ms = now};

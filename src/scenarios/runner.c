@@ -143,6 +143,7 @@ static const char usage[] =
     "\n"
     "Runs one of the distributed scenarios on every rank and exits 0 only when every\n"
     "check held on every rank.\n"
+    "fgscenario accepts each scenario name with '-' or '_' (build-sync, pipeline_split).\n"
     "\n"
     "scenarios:\n"
     "%s"
@@ -191,17 +192,7 @@ static void print_scenario_usage(const scenario *sc) {
 static const scenario *find_scenario(const char *name) {
   for (size_t i = 0; i < FG_ARRAY_LEN(all_scenarios); i++) {
     const scenario *sc = all_scenarios[i];
-    if (!strcmp(sc->name, name)) return sc;
-  }
-  /* Accept the Forgather spellings too: build-sync, checkpoint_integration, ... */
-  char canon[64];
-  snprintf(canon, sizeof canon, "%s", name);
-  for (char *p = canon; *p; p++) *p = *p == '_' ? '-' : *p;
-  for (size_t i = 0; i < FG_ARRAY_LEN(all_scenarios); i++) {
-    char other[64];
-    snprintf(other, sizeof other, "%s", all_scenarios[i]->name);
-    for (char *p = other; *p; p++) *p = *p == '_' ? '-' : *p;
-    if (!strcmp(canon, other)) return all_scenarios[i];
+    if (fg__scenario_name_eq(sc->name, name)) return sc;
   }
   return NULL;
 }
@@ -268,8 +259,11 @@ static int known_fault(const scenario *sc, const char *fault) {
 static const scenario *check_command(common *c, int n, char **rest) {
   const scenario *sc = find_scenario(rest[0]);
   if (!sc && strcmp(rest[0], "all")) {
-    usage_later(c, "unknown scenario '%s' (one of: checkpoint-integration, "
-                "dataloader-dispatcher, pipeline-split, build_sync, all)", rest[0]);
+    char names[256] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < FG_ARRAY_LEN(all_scenarios); i++)
+      len += (size_t)snprintf(names + len, sizeof names - len, "%s, ", all_scenarios[i]->name);
+    usage_later(c, "unknown scenario '%s' (one of: %sall)", rest[0], names);
     return NULL;
   }
   if (!sc && n > 1) {

@@ -56,7 +56,7 @@ struct bench_rdzv {
   uint64_t last_arrival_ns; /* when the SET that releases everyone was sent */
 };
 
-static int fail(char *err, size_t errlen, int code, int conn, const char *what) {
+static int conn_fail(char *err, size_t errlen, int code, int conn, const char *what) {
   return fg__fail(err, errlen, code, "connection %d: %s: %s", conn, what, fg_strerror(code));
 }
 
@@ -116,7 +116,7 @@ static int open_all(bench_rdzv *r, char *err, size_t errlen) {
   while (ready < r->n) {
     while (started < r->n && started - ready < MAX_CONNECTING) {
       int rc = start_connect(r, started);
-      if (rc < 0) return fail(err, errlen, rc, started, "connect");
+      if (rc < 0) return conn_fail(err, errlen, rc, started, "connect");
       started++;
     }
     int64_t left = deadline - fg__now_ms();
@@ -126,7 +126,7 @@ static int open_all(bench_rdzv *r, char *err, size_t errlen) {
       int i = (int)ev[e].data.u32;
       rconn *c = &r->conns[i];
       int rc = c->state == CONNECTING ? connected(r, c, i) : take_reply(c, 4);
-      if (rc < 0) return fail(err, errlen, rc, i, "connect and greet");
+      if (rc < 0) return conn_fail(err, errlen, rc, i, "connect and greet");
       if (c->state == GREETING && rc == 1) c->state = IDLE;
       if (c->state == IDLE) {
         c->in_len = 0;
@@ -275,7 +275,7 @@ int bench_rdzv_round(bench_rdzv *r, int round, double *seconds, double *release,
   for (int t = 0; t < r->nworkers; t++) {
     rworker *w = &r->workers[t];
     if (w->rc == -ETIMEDOUT) return fg__fail(err, errlen, w->rc, "not every connection released");
-    if (w->rc < 0) return fail(err, errlen, w->rc, w->bad_conn, "ADD then WAIT");
+    if (w->rc < 0) return conn_fail(err, errlen, w->rc, w->bad_conn, "ADD then WAIT");
     t1 = FG__MAX(t1, w->done_ns);
   }
   *seconds = (double)(t1 - t0) / 1e9;
