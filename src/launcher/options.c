@@ -2,7 +2,7 @@
  *
  * Every option is one row: its canonical name (underscores; the dashed spelling is
  * accepted too), an optional short letter, whether it takes a value, its default, help
- * text, and the function that stores its value. The parser collects one raw string per
+ * text, and the function that sets its field. The parser collects one raw string per
  * row from argv, then PET_<NAME>, then the default, and hands it to that function; checks
  * that involve several options come last (options_check.c). */
 #include "launcher/options.h"
@@ -18,8 +18,9 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "fg/fg.h"
+#include "scenarios/names.h"
 
-typedef int (*fg_opt_store)(fg_launch_opts *o, const char *v, char *err, size_t errlen);
+typedef int (*fg_opt_setter)(fg_launch_opts *o, const char *v, char *err, size_t errlen);
 
 enum { OPT_VALUE = 0, OPT_FLAG = 1 };
 enum { OPT_ENV = 0, OPT_NO_ENV = 1 };
@@ -33,7 +34,7 @@ typedef struct fg_opt_desc {
   const char *def;
   const char *group;
   const char *help;
-  fg_opt_store store;
+  fg_opt_setter set;
 } fg_opt_desc;
 
 /* Variables of fgrun's (and torchrun 2.x's prefix template) for some options, read after
@@ -49,112 +50,112 @@ static const char *own_var(const char *option) {
   return NULL;
 }
 
-/* --- storing one value ----------------------------------------------------------------- */
+/* --- setting one value ----------------------------------------------------------------- */
 
-static int store_nnodes(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_nnodes(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   return fg_parse_nnodes(v, &o->nnodes_min, &o->nnodes_max, err, errlen);
 }
 
-static int store_int(int *dst, const char *v, int min, int max, char *err, size_t errlen) {
+static int set_int(int *dst, const char *v, int min, int max, char *err, size_t errlen) {
   if (fg__parse_int(v, min, max, dst) != 0)
     return fg__fail(err, errlen, -EINVAL, "expected a whole number from %d to %d, got '%s'",
                    min, max, v);
   return 0;
 }
 
-static int store_node_rank(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_node_rank(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   o->node_rank_given = 1;
-  return store_int(&o->node_rank, v, 0, 1 << 20, err, errlen);
+  return set_int(&o->node_rank, v, 0, 1 << 20, err, errlen);
 }
 
-static int store_master_port(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  return store_int(&o->master_port, v, 0, 65535, err, errlen);
+static int set_master_port(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return set_int(&o->master_port, v, 0, 65535, err, errlen);
 }
 
-static int store_max_restarts(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  return store_int(&o->max_restarts, v, 0, 1 << 20, err, errlen);
+static int set_max_restarts(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+  return set_int(&o->max_restarts, v, 0, 1 << 20, err, errlen);
 }
 
-static int store_monitor_interval(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_monitor_interval(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg__parse_seconds(v, &o->monitor_interval) != 0 || o->monitor_interval <= 0)
     return fg__fail(err, errlen, -EINVAL, "expected a positive number of seconds, got '%s'", v);
   return 0;
 }
 
-static int store_term_grace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_term_grace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg__parse_seconds(v, &o->term_grace) != 0)
     return fg__fail(err, errlen, -EINVAL, "expected a number of seconds, got '%s'", v);
   return 0;
 }
 
-static int store_backend(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_rdzv_backend(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "static") != 0 && strcmp(v, "c10d") != 0)
     return fg__fail(err, errlen, -EINVAL, "expected static or c10d, got '%s'", v);
   o->rdzv_backend = v;
   return 0;
 }
 
-static int store_endpoint(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_rdzv_endpoint(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   (void)err, (void)errlen;
   o->rdzv_endpoint = *v ? v : NULL;
   return 0;
 }
 
-static int store_rdzv_id(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_rdzv_id(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
   o->rdzv_id = v;
   return 0;
 }
 
-static int store_flag(int *dst, const char *v, char *err, size_t errlen) {
+static int set_flag(int *dst, const char *v, char *err, size_t errlen) {
   if (fg_parse_bool(v, dst) != 0)
     return fg__fail(err, errlen, -EINVAL, "expected 1 or 0, got '%s'", v);
   return 0;
 }
 
-#define FLAG_STORE(field)                                                                  \
-  static int store_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) { \
-    return store_flag(&o->field, v, err, errlen);                                          \
+#define FLAG_SETTER(field)                                                              \
+  static int set_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) {  \
+    return set_flag(&o->field, v, err, errlen);                                         \
   }
-FLAG_STORE(standalone)
-FLAG_STORE(module)
-FLAG_STORE(no_python)
-FLAG_STORE(run_path)
-FLAG_STORE(no_prefix)
-FLAG_STORE(show_help)
-FLAG_STORE(show_version)
+FLAG_SETTER(standalone)
+FLAG_SETTER(module)
+FLAG_SETTER(no_python)
+FLAG_SETTER(run_path)
+FLAG_SETTER(no_prefix)
+FLAG_SETTER(show_help)
+FLAG_SETTER(show_version)
 
-#define STRING_STORE(field)                                                                \
-  static int store_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) { \
-    (void)err, (void)errlen;                                                               \
-    o->field = v;                                                                          \
-    return 0;                                                                              \
+#define STRING_SETTER(field)                                                            \
+  static int set_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) {  \
+    (void)err, (void)errlen;                                                            \
+    o->field = v;                                                                       \
+    return 0;                                                                           \
   }
-STRING_STORE(master_addr)
-STRING_STORE(role)
-STRING_STORE(log_dir)
+STRING_SETTER(master_addr)
+STRING_SETTER(role)
+STRING_SETTER(log_dir)
 
 /* The message never repeats the token. */
-static int store_store_token(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_store_token(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strlen(v) > 1024) return fg__fail(err, errlen, -EINVAL, "longer than 1024 bytes");
   o->store_token = *v ? v : NULL;
   return 0;
 }
 
-static int store_python(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_python(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
   o->python = v;
   return 0;
 }
 
-static int store_start_method(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_start_method(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "spawn") && strcmp(v, "fork") && strcmp(v, "forkserver"))
     return fg__fail(err, errlen, -EINVAL, "expected spawn, fork or forkserver, got '%s'", v);
   o->start_method = v;
   return 0;
 }
 
-static int store_pmix(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_pmix(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   static const char *const modes[] = {[FG_PMIX_AUTO] = "auto", [FG_PMIX_ON] = "on",
                                       [FG_PMIX_OFF] = "off"};
   for (size_t i = 0; i < FG_ARRAY_LEN(modes); i++)
@@ -165,34 +166,34 @@ static int store_pmix(fg_launch_opts *o, const char *v, char *err, size_t errlen
   return fg__fail(err, errlen, -EINVAL, "expected auto, on or off, got '%s'", v);
 }
 
-static int store_redirects(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_redirects(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   return fg_parse_std_spec(v, &o->redirects, err, errlen);
 }
 
-static int store_tee(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_tee(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   return fg_parse_std_spec(v, &o->tee, err, errlen);
 }
 
-static int store_prefix_template(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_prefix_template(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg_check_prefix_template(v, err, errlen) != 0) return -EINVAL;
   o->prefix_template = v;
   return 0;
 }
 
-static int store_hang_timeout(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_hang_timeout(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg__parse_seconds(v, &o->hang_timeout) != 0)
     return fg__fail(err, errlen, -EINVAL, "expected a number of seconds (0: off), got '%s'", v);
   return 0;
 }
 
-static int store_hang_action(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_hang_action(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strcmp(v, "report") != 0 && strcmp(v, "kill") != 0)
     return fg__fail(err, errlen, -EINVAL, "expected report or kill, got '%s'", v);
   o->hang_kill = strcmp(v, "kill") == 0;
   return 0;
 }
 
-static int store_hang_stacks(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_hang_stacks(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   static const char *const words[] = {"none", "culprit", "all"}; /* enum fg_hang_stacks */
   for (size_t i = 0; i < FG_ARRAY_LEN(words); i++)
     if (strcmp(v, words[i]) == 0) {
@@ -202,13 +203,13 @@ static int store_hang_stacks(fg_launch_opts *o, const char *v, char *err, size_t
   return fg__fail(err, errlen, -EINVAL, "expected none, culprit or all, got '%s'", v);
 }
 
-static int store_trace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_trace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
   o->trace = v;
   return 0;
 }
 
-static int store_log_level(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
+static int set_log_level(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg__log_level_parse(v) < 0)
     return fg__fail(err, errlen, -EINVAL, "expected error, warn, info or debug, got '%s'", v);
   o->log_level = v;
@@ -229,25 +230,25 @@ static const fg_opt_desc options[] = {
     {"nnodes", 0, OPT_VALUE, OPT_ENV, "MIN:MAX", "1:1", G_SIZE,
      "Number of nodes, N or MIN:MAX (MIN:MAX needs --rdzv_backend c10d). Each node runs one "
      "fgrun; see docs/cluster.md.",
-     store_nnodes},
+     set_nnodes},
     {"nproc_per_node", 0, OPT_VALUE, OPT_ENV, "N", "1", G_SIZE,
      "Workers on this node: a number, auto (GPUs if any, else CPUs), cpu or gpu.",
      fg_parse_nproc},
     {"node_rank", 0, OPT_VALUE, OPT_ENV, "N", NULL, G_SIZE,
      "Rank of this node, 0 to nnodes-1 (default 0). Required on every node with the static "
      "rendezvous and --nnodes > 1; c10d assigns node ranks itself.",
-     store_node_rank},
+     set_node_rank},
 
     {"rdzv_backend", 0, OPT_VALUE, OPT_ENV, "NAME", "static", G_RDZV,
      "static (node 0 hosts the store at --master_addr:--master_port) or c10d (the agent "
      "that can bind --rdzv_endpoint hosts it, or an fgstore there does).",
-     store_backend},
+     set_rdzv_backend},
     {"rdzv_endpoint", 0, OPT_VALUE, OPT_ENV, "HOST:PORT", "", G_RDZV,
      "Where the store listens (c10d: required, port 29400 if omitted; static: replaces "
      "--master_addr:--master_port).",
-     store_endpoint},
+     set_rdzv_endpoint},
     {"rdzv_id", 0, OPT_VALUE, OPT_ENV, "ID", "none", G_RDZV,
-     "Job id, given to the workers as TORCHELASTIC_RUN_ID.", store_rdzv_id},
+     "Job id, given to the workers as TORCHELASTIC_RUN_ID.", set_rdzv_id},
     {"rdzv_conf", 0, OPT_VALUE, OPT_ENV, "K=V,...", "", G_RDZV,
      "Rendezvous settings: join_timeout (600), last_call_timeout (30), close_timeout (30), "
      "read_timeout (60), keep_alive_interval (5), keep_alive_max_attempt (3), is_host.",
@@ -255,44 +256,44 @@ static const fg_opt_desc options[] = {
     {"standalone", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_RDZV,
      "Private store on 127.0.0.1 and a port the OS picks, and a fresh random run id; "
      "overrides --rdzv_* and --master_*. Two such jobs never collide.",
-     store_standalone},
+     set_standalone},
     {"master_addr", 0, OPT_VALUE, OPT_ENV, "ADDR", "127.0.0.1", G_RDZV,
-     "Address the store binds to, given to the workers as MASTER_ADDR.", store_master_addr},
+     "Address the store binds to, given to the workers as MASTER_ADDR.", set_master_addr},
     {"master_port", 0, OPT_VALUE, OPT_ENV, "PORT", "29500", G_RDZV,
-     "Port the store binds to, given to the workers as MASTER_PORT.", store_master_port},
+     "Port the store binds to, given to the workers as MASTER_PORT.", set_master_port},
     {"store_token", 0, OPT_VALUE, OPT_ENV, "TOKEN", NULL, G_RDZV,
      "Shared secret every store client must present first (default $FG_STORE_TOKEN); the "
      "workers get it as FG_STORE_TOKEN. torch's own TCPStore clients cannot present it.",
-     store_store_token},
+     set_store_token},
     {"local_addr", 0, OPT_VALUE, OPT_ENV, "ADDR", NULL, G_RDZV,
      "The address this node advertises to the others (c10d orders nodes by it); default: "
      "the one it reaches the store from.", fg_parse_local_addr},
 
     {"max_restarts", 0, OPT_VALUE, OPT_ENV, "N", "0", G_LAUNCH,
-     "Restarts of the whole worker group before the job fails.", store_max_restarts},
+     "Restarts of the whole worker group before the job fails.", set_max_restarts},
     {"monitor_interval", 0, OPT_VALUE, OPT_ENV, "SECONDS", "5", G_LAUNCH,
      "Period of background checks. Worker exits are seen at once regardless.",
-     store_monitor_interval},
+     set_monitor_interval},
     {"start_method", 0, OPT_VALUE, OPT_ENV, "METHOD", "spawn", G_LAUNCH,
      "spawn, fork or forkserver: accepted for torchrun compatibility and ignored (workers "
      "are always fresh processes).",
-     store_start_method},
+     set_start_method},
     {"role", 0, OPT_VALUE, OPT_ENV, "NAME", "default", G_LAUNCH,
-     "Role of the workers (ROLE_NAME).", store_role},
+     "Role of the workers (ROLE_NAME).", set_role},
     {"module", 'm', OPT_FLAG, OPT_ENV, NULL, NULL, G_LAUNCH,
-     "Run PROGRAM as a Python module, like python -m.", store_module},
+     "Run PROGRAM as a Python module, like python -m.", set_module},
     {"no_python", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_LAUNCH,
-     "Run PROGRAM directly (looked up on PATH), not through Python.", store_no_python},
+     "Run PROGRAM directly (looked up on PATH), not through Python.", set_no_python},
     {"run_path", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_LAUNCH,
      "Run PROGRAM with runpy.run_path in the interpreter; takes precedence over --no_python.",
-     store_run_path},
+     set_run_path},
     {"python", 0, OPT_VALUE, OPT_ENV, "PATH", NULL, G_LAUNCH,
      "Interpreter for Python programs (default: $PYTHON_EXEC, else python3 from PATH).",
-     store_python},
+     set_python},
     {"pmix", 0, OPT_VALUE, OPT_ENV, "auto|on|off", "auto", G_LAUNCH,
      "PMIx server for MPI programs, so Open MPI ranks start as one world without mpirun: "
      "auto (when libpmix loads, else a warning), on (required) or off.",
-     store_pmix},
+     set_pmix},
     {"numa_binding", 0, OPT_VALUE, OPT_NO_ENV, "MODE", NULL, G_LAUNCH,
      "Bind each worker to CPUs (before it starts): node, socket, exclusive (cores of its "
      "own) or core-complex (a shared last-level cache of its own); see docs/cli.md.",
@@ -301,13 +302,13 @@ static const fg_opt_desc options[] = {
     {"log_dir", 0, OPT_VALUE, OPT_ENV, "DIR", NULL, G_OUTPUT,
      "Keep error and log files in DIR/<run id>/attempt_<n>/<local rank>/ (DIR/<run id>.1 ... "
      "when that exists).",
-     store_log_dir},
+     set_log_dir},
     {"redirects", 'r', OPT_VALUE, OPT_ENV, "STD", "0", G_OUTPUT,
      "Send streams to log files only: 0 none, 1 stdout, 2 stderr, 3 both, or per local "
      "rank as 0:1,1:3.",
-     store_redirects},
+     set_redirects},
     {"tee", 't', OPT_VALUE, OPT_ENV, "STD", "0", G_OUTPUT,
-     "Copy streams to log files and the console (values as --redirects).", store_tee},
+     "Copy streams to log files and the console (values as --redirects).", set_tee},
     {"local_ranks_filter", 0, OPT_VALUE, OPT_ENV, "R,...", "", G_OUTPUT,
      "Only these local ranks' output reaches the console (log files get everything).",
      fg_parse_ranks_filter},
@@ -315,11 +316,11 @@ static const fg_opt_desc options[] = {
      "Prefix of each console line; ${rank}, ${local_rank}, ${role_name} and ${group_rank} "
      "(the node rank) are filled in (default: [rank${rank}]:, with --nnodes > 1 "
      "[node${group_rank} rank${rank}]:).",
-     store_prefix_template},
+     set_prefix_template},
     {"no_prefix", 0, OPT_FLAG, OPT_ENV, NULL, NULL, G_OUTPUT,
-     "Pass worker output to the console unchanged, without a prefix.", store_no_prefix},
+     "Pass worker output to the console unchanged, without a prefix.", set_no_prefix},
     {"log_level", 0, OPT_VALUE, OPT_ENV, "LEVEL", "info", G_OUTPUT,
-     "fgrun's own messages: error, warn, info or debug.", store_log_level},
+     "fgrun's own messages: error, warn, info or debug.", set_log_level},
     {"event_log_handler", 0, OPT_VALUE, OPT_ENV, "NAME", "null", G_OUTPUT,
      "null, or console: one JSON line on stderr per torchelastic event.",
      fg_parse_event_log_handler},
@@ -334,34 +335,34 @@ static const fg_opt_desc options[] = {
      fg_parse_signals},
     {"term_grace", 0, OPT_VALUE, OPT_ENV, "SECONDS", "30", G_SIGNAL,
      "How long workers get between SIGTERM (or a passed-on signal) and SIGKILL.",
-     store_term_grace},
+     set_term_grace},
 
     {"hang_timeout", 0, OPT_VALUE, OPT_ENV, "SECONDS", "0", G_DIAG,
      "When a rank has waited this long in one collective, barrier or store barrier (or, for "
      "ranks that mark nothing, no rank wrote output for this long), name the rank that holds "
      "the others up, where every rank is, and the culprit's stack (0: off). Also read from "
      "FG_HANG_TIMEOUT.",
-     store_hang_timeout},
+     set_hang_timeout},
     {"hang_action", 0, OPT_VALUE, OPT_ENV, "report|kill", "report", G_DIAG,
      "After a hang report: report (the job goes on; the library's own timeout, FG_TIMEOUT, "
      "ends the wait) or kill (stop the attempt like a failure; fgrun exits 124 when no "
      "restart is left).",
-     store_hang_action},
+     set_hang_action},
     {"hang_stacks", 0, OPT_VALUE, OPT_ENV, "none|culprit|all", "culprit", G_DIAG,
      "Which ranks' stacks a hang report shows: the rank it names as holding the others up "
      "(Python traceback and native frames, read from outside without resuming a stopped "
      "rank), every rank, or none.",
-     store_hang_stacks},
+     set_hang_stacks},
     {"trace", 0, OPT_VALUE, OPT_ENV, "FILE", NULL, G_DIAG,
      "Write the run's timeline to FILE as Chrome trace events (Perfetto, chrome://tracing): "
      "a track per rank with spawn, rendezvous, every collective and barrier, restarts and "
      "exit.",
-     store_trace},
+     set_trace},
 
     {"help", 'h', OPT_FLAG, OPT_NO_ENV, NULL, NULL, G_OTHER, "Show this help and exit.",
-     store_show_help},
+     set_show_help},
     {"version", 0, OPT_FLAG, OPT_NO_ENV, NULL, NULL, G_OTHER, "Show the version and exit.",
-     store_show_version},
+     set_show_version},
 };
 
 #define NOPTIONS FG_ARRAY_LEN(options)
@@ -479,7 +480,7 @@ int fg_opts_parse(fg_launch_opts *o, int argc, char **argv, char *err, size_t er
     if (own && (v = getenv(own)) != NULL) snprintf(source, sizeof source, "%s", own);
     if (!v) v = d->kind == OPT_FLAG ? "0" : d->def;
     if (!v) continue;
-    int rc = d->store(o, v, detail, sizeof detail);
+    int rc = d->set(o, v, detail, sizeof detail);
     if (rc < 0) return fg__fail(err, errlen, rc, "%s: %s", source, detail);
     if (o->show_help || o->show_version) return 0;
   }
@@ -528,11 +529,10 @@ void fg_opts_usage(int fd) {
           "\n"
           "Starts nproc_per_node copies of PROGRAM with torchrun's environment (RANK, "
           "WORLD_SIZE,\nMASTER_ADDR, MASTER_PORT, ...), hosts the store they rendezvous on, "
-          "and stops them all\nwhen one fails. PROGRAM is a built-in scenario "
-          "(checkpoint-integration,\ndataloader-dispatcher, pipeline-split, build_sync, all), "
-          "a *.py script (run with\npython3 -u), an executable, or with -m a Python module. "
-          "Unset options are read from\nPET_<NAME> (e.g. PET_NPROC_PER_NODE=4, "
-          "PET_STANDALONE=1).\n");
+          "and stops them all\nwhen one fails. PROGRAM is a built-in scenario\n(" FG_SCENARIO_LIST
+          ", " FG_SCENARIO_ALL ";\n'-' or '_' either way), a *.py script (run with python3 -u), "
+          "an executable, or with\n-m a Python module. Unset options are read from PET_<NAME> "
+          "(e.g. PET_NPROC_PER_NODE=4,\nPET_STANDALONE=1).\n");
   const char *group = NULL;
   for (size_t i = 0; i < NOPTIONS; i++) {
     const fg_opt_desc *d = &options[i];

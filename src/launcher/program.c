@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "scenarios/names.h"
 
-static const char *const scenarios[] = {"checkpoint-integration", "dataloader-dispatcher",
-                                        "pipeline-split", "build_sync", "all"};
+static const char *const scenarios[] = {FG_SCENARIO_NAMES, FG_SCENARIO_ALL};
 
 /* Runs the script the way torchrun's run_script_path does, in a fresh interpreter. */
 static const char run_path_code[] =
@@ -22,7 +22,7 @@ static const char run_path_code[] =
 
 int fg_is_scenario(const char *name) {
   for (size_t i = 0; i < FG_ARRAY_LEN(scenarios); i++)
-    if (strcmp(name, scenarios[i]) == 0) return 1;
+    if (fg__scenario_name_eq(name, scenarios[i])) return 1;
   return 0;
 }
 

@@ -255,7 +255,7 @@ static int run_build_sync(scn *s, int argc, char **argv) {
 }
 
 const scenario scn_build_sync = {
-    .name = "build_sync",
+    .name = FG_SCENARIO_BUILD_SYNC,
     .summary = "one rank builds while the others wait, then all continue together",
     .usage = "options:\n"
              "  --local    one builder per node (rank 0 of each node's group, by LOCAL_WORLD_SIZE)\n"

@@ -421,7 +421,7 @@ static int run_checkpoint(scn *s, int argc, char **argv) {
 }
 
 const scenario scn_checkpoint = {
-    .name = "checkpoint-integration",
+    .name = FG_SCENARIO_CHECKPOINT,
     .summary = "best-checkpoint preservation, save limits and divergence detection",
     .usage = "options:\n"
              "  --scenario basic|spike|all   which run (default all: basic, then spike)\n"

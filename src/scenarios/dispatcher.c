@@ -456,7 +456,7 @@ static int run_dispatcher(scn *s, int argc, char **argv) {
 }
 
 const scenario scn_dispatcher = {
-    .name = "dataloader-dispatcher",
+    .name = FG_SCENARIO_DISPATCHER,
     .summary = "rank 0 loads batches and dispatches them across a dp x mp mesh",
     .usage =
         "options:\n"

@@ -501,7 +501,7 @@ static int run_pipeline(scn *s, int argc, char **argv) {
 }
 
 const scenario scn_pipeline = {
-    .name = "pipeline-split",
+    .name = FG_SCENARIO_PIPELINE,
     .summary = "a causal LM split into pipeline stages: one GPipe/1F1B step vs a reference",
     .usage = "options:\n"
              "  --stages N             pipeline stages, one per rank (default: the world size)\n"

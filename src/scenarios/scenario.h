@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "fg/comm.h"
+#include "scenarios/names.h"
 
 typedef struct scn {
   fg_comm *world;

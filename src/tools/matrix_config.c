@@ -17,6 +17,7 @@
 #include <yaml.h>
 
 #include "common/util.h"
+#include "scenarios/names.h"
 #include "tools/matrix.h"
 
 typedef struct reader {
@@ -124,18 +125,11 @@ static const char *const case_keys[] = {"name", "scenario", "processes", "mesh",
 static const char *const default_keys[] = {"backend", "launcher", "timeout", "processes",
                                            "expect", NULL};
 /* What fgscenario runs (its own spellings: build-sync, checkpoint_integration, ... too). */
-static const char *const scenarios[] = {"checkpoint-integration", "dataloader-dispatcher",
-                                        "pipeline-split", "build_sync", "all", NULL};
+static const char *const scenarios[] = {FG_SCENARIO_NAMES, FG_SCENARIO_ALL, NULL};
 
 static int known_scenario(const char *name) {
-  for (const char *const *s = scenarios; *s; s++) {
-    size_t i = 0;
-    for (; name[i] && (*s)[i]; i++) {
-      char a = name[i] == '_' ? '-' : name[i], b = (*s)[i] == '_' ? '-' : (*s)[i];
-      if (a != b) break;
-    }
-    if (!name[i] && !(*s)[i]) return 1;
-  }
+  for (const char *const *s = scenarios; *s; s++)
+    if (fg__scenario_name_eq(name, *s)) return 1;
   return 0;
 }
 
@@ -155,8 +149,8 @@ static int load_case(reader *r, matrix *m, yaml_node_t *n, yaml_node_t *defaults
     return fail_at(r, child(r, n, "name"), "case name '%s' may hold only letters, digits, '-', '_' and '.'", name);
   if (!scen) return fail_at(r, n, "case '%s': no scenario", name);
   if (!known_scenario(scen))
-    return fail_at(r, child(r, n, "scenario"), "case '%s': unknown scenario '%s' (one of: checkpoint-integration, "
-                   "dataloader-dispatcher, pipeline-split, build_sync, all)", name, scen);
+    return fail_at(r, child(r, n, "scenario"), "case '%s': unknown scenario '%s' (one of: "
+                   FG_SCENARIO_LIST ", " FG_SCENARIO_ALL ")", name, scen);
   if (m->n == m->cap) {
     size_t cap = m->cap ? m->cap * 2 : 32;
     matrix_case *p = realloc(m->cases, cap * sizeof *p);

@@ -140,3 +140,15 @@ def test_gpu_workers_need_a_gpu(fgrun):
              "sh", "-c", "echo $LOCAL_WORLD_SIZE")
     assert cp.returncode == 0
     assert set(cp.stdout.decode().split()) == {str(os.cpu_count())}
+
+
+@pytest.mark.parametrize("spelling", ["build-sync", "checkpoint_integration",
+                                      "dataloader_dispatcher", "pipeline_split"])
+def test_fgrun_takes_each_scenario_with_dashes_or_underscores(fgrun, spelling):
+    """fgrun hands a scenario to fgscenario under either spelling (Forgather's too), as
+    fgscenario itself accepts; a near miss is still no scenario."""
+    cp = run(fgrun, "--standalone", "--nproc_per_node=2", spelling)
+    assert cp.returncode == 0, cp.stderr.decode()
+    assert b"ALL CHECKS PASSED" in cp.stdout, cp.stdout.decode()
+    cp = run(fgrun, "--standalone", "--nproc_per_node=1", spelling + "x")
+    assert cp.returncode == 2 and b"not found" in cp.stderr, cp.stderr.decode()
