@@ -1,46 +1,17 @@
 /* bench_coll_ops.c - the collectives `fgbench` knows, one small struct each (see
- * bench_coll.h), and the values ranks contribute. */
+ * bench_coll.h), and the values ranks contribute (pattern.h's), tabulated. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tools/bench_coll.h"
+#include "tools/pattern.h"
 
 /* --- values ------------------------------------------------------------------------------ */
 
-/* Small integers, so every result is exact in every dtype: sums stay within int8 for up to
- * 63 ranks, products are at most 16, signed only where the dtype is. The periods (100, 5,
- * 20, 11) divide BC_PERIOD. */
-static double pattern(fg_dtype dt, fg_redop op, int reduces, int rank, size_t j) {
-  double neg = dt != FG_UINT8;
-  size_t r = (size_t)rank;
-  if (!reduces) return (double)((r * 31 + j * 7) % 100) - 50 * neg;
-  switch (op) {
-    case FG_REDOP_PROD:
-      if ((r + j) % 4 == 0 && r < 16) return 2;
-      return neg && (r + 2 * j) % 5 == 1 ? -1 : 1;
-    case FG_REDOP_MIN:
-    case FG_REDOP_MAX: return (double)((r * 5 + j * 3) % 11) - 5 * neg;
-    default: return (double)((r * 3 + j * 7) % 5) - 2 * neg;
-  }
-}
-
-static double combine(fg_redop op, double acc, double v) {
-  switch (op) {
-    case FG_REDOP_PROD: return acc * v;
-    case FG_REDOP_MIN: return v < acc ? v : acc;
-    case FG_REDOP_MAX: return v > acc ? v : acc;
-    default: return acc + v;
-  }
-}
-
-/* AVG is SUM divided by the ranks: integer types truncate, as C division does. */
-static double average(fg_dtype dt, double sum, int size) {
-  double q = sum / size;
-  return dt >= FG_FLOAT16 ? q : trunc(q);
-}
-
+/* pattern.h's exact values, whose periods (100, 5, 20, 11) divide BC_PERIOD; only the first
+ * 16 ranks give twos to a product, so products are at most 16 on any world. */
 int bc_values_make(bc_values *v, int size, fg_dtype dt, fg_redop op, int reduces) {
   v->size = size;
   v->input = malloc(sizeof *v->input * BC_PERIOD * (size_t)size);
@@ -49,14 +20,12 @@ int bc_values_make(bc_values *v, int size, fg_dtype dt, fg_redop op, int reduces
     bc_values_free(v);
     return -ENOMEM;
   }
+  pattern p = {.kind = PATTERN_EXACT, .dt = dt, .op = op, .reduces = reduces, .twos_ranks = 16};
   for (size_t j = 0; j < BC_PERIOD; j++) {
-    double acc = 0;
-    for (int r = 0; r < size; r++) {
-      double x = pattern(dt, op, reduces, r, j);
-      v->input[(size_t)r * BC_PERIOD + j] = x;
-      acc = r == 0 ? x : combine(op, acc, x);
-    }
-    v->folded[j] = op == FG_REDOP_AVG ? average(dt, acc, size) : acc;
+    for (int r = 0; r < size; r++) v->input[(size_t)r * BC_PERIOD + j] = pattern_value(&p, r, j);
+    /* AVG is SUM divided by the ranks: integer types truncate, as C division does. */
+    double all = pattern_fold(&p, size, j);
+    v->folded[j] = op == FG_REDOP_AVG && dt < FG_FLOAT16 ? trunc(all) : all;
   }
   return 0;
 }

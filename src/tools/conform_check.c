@@ -1,5 +1,5 @@
-/* conform_check.c - the values ranks contribute, the comparisons, the failure lines
- * and the digest; and buffers in the backend's memory. */
+/* conform_check.c - the values ranks contribute (pattern.h's exact ones), the
+ * comparisons, the failure lines and the digest; and buffers in the backend's memory. */
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,46 +8,32 @@
 #include <string.h>
 
 #include "tools/conform.h"
+#include "tools/pattern.h"
 
 /* Enough lines to see a pattern, not so many that a broken backend floods the log. */
 #define MAX_REPORTED 40
 
-static int is_signed(fg_dtype dt) { return dt != FG_UINT8; }
-
 static int is_float(fg_dtype dt) { return dt >= FG_FLOAT16; }
 
+static pattern values_of(const tcase *t) {
+  return (pattern){.kind = PATTERN_EXACT, .dt = t->dt, .op = t->rop, .reduces = t->reducing,
+                   .salt = t->salt};
+}
+
 double cf_input(const tcase *t, int rank, size_t j) {
-  double neg = is_signed(t->dt);
-  size_t r = (size_t)rank;
-  if (!t->reducing) return (double)((r * 31 + j * 7 + (size_t)t->salt) % 100) - 50 * neg;
-  switch (t->rop) {
-    case FG_REDOP_PROD:
-      /* Few twos per element and the odd -1: the product of 16 ranks is at most 16. */
-      if ((r + j) % 4 == 0) return 2;
-      return neg && (r + 2 * j) % 5 == 1 ? -1 : 1;
-    case FG_REDOP_MIN:
-    case FG_REDOP_MAX: return (double)((r * 5 + j * 3 + (size_t)t->salt) % 11) - 5 * neg;
-    default: return (double)((r * 3 + j * 7 + (size_t)t->salt) % 5) - 2 * neg;
-  }
+  pattern p = values_of(t);
+  return pattern_value(&p, rank, j);
 }
 
 double cf_fold(const tcase *t, int size, size_t j) {
-  double acc = cf_input(t, 0, j);
-  for (int r = 1; r < size; r++) {
-    double v = cf_input(t, r, j);
-    switch (t->rop) {
-      case FG_REDOP_PROD: acc *= v; break;
-      case FG_REDOP_MIN: acc = v < acc ? v : acc; break;
-      case FG_REDOP_MAX: acc = v > acc ? v : acc; break;
-      default: acc += v; break;
-    }
-  }
-  return t->rop == FG_REDOP_AVG ? acc / size : acc;
+  pattern p = values_of(t);
+  return pattern_fold(&p, size, j);
 }
 
 void cf_fill_input(const conform *cf, const fg_comm *c, const tcase *t, void *host, size_t n) {
   int rank = fg_comm_rank(c);
-  for (size_t j = 0; j < n; j++) fg_dtype_set(host, t->dt, j, cf_input(t, rank, j));
+  pattern p = values_of(t);
+  pattern_fill(host, &p, rank, 0, n);
   if (cf->fault && rank == fg_comm_size(c) - 1 && n > 0)
     fg_dtype_set(host, t->dt, 0, fg_dtype_get(host, t->dt, 0) + 1);
 }
@@ -116,12 +102,8 @@ static double slack(fg_dtype dt, double want) {
 int cf_expect(conform *cf, const fg_comm *c, const tcase *t, const char *what,
               const void *got, const double *want, size_t n, int hash) {
   int precise = exact(c, t);
-  size_t wrong = 0, first = 0;
-  for (size_t i = 0; i < n; i++) {
-    double g = fg_dtype_get(got, t->dt, i);
-    int ok = precise ? g == want[i] : fabs(g - want[i]) <= slack(t->dt, want[i]);
-    if (!ok && wrong++ == 0) first = i;
-  }
+  size_t first = 0;
+  size_t wrong = pattern_wrong(got, t->dt, want, FG_FLOAT64, n, precise ? NULL : slack, &first);
   cf->checks++;
   if (hash && precise) cf_hash(cf, got, n * fg_dtype_size(t->dt));
   if (wrong == 0) return 1;

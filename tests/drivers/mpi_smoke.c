@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "comm/comm_internal.h"
+#include "smoke_pattern.h"
 
 enum { COUNT = 37 };
 
@@ -56,34 +57,10 @@ static const char *code_name(int rc) {
 
 /* --- values ------------------------------------------------------------------------------ */
 
-/* Exact in every type: products stay powers of two, sums small; int8 sums of 6 ranks fit.
- * Element 0 of int32 and int64 sums is near the top of the range, so the sum wraps. */
-static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
-  if (op == FG_REDOP_PROD) return 1 + (double)((rank + i) % 2);
-  if (i == 0 && op == FG_REDOP_SUM && dt == FG_INT32) return 2147483000.0;
-  if (i == 0 && op == FG_REDOP_SUM && dt == FG_INT64) return 9223372036854000000.0;
-  double v = (double)((rank * 7 + i * 3) % 11);
-  return dt == FG_UINT8 ? v : v - 5;
-}
-
-static void *fill(fg_dtype dt, fg_redop op, int rank, size_t n) {
-  void *p = calloc(n ? n : 1, fg_dtype_size(dt));
-  for (size_t i = 0; i < n; i++) fg_dtype_set(p, dt, i, value(dt, op, rank, i));
-  return p;
-}
-
-/* The reduction over ranks [0, size) of element-block `block` of each rank's data. */
-static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block) {
-  size_t esz = fg_dtype_size(dt);
-  void *acc = fill(dt, op, 0, n * (block + 1));
-  memmove(acc, (char *)acc + block * n * esz, n * esz);
-  for (int r = 1; r < size; r++) {
-    void *x = fill(dt, op, r, n * (block + 1));
-    fg__reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
-    free(x);
-  }
-  if (op == FG_REDOP_AVG) fg__divide_local(acc, n, dt, size);
-  return acc;
+/* pattern.h's kernel values: products stay powers of two, sums small (int8 sums of 6 ranks
+ * fit), but element 0 of int32 and int64 sums is near the top of the range, so it wraps. */
+static pattern values(fg_dtype dt, fg_redop op) {
+  return (pattern){.kind = PATTERN_KERNEL, .dt = dt, .op = op, .wrap = 1};
 }
 
 static void same(fg_comm *c, const char *what, fg_dtype dt, const void *want, const void *got,
@@ -102,14 +79,15 @@ static void same(fg_comm *c, const char *what, fg_dtype dt, const void *want, co
 static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
   int me = fg_comm_rank(c), n = fg_comm_size(c), root = n - 1;
   size_t esz = fg_dtype_size(dt);
-  void *want = expected(dt, op, n, COUNT, 0);
-  void *send = fill(dt, op, me, COUNT), *recv = calloc(COUNT, esz);
+  pattern p = values(dt, op);
+  void *want = pattern_reduced(&p, n, 0, COUNT);
+  void *send = pattern_alloc(&p, me, 0, COUNT), *recv = calloc(COUNT, esz);
   CHECK(c, fg_allreduce(c, send, recv, COUNT, dt, op));
   same(c, "allreduce", dt, want, recv, COUNT);
   CHECK(c, fg_allreduce(c, send, send, COUNT, dt, op)); /* in place */
   same(c, "allreduce in place", dt, want, send, COUNT);
   free(send);
-  send = fill(dt, op, me, COUNT);
+  send = pattern_alloc(&p, me, 0, COUNT);
   memset(recv, 0, COUNT * esz);
   CHECK(c, fg_reduce(c, send, me == root ? recv : NULL, COUNT, dt, op, root));
   if (me == root) same(c, "reduce", dt, want, recv, COUNT);
@@ -118,8 +96,8 @@ static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
   free(send);
   free(want);
   /* reduce_scatter: block r of the reduction of every rank's n-block buffer. */
-  want = expected(dt, op, n, COUNT, (size_t)me);
-  send = fill(dt, op, me, COUNT * (size_t)n);
+  want = pattern_reduced(&p, n, (size_t)me * COUNT, COUNT);
+  send = pattern_alloc(&p, me, 0, COUNT * (size_t)n);
   CHECK(c, fg_reduce_scatter(c, send, recv, COUNT, dt, op));
   same(c, "reduce_scatter", dt, want, recv, COUNT);
   CHECK(c, fg_reduce_scatter(c, send, send, COUNT, dt, op));
@@ -132,14 +110,12 @@ static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
 static void movement(fg_comm *c, fg_dtype dt) {
   int me = fg_comm_rank(c), n = fg_comm_size(c), root = n > 1 ? 1 : 0;
   size_t esz = fg_dtype_size(dt), all = COUNT * (size_t)n;
-  void *mine = fill(dt, FG_REDOP_MAX, me, COUNT), *want = calloc(all, esz),
+  pattern p = values(dt, FG_REDOP_MAX);
+  void *mine = pattern_alloc(&p, me, 0, COUNT), *want = calloc(all, esz),
        *recv = calloc(all, esz);
-  for (int r = 0; r < n; r++) {
-    void *x = fill(dt, FG_REDOP_MAX, r, COUNT);
-    memcpy((char *)want + (size_t)r * COUNT * esz, x, COUNT * esz);
-    free(x);
-  }
-  void *buf = fill(dt, FG_REDOP_MAX, me, COUNT);
+  for (int r = 0; r < n; r++)
+    pattern_fill((char *)want + (size_t)r * COUNT * esz, &p, r, 0, COUNT);
+  void *buf = pattern_alloc(&p, me, 0, COUNT);
   CHECK(c, fg_broadcast(c, buf, COUNT, dt, root));
   same(c, "broadcast", dt, (char *)want + (size_t)root * COUNT * esz, buf, COUNT);
   CHECK(c, fg_allgather(c, mine, recv, COUNT, dt));
@@ -169,11 +145,8 @@ static void movement(fg_comm *c, fg_dtype dt) {
   size_t *counts = calloc((size_t)n, sizeof *counts), total = 0;
   for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
   void *vwant = calloc(total, esz), *vrecv = calloc(total, esz);
-  for (int r = 0, off = 0; r < n; off += r + 1, r++) {
-    void *x = fill(dt, FG_REDOP_MAX, r, (size_t)r + 1);
-    memcpy((char *)vwant + (size_t)off * esz, x, ((size_t)r + 1) * esz);
-    free(x);
-  }
+  for (int r = 0, off = 0; r < n; off += r + 1, r++)
+    pattern_fill((char *)vwant + (size_t)off * esz, &p, r, 0, (size_t)r + 1);
   CHECK(c, fg_allgatherv(c, mine, vrecv, counts, dt));
   same(c, "allgatherv", dt, vwant, vrecv, total);
   free(counts), free(vwant), free(vrecv), free(send), free(wantx);

@@ -29,6 +29,7 @@
 
 #include "comm/comm_internal.h"
 #include "common/util.h"
+#include "smoke_pattern.h"
 
 enum { COUNT = 37 };
 
@@ -71,46 +72,28 @@ static void *host_copy(fg_comm *c, const void *dev, size_t bytes) {
 
 /* --- values ------------------------------------------------------------------------------ */
 
-/* Exact in every type: products stay powers of two, sums small. */
-static double value(fg_dtype dt, fg_redop op, int rank, size_t i) {
-  if (op == FG_REDOP_PROD) return 1 + (double)((rank + i) % 2);
-  double v = (double)((rank * 7 + i * 3) % 11);
-  return dt == FG_UINT8 ? v : v - 5;
-}
-
-static void *fill(fg_dtype dt, fg_redop op, int rank, size_t n) {
-  void *p = calloc(n ? n : 1, fg_dtype_size(dt));
-  for (size_t i = 0; i < n; i++) fg_dtype_set(p, dt, i, value(dt, op, rank, i));
-  return p;
-}
-
-/* The reduction over ranks [0, size) of element-block `block` of each rank's data. */
-static void *expected(fg_dtype dt, fg_redop op, int size, size_t n, size_t block) {
-  size_t esz = fg_dtype_size(dt);
-  void *acc = fill(dt, op, 0, n * (block + 1));
-  memmove(acc, (char *)acc + block * n * esz, n * esz);
-  for (int r = 1; r < size; r++) {
-    void *x = fill(dt, op, r, n * (block + 1));
-    fg__reduce_local(acc, (char *)x + block * n * esz, n, dt, op);
-    free(x);
-  }
-  if (op == FG_REDOP_AVG) fg__divide_local(acc, n, dt, size);
-  return acc;
+/* pattern.h's kernel values: products stay powers of two, sums small. */
+static pattern values(fg_dtype dt, fg_redop op) {
+  return (pattern){.kind = PATTERN_KERNEL, .dt = dt, .op = op};
 }
 
 /* NCCL averages floats by multiplying by 1/size before summing, so those may differ from
  * the host's sum-then-divide in the last place; everything else must match bit for bit. */
+static double nccl_avg_slack(fg_dtype dt, double want) {
+  (void)dt;
+  return 1e-2 * fmax(1, fabs(want));
+}
+
 static void same(fg_comm *c, const char *what, fg_dtype dt, fg_redop op, const void *want,
                  const void *dev, size_t n) {
   g_checks++;
   void *got = host_copy(c, dev, n * fg_dtype_size(dt));
-  int inexact = op == FG_REDOP_AVG && dt >= FG_FLOAT16;
-  for (size_t i = 0; i < n; i++) {
-    double w = fg_dtype_get(want, dt, i), g = fg_dtype_get(got, dt, i);
-    if (inexact ? fabs(w - g) <= 1e-2 * fmax(1, fabs(w)) : w == g) continue;
+  pattern_slack slack = op == FG_REDOP_AVG && dt >= FG_FLOAT16 ? nccl_avg_slack : NULL;
+  size_t i = 0;
+  if (pattern_wrong(got, dt, want, dt, n, slack, &i))
     DIE("%s %s %s on %s: element %zu of %zu: expected %g, got %g", what, fg_dtype_name(dt),
-        op < FG_REDOP_COUNT ? fg_redop_name(op) : "", fg_comm_name(c), i, n, w, g);
-  }
+        op < FG_REDOP_COUNT ? fg_redop_name(op) : "", fg_comm_name(c), i, n,
+        fg_dtype_get(want, dt, i), fg_dtype_get(got, dt, i));
   free(got);
 }
 
@@ -119,7 +102,8 @@ static void same(fg_comm *c, const char *what, fg_dtype dt, fg_redop op, const v
 static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
   int me = fg_comm_rank(c), n = fg_comm_size(c), root = n - 1;
   size_t esz = fg_dtype_size(dt), bytes = COUNT * esz;
-  void *want = expected(dt, op, n, COUNT, 0), *mine = fill(dt, op, me, COUNT);
+  pattern p = values(dt, op);
+  void *want = pattern_reduced(&p, n, 0, COUNT), *mine = pattern_alloc(&p, me, 0, COUNT);
   void *send = dev_copy(c, mine, bytes), *recv = dev_alloc(c, bytes);
   CHECK(c, fg_allreduce(c, send, recv, COUNT, dt, op));
   same(c, "allreduce", dt, op, want, recv, COUNT);
@@ -135,8 +119,8 @@ static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
   free(mine);
   /* reduce_scatter: block r of the reduction of every rank's n-block buffer; in place the
    * result lands in this rank's block of send. */
-  want = expected(dt, op, n, COUNT, (size_t)me);
-  mine = fill(dt, op, me, COUNT * (size_t)n);
+  want = pattern_reduced(&p, n, (size_t)me * COUNT, COUNT);
+  mine = pattern_alloc(&p, me, 0, COUNT * (size_t)n);
   send = dev_copy(c, mine, bytes * (size_t)n);
   CHECK(c, fg_reduce_scatter(c, send, recv, COUNT, dt, op));
   same(c, "reduce_scatter", dt, op, want, recv, COUNT);
@@ -152,12 +136,9 @@ static void reductions(fg_comm *c, fg_dtype dt, fg_redop op) {
 static void movement(fg_comm *c, fg_dtype dt) {
   int me = fg_comm_rank(c), n = fg_comm_size(c), root = n > 1 ? 1 : 0;
   size_t esz = fg_dtype_size(dt), bytes = COUNT * esz, all = bytes * (size_t)n;
-  void *mine = fill(dt, FG_REDOP_MAX, me, COUNT), *want = calloc(1, all);
-  for (int r = 0; r < n; r++) {
-    void *x = fill(dt, FG_REDOP_MAX, r, COUNT);
-    memcpy((char *)want + (size_t)r * bytes, x, bytes);
-    free(x);
-  }
+  pattern p = values(dt, FG_REDOP_MAX);
+  void *mine = pattern_alloc(&p, me, 0, COUNT), *want = calloc(1, all);
+  for (int r = 0; r < n; r++) pattern_fill((char *)want + (size_t)r * bytes, &p, r, 0, COUNT);
   void *send = dev_copy(c, mine, bytes), *recv = dev_alloc(c, all);
   void *buf = dev_copy(c, mine, bytes);
   CHECK(c, fg_broadcast(c, buf, COUNT, dt, root));
@@ -191,11 +172,8 @@ static void movement(fg_comm *c, fg_dtype dt) {
   size_t *counts = calloc((size_t)n, sizeof *counts), total = 0;
   for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
   void *vwant = calloc(total, esz), *vrecv = dev_alloc(c, total * esz);
-  for (int r = 0, off = 0; r < n; off += r + 1, r++) {
-    void *x = fill(dt, FG_REDOP_MAX, r, (size_t)r + 1);
-    memcpy((char *)vwant + (size_t)off * esz, x, ((size_t)r + 1) * esz);
-    free(x);
-  }
+  for (int r = 0, off = 0; r < n; off += r + 1, r++)
+    pattern_fill((char *)vwant + (size_t)off * esz, &p, r, 0, (size_t)r + 1);
   CHECK(c, fg_allgatherv(c, send, vrecv, counts, dt));
   same(c, "allgatherv", dt, FG_REDOP_COUNT, vwant, vrecv, total);
   fg_comm_free(c, vrecv), fg_comm_free(c, all_dev), fg_comm_free(c, send);
