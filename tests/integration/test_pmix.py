@@ -143,13 +143,15 @@ def test_non_mpi_workers_see_pmix_variables_and_run_as_before():
     assert words[0][6] == "^orte", cp.out
 
 
+@pytest.mark.parametrize("var", ["HWLOC_COMPONENTS", "HWLOC_PLUGINS_BLACKLIST"])
 @pytest.mark.parametrize("users", [None, "-gl"])
-def test_the_servers_hwloc_setting_stays_its_own(users):
-    # On one node the PMIx server probes without the PCI scan (HWLOC_COMPONENTS, set only
-    # while it starts): the workers see the user's value, or none.
-    extra = {} if users is None else {"HWLOC_COMPONENTS": users}
+def test_the_servers_hwloc_setting_stays_its_own(var, users):
+    # The PMIx server probes without hwloc's GL, OpenCL and libxml2 plugins, and on one node
+    # without the PCI scan (set only while it starts): the workers see the user's value, or
+    # none.
+    extra = {} if users is None else {var: users}
     cp = fgrun("--nproc_per_node=2", "--no_python", "sh", "-c",
-               'echo "[${HWLOC_COMPONENTS-unset}]"', env=env(**extra))
+               f'echo "[${{{var}-unset}}]"', env=env(**extra))
     assert cp.returncode == 0, cp.err
     want = "[unset]" if users is None else f"[{users}]"
     assert [line.split(":", 1)[1] for line in cp.out.splitlines()] == [want, want], cp.out
