@@ -110,8 +110,10 @@ BINS     := $(PROGRAMS:%=$(BIN)/%)
 # fgrun's startup hook for Python ranks (src/launcher/pyhook/), installed in libexec/fgrun/.
 PYHOOK := $(patsubst src/launcher/pyhook/%,$(BIN)/fgrun-pyhook/%,$(wildcard src/launcher/pyhook/*.py))
 
-UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
-UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# A unit test per module, beside its layer's: tests/unit/<layer>/test_<module>.c, built to
+# $(BUILD)/tests/unit/<layer>/test_<module>.
+UNIT_SRCS  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 # Small C programs the integration tests drive (tests/drivers/*.c).
 DRIVER_SRCS := $(wildcard tests/drivers/*.c)
 DRIVER_BINS := $(DRIVER_SRCS:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
@@ -176,18 +178,19 @@ $(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(TEST_OBJS) $(LAUNCHER_OBJS) $(LIBFG_A) -lcmocka $(COMM_LIBS) $(LDLIBS)
 
 # Unit tests of scenario code link the parts they test.
 PIPELINE_MATH_OBJS := $(patsubst %,$(OBJ)/scenarios/pipeline_%.o,model mask cpu)
-$(BUILD)/tests/test_pipeline_grad: $(PIPELINE_MATH_OBJS)
-$(BUILD)/tests/test_pipeline_grad: TEST_OBJS = $(PIPELINE_MATH_OBJS)
+SCENARIO_UNIT_BINS := $(filter $(BUILD)/tests/unit/scenarios/%,$(UNIT_BINS))
+$(SCENARIO_UNIT_BINS): $(PIPELINE_MATH_OBJS)
+$(SCENARIO_UNIT_BINS): TEST_OBJS = $(PIPELINE_MATH_OBJS)
 
 # Tools built on the communication library: main file plus its own src/tools/<name>_*.c
 # parts (fgbench: bench_*.c), linked with the backends' libraries.
-$(BIN)/fgbench: $(OBJ)/tools/fgbench.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/bench_*.c)) $(patsubst src/%.cc,$(OBJ)/%.o,$(wildcard src/tools/bench_*.cc)) $(LIBFG_A)
+$(BIN)/fgbench: $(OBJ)/tools/fgbench.o $(OBJ)/tools/pattern.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/bench_*.c)) $(patsubst src/%.cc,$(OBJ)/%.o,$(wildcard src/tools/bench_*.cc)) $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
@@ -207,13 +210,13 @@ $(BIN)/fgmatrix: $(OBJ)/tools/fgmatrix.o $(OBJ)/tools/matrix_config.o $(OBJ)/too
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ -lyaml $(LDLIBS)
 
-$(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/conform_*.c)) $(LIBFG_A)
+$(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(OBJ)/tools/pattern.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/conform_*.c)) $(LIBFG_A)
 	@mkdir -p $(dir $@)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
-$(BUILD)/tests/drivers/%: tests/drivers/%.c $(LIBFG_A)
+$(BUILD)/tests/drivers/%: tests/drivers/%.c $(OBJ)/tools/pattern.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBFG_A) $(COMM_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(OBJ)/tools/pattern.o $(LIBFG_A) $(COMM_LIBS) $(LDLIBS)
 
 # --- tests ----------------------------------------------------------------------------------
 unit: $(UNIT_BINS)
@@ -256,7 +259,7 @@ check:
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DIR     := build/fuzz
-FUZZ_SRCS    := tests/fuzz/fuzz_store.c src/store/ops.c src/store/kv.c src/store/proto.c \
+FUZZ_SRCS    := tests/fuzz/fuzz_store.c src/store/core.c src/store/ops.c src/store/kv.c src/store/proto.c \
                 src/common/buf.c src/common/hash.c
 .PHONY: fuzz
 $(FUZZ_DIR)/fuzz_store: $(FUZZ_SRCS) $(wildcard src/store/*.h src/common/*.h)

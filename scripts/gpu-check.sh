@@ -297,10 +297,10 @@ targets() {
   done
   t+=("$BUILD/lib/libfg.a" "$BUILD/lib/libfg.so")
   if have_cmocka; then
-    for f in tests/unit/test_*.c; do
+    for f in tests/unit/*/test_*.c; do
       [ -e "$f" ] || continue
-      f=${f##*/}
-      t+=("$BUILD/tests/${f%.c}")
+      f=${f#tests/unit/}
+      t+=("$BUILD/tests/unit/${f%.c}")
     done
   fi
   echo "${t[@]}"

@@ -1,4 +1,4 @@
-/* test_store_core - the store's request handling without sockets (ops.c through
+/* test_ops - the store's request handling without sockets (ops.c through
  * fg__core_feed): the token stage, the bound on unread replies, the bound on one reply, and
  * cases the fuzzer found. */
 #include <setjmp.h>

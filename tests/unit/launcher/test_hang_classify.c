@@ -1,6 +1,5 @@
-/* test_hang_classify - which rank a hang report names, from synthetic progress slots and
- * /proc states (src/launcher/hang_classify.c), the Python traceback reader
- * (hang_python.c), and /proc itself for processes in known states (procinfo.c). */
+/* test_hang_classify - which rank a hang report names (hang_classify.c), from synthetic
+ * progress slots and /proc states, and how its verdicts, rank lists and operations read. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -9,14 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "launcher/hang_classify.h"
-#include "launcher/hang_python.h"
-#include "launcher/procinfo.h"
 
 #define S(x) ((uint64_t)((x) * 1e9))
 static const uint64_t NOW = S(100), TIMEOUT = S(2);
@@ -418,99 +413,6 @@ static void operations_show_their_arguments(void **state) {
   expect_line(text_of(&b), "recv #4 on world (count 1 float32, from rank 3)");
 }
 
-/* --- Python tracebacks --------------------------------------------------------------------- */
-
-static const char TRACEBACK[] =
-    "Python (faulthandler; every thread, most recent call first):\n"
-    "  Thread 0x00007f0000000001 (most recent call first):\n"
-    "    File \"/usr/lib/python3.11/threading.py\", line 320 in wait\n"
-    "    File \"/tmp/job/train.py\", line 7 in worker\n"
-    "  Current thread 0x00007f0000000002 (most recent call first):\n"
-    "    File \"/usr/lib/python3/dist-packages/torch/distributed/distributed_c10d.py\", line "
-    "1536 in all_reduce\n"
-    "        work = default_pg.allreduce([tensor], opts)\n"
-    "    File \"/tmp/job/train.py\", line 42 in step\n"
-    "        dist.all_reduce(t)\n"
-    "    File \"/tmp/job/train.py\", line 50 in <module>\n"
-    "        step()\n"
-    "native stacks (libdw; threads held 1.0 ms, then let go):\n"
-    "  thread 5 (python3), main:\n";
-
-static void a_traceback_gives_the_innermost_user_frame(void **state) {
-  (void)state;
-  fg_py_where w;
-  assert_int_equal(fg_py_parse(TRACEBACK, strlen(TRACEBACK), &w), 0);
-  assert_string_equal(w.file, "/tmp/job/train.py");
-  assert_int_equal(w.line, 42);
-  assert_string_equal(w.func, "step");
-  assert_string_equal(w.src, "dist.all_reduce(t)");
-  assert_string_equal(w.lib_func, "all_reduce");
-  assert_true(w.in_torch_dist);
-  fg_buf b;
-  fg__buf_init(&b);
-  fg_py_put_where(&b, &w);
-  expect_line(text_of(&b), "train.py:42 in step `dist.all_reduce(t)` (in all_reduce)");
-  /* without a current thread, the last one listed is the main thread */
-  static const char plain[] =
-      "Python (faulthandler; every thread, most recent call first):\n"
-      "  Thread 0x01 (most recent call first):\n"
-      "    File \"/tmp/job/helper.py\", line 3 in spin\n"
-      "  Thread 0x02 (most recent call first):\n"
-      "    File \"/tmp/job/hang.py\", line 8 in <module>\n"
-      "        time.sleep(100)\n";
-  assert_int_equal(fg_py_parse(plain, strlen(plain), &w), 0);
-  assert_int_equal(w.line, 8);
-  assert_false(w.in_torch_dist);
-  assert_string_equal(w.src, "time.sleep(100)");
-  assert_int_equal(fg_py_parse("Python: no traceback: it is stopped\n", 36, &w), -1);
-}
-
-static void ranks_are_grouped_by_place(void **state) {
-  (void)state;
-  fg_py_where w[4];
-  for (int i = 0; i < 4; i++) fg_py_parse(TRACEBACK, strlen(TRACEBACK), &w[i]);
-  w[3].line = 40;
-  snprintf(w[3].src, sizeof w[3].src, "time.sleep(60)");
-  w[3].lib_func[0] = '\0';
-  int ranks[4] = {0, 1, 2, 3};
-  fg_buf b;
-  fg__buf_init(&b);
-  fg_py_put_groups(&b, ranks, w, 4);
-  expect_line(text_of(&b), "ranks 0-2 at train.py:42 in step `dist.all_reduce(t)` (in "
-                           "all_reduce); rank 3 at train.py:40 in step `time.sleep(60)`");
-}
-
-/* --- /proc for processes in known states ----------------------------------------------------- */
-
-static void proc_states_of_real_processes(void **state) {
-  (void)state;
-  fg_proc_info p;
-  assert_int_equal(fg_proc_read(getpid(), &p), 0);
-  assert_true(p.ok && p.state == 'R');
-  pid_t child = fork();
-  if (child == 0) {
-    raise(SIGSTOP);
-    _exit(0);
-  }
-  siginfo_t si;
-  assert_int_equal(waitid(P_PID, (id_t)child, &si, WSTOPPED | WNOWAIT), 0);
-  assert_int_equal(fg_proc_read(child, &p), 0);
-  assert_int_equal(p.state, 'T');
-  assert_int_equal(p.stop_signal, SIGSTOP);
-  kill(child, SIGCONT);
-  kill(child, SIGKILL);
-  waitid(P_PID, (id_t)child, &si, WEXITED | WNOWAIT);
-  assert_int_equal(fg_proc_read(child, &p), 0);
-  assert_int_equal(p.state, 'Z');
-  waitpid(child, NULL, 0);
-  assert_int_not_equal(fg_proc_read(child, &p), 0);
-  assert_false(p.ok);
-  assert_string_equal(fg_proc_state_name('D'), "in uninterruptible sleep (D)");
-  assert_true(fg_proc_state_rank('T') > fg_proc_state_rank('D'));
-  assert_true(fg_proc_state_rank('D') > fg_proc_state_rank('R'));
-  assert_true(fg_proc_state_rank('R') > fg_proc_state_rank('S'));
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_stopped_rank_inside_the_collective_is_named),
@@ -533,9 +435,6 @@ int main(void) {
       cmocka_unit_test(a_peer_on_another_node_is_said_to_be_there),
       cmocka_unit_test(rank_lists_fold_runs),
       cmocka_unit_test(operations_show_their_arguments),
-      cmocka_unit_test(a_traceback_gives_the_innermost_user_frame),
-      cmocka_unit_test(ranks_are_grouped_by_place),
-      cmocka_unit_test(proc_states_of_real_processes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

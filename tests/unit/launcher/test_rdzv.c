@@ -1,10 +1,9 @@
-/* test_rdzv - the rendezvous of several nodes: --rdzv_conf, the multi-node options, rank
- * assignment, the decisions after a round, and the protocol itself between agents
- * (threads here) on a real store served from a thread. */
-#include <setjmp.h>
-#include <stdarg.h>
+/* test_rdzv - the rendezvous of several nodes (rdzv.c): rank assignment, and the protocol
+ * itself between agents (threads here) on a real store served from a thread. */
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,78 +14,9 @@
 #include <cmocka.h>
 
 #include "launcher/options.h"
-#include "parse_opts.h"
 #include "launcher/rdzv.h"
-#include "launcher/rdzv_policy.h"
+#include "parse_opts.h"
 #include "store/server.h"
-
-
-/* --- options ------------------------------------------------------------------------------ */
-
-static void rdzv_conf_has_torchruns_defaults(void **state) {
-  (void)state;
-  fg_launch_opts o;
-  assert_int_equal(parse(&o, "x", NULL), 0);
-  assert_true(o.rdzv.join_timeout == 600 && o.rdzv.last_call_timeout == 30);
-  assert_true(o.rdzv.close_timeout == 30 && o.rdzv.read_timeout == 60);
-  assert_true(o.rdzv.keep_alive_interval == 5 && o.rdzv.keep_alive_max_attempt == 3);
-  assert_int_equal(o.rdzv.is_host, -1);
-  fg_opts_free(&o);
-  assert_int_equal(parse(&o, "--rdzv_conf=timeout=7,last_call_timeout=0.5,heartbeat=2,"
-                         "keep_alive_max_attempt=4,is_host=0,read_timeout=9,store_type=tcp",
-                         "x", NULL), 0);
-  assert_true(o.rdzv.join_timeout == 7 && o.rdzv.last_call_timeout == 0.5);
-  assert_true(o.rdzv.keep_alive_interval == 2 && o.rdzv.keep_alive_max_attempt == 4);
-  assert_true(o.rdzv.read_timeout == 9);
-  assert_int_equal(o.rdzv.is_host, 0);
-  fg_opts_free(&o);
-  expect_error("join_timeout=0: expected a positive", parse(&o, "--rdzv_conf=join_timeout=0",
-                                                            "x", NULL), &o);
-  expect_error("close_timeout=-1", parse(&o, "--rdzv_conf=close_timeout=-1", "x", NULL), &o);
-  expect_error("is_host=2", parse(&o, "--rdzv_conf=is_host=2", "x", NULL), &o);
-  expect_error("store_type=file", parse(&o, "--rdzv_conf=store_type=file", "x", NULL), &o);
-}
-
-static void multinode_options_follow_torchrun(void **state) {
-  (void)state;
-  unsetenv("PET_NODE_RANK");
-  fg_launch_opts o;
-  assert_int_equal(parse(&o, "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1", "x",
-                         NULL), 0);
-  assert_int_equal(o.nnodes_max, 2);
-  assert_int_equal(o.node_rank, 1);
-  assert_string_equal(o.store_host, "10.0.0.1");
-  assert_string_equal(o.prefix_template, "[node${group_rank} rank${rank}]:");
-  fg_opts_free(&o);
-  setenv("PET_NODE_RANK", "0", 1); /* an environment variable gives it too */
-  assert_int_equal(parse(&o, "--nnodes=2", "x", NULL), 0);
-  fg_opts_free(&o);
-  unsetenv("PET_NODE_RANK");
-  assert_int_equal(parse(&o, "--rdzv_backend=c10d", "--rdzv_endpoint=h:1", "--nnodes=1:4", "x",
-                         NULL), 0);
-  assert_int_equal(o.nnodes_min, 1);
-  assert_int_equal(o.nnodes_max, 4);
-  fg_opts_free(&o);
-  assert_int_equal(parse(&o, "--nnodes=2", "--node_rank=0", "--log_line_prefix_template=<$rank>",
-                         "x", NULL), 0);
-  assert_string_equal(o.prefix_template, "<$rank>"); /* the user's template stays */
-  fg_opts_free(&o);
-  expect_error("give each node its --node_rank (0 to 2)", parse(&o, "--nnodes=3", "x", NULL), &o);
-  expect_error("--node_rank 3: must be below --nnodes (3)",
-               parse(&o, "--nnodes=3", "--node_rank=3", "x", NULL), &o);
-  expect_error("static rendezvous needs a fixed number",
-               parse(&o, "--nnodes=2:3", "--node_rank=0", "x", NULL), &o);
-  expect_error("--standalone runs one node", parse(&o, "--standalone", "--nnodes=2", "x", NULL),
-               &o);
-}
-
-static void group_rank_fills_the_prefix(void **state) {
-  (void)state;
-  char *p = fg_expand_node_prefix("[node${group_rank} rank${rank}]:", 5, 1, "r", 2);
-  assert_string_equal(p, "[node2 rank5]:");
-  free(p);
-  assert_int_equal(fg_check_prefix_template("${group_rank}", err, sizeof err), 0);
-}
 
 /* --- ranks -------------------------------------------------------------------------------- */
 
@@ -127,52 +57,6 @@ static void static_ranks_are_checked(void **state) {
   r = (fg_rdzv_round){.nnodes = 2, .nodes = twice};
   assert_int_equal(fg_rdzv_assign(&r, 1, 1, err, sizeof err), -EINVAL);
   assert_non_null(strstr(err, "node rank 1 is claimed by two agents: 10.0.0.1"));
-}
-
-/* --- decisions ---------------------------------------------------------------------------- */
-
-static void decisions_follow_the_rules(void **state) {
-  (void)state;
-  fg_launch_opts o;
-  assert_int_equal(parse(&o, "--max_restarts=1", "x", NULL), 0);
-  fg_rdzv_news quiet = {0}, lost = {.kind = FG_RDZV_PEER_LOST}, waiting = {.kind = FG_RDZV_WAITING},
-               closed = {.kind = FG_RDZV_CLOSED, .status = 7};
-  fg_rdzv_decision d;
-  fg_rdzv_facts f = {.opts = &o, .news = &quiet};
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_DONE);
-  assert_true(d.wait_s == 300);
-  f.hosts_store = 1;
-  fg_rdzv_decide(&f, &d);
-  assert_true(d.wait_s > 1e6); /* the host waits as long as the others live */
-  f.news = &waiting;
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_REFORM);
-  assert_int_equal(d.costs_restart, 0);
-  f.news = &lost;
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_REFORM);
-  assert_int_equal(d.costs_restart, 1);
-  f.restarts = 1;
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_FAIL);
-  assert_int_equal(d.close_job, 1);
-  f.news = &closed;
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.exit_code, 7); /* the failing node's status */
-  f = (fg_rdzv_facts){.opts = &o, .news = &quiet, .failure = "rank 1 exited with code 3",
-                      .failure_status = 3, .can_restart_failure = 1};
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_REFORM);
-  f.refused = "node 0 has finished already";
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_FAIL);
-  assert_int_equal(d.exit_code, 3);
-  f.stop_signal = 15;
-  fg_rdzv_decide(&f, &d);
-  assert_int_equal(d.action, FG_RDZV_LEAVE);
-  assert_int_equal(d.exit_code, 143);
-  fg_opts_free(&o);
 }
 
 /* --- the protocol on a real store --------------------------------------------------------- */
@@ -332,12 +216,8 @@ static void a_node_past_max_is_told_the_job_is_full(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(rdzv_conf_has_torchruns_defaults),
-      cmocka_unit_test(multinode_options_follow_torchrun),
-      cmocka_unit_test(group_rank_fills_the_prefix),
       cmocka_unit_test(c10d_orders_nodes_by_address_then_pid),
       cmocka_unit_test(static_ranks_are_checked),
-      cmocka_unit_test(decisions_follow_the_rules),
       cmocka_unit_test(agents_form_rounds_and_see_each_other_end),
       cmocka_unit_test(a_silent_member_is_declared_lost),
       cmocka_unit_test(a_node_past_max_is_told_the_job_is_full),

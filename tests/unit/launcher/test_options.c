@@ -1,6 +1,8 @@
-/* test_launcher_options - fgrun's command line: spellings, PET_ variables, defaults and
- * every rejection, which must name the option at fault. */
+/* test_options - fgrun's command line (options.c, options_check.c): spellings, PET_
+ * variables, defaults, the rules that tie options together (the multi-node ones follow
+ * torchrun) and every rejection, which must name the option at fault. */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -10,11 +12,8 @@
 
 #include <cmocka.h>
 
-#include <signal.h>
-
 #include "launcher/options.h"
 #include "parse_opts.h"
-
 
 static void clear_pet(void) {
   static const char *vars[] = {"PET_NPROC_PER_NODE", "PET_STANDALONE", "PET_MAX_RESTARTS",
@@ -263,6 +262,39 @@ static void signals_parse_in_any_spelling(void **state) {
   fg_opts_free(&o);
 }
 
+static void multinode_options_follow_torchrun(void **state) {
+  (void)state;
+  unsetenv("PET_NODE_RANK");
+  fg_launch_opts o;
+  assert_int_equal(parse(&o, "--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1", "x",
+                         NULL), 0);
+  assert_int_equal(o.nnodes_max, 2);
+  assert_int_equal(o.node_rank, 1);
+  assert_string_equal(o.store_host, "10.0.0.1");
+  assert_string_equal(o.prefix_template, "[node${group_rank} rank${rank}]:");
+  fg_opts_free(&o);
+  setenv("PET_NODE_RANK", "0", 1); /* an environment variable gives it too */
+  assert_int_equal(parse(&o, "--nnodes=2", "x", NULL), 0);
+  fg_opts_free(&o);
+  unsetenv("PET_NODE_RANK");
+  assert_int_equal(parse(&o, "--rdzv_backend=c10d", "--rdzv_endpoint=h:1", "--nnodes=1:4", "x",
+                         NULL), 0);
+  assert_int_equal(o.nnodes_min, 1);
+  assert_int_equal(o.nnodes_max, 4);
+  fg_opts_free(&o);
+  assert_int_equal(parse(&o, "--nnodes=2", "--node_rank=0", "--log_line_prefix_template=<$rank>",
+                         "x", NULL), 0);
+  assert_string_equal(o.prefix_template, "<$rank>"); /* the user's template stays */
+  fg_opts_free(&o);
+  expect_error("give each node its --node_rank (0 to 2)", parse(&o, "--nnodes=3", "x", NULL), &o);
+  expect_error("--node_rank 3: must be below --nnodes (3)",
+               parse(&o, "--nnodes=3", "--node_rank=3", "x", NULL), &o);
+  expect_error("static rendezvous needs a fixed number",
+               parse(&o, "--nnodes=2:3", "--node_rank=0", "x", NULL), &o);
+  expect_error("--standalone runs one node", parse(&o, "--standalone", "--nnodes=2", "x", NULL),
+               &o);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(defaults_are_torchrun_1_13s),
@@ -277,6 +309,7 @@ int main(void) {
       cmocka_unit_test(bad_input_is_rejected_with_the_option_named),
       cmocka_unit_test(help_and_version_need_no_program),
       cmocka_unit_test(signals_parse_in_any_spelling),
+      cmocka_unit_test(multinode_options_follow_torchrun),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* parse_opts.h - fgrun's command line parsed in a unit test: parse(&opts, "--flag", ..., NULL)
- * and expect_error("text", rc, &opts). Included by the tests of the launcher's options. */
+ * and expect_error("text", rc, &opts). Included by the launcher's tests that need options;
+ * inline, so that a test using only one of the two compiles without warnings. */
 #ifndef FG_TESTS_PARSE_OPTS_H
 #define FG_TESTS_PARSE_OPTS_H
 
@@ -11,7 +12,7 @@
 static char err[1024];
 
 /* Parses a NULL-terminated list of arguments after "fgrun". */
-static int parse(fg_launch_opts *o, ...) {
+static inline int parse(fg_launch_opts *o, ...) {
   char *argv[64] = {"fgrun"};
   int argc = 1;
   va_list ap;
@@ -22,7 +23,7 @@ static int parse(fg_launch_opts *o, ...) {
   return fg_opts_parse(o, argc, argv, err, sizeof err);
 }
 
-static void expect_error(const char *needle, int rc, fg_launch_opts *o) {
+static inline void expect_error(const char *needle, int rc, fg_launch_opts *o) {
   if (rc == 0 || !strstr(err, needle))
     fail_msg("expected an error containing '%s', got rc=%d err='%s'", needle, rc, err);
   fg_opts_free(o);
