@@ -10,6 +10,10 @@
 #   make bench      side-by-side benchmarks
 #   make run        the main job
 #   make install PREFIX=/usr/local   (DESTDIR= to stage; make uninstall with the same)
+#   make unit       the unit tests alone; make integration the pytest suite alone
+#   make deps       install the Debian packages (scripts/install-deps.sh)
+#   make clean      remove build/
+#   make help       this list
 #
 # Optional parts are detected: the nccl backend needs CUDA and NCCL under
 # CUDA_HOME (default /usr/local/cuda); gloo needs Debian's libgloo-dev; mpi
@@ -118,7 +122,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
 DRIVER_SRCS := $(wildcard tests/drivers/*.c)
 DRIVER_BINS := $(DRIVER_SRCS:tests/drivers/%.c=$(BUILD)/tests/drivers/%)
 
-.PHONY: all test unit integration test-slurm asan check bench run install uninstall clean deps
+.PHONY: all test unit integration test-slurm asan check bench run install uninstall clean deps help
 all: $(BINS) $(PYHOOK) $(LIBFG_A) $(LIBFG_SO) $(UNIT_BINS) $(DRIVER_BINS)
 
 # Objects depend on the flags they were built with, so a changed option rebuilds them.
@@ -159,24 +163,10 @@ ifneq ($(HAVE_LIBDW),1)
   $(info fgrun: hang reports without native stacks: elfutils' libdw not found (apt-get install libdw-dev))
 endif
 $(OBJ)/tools/stack_native.o: CPPFLAGS += $(if $(HAVE_LIBDW),-DFG_HAVE_LIBDW)
-$(BIN)/fgrun-stack: $(OBJ)/tools/fgrun-stack.o $(OBJ)/tools/stack_native.o $(OBJ)/launcher/procinfo.o $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(if $(HAVE_LIBDW),-ldw -lelf -lstdc++) $(LDLIBS)
 
 $(BIN)/fgrun-pyhook/%.py: src/launcher/pyhook/%.py
 	@mkdir -p $(dir $@)
 	cp $< $@
-
-# fgrun links libuv statically where the static library is installed (libuv1-dev ships it):
-# one shared library less to load and relocate is a tenth of fgrun's own start-up.
-LIBUV_STATIC := $(filter /%,$(shell $(CC) -print-file-name=libuv_a.a))
-$(BIN)/fgrun: $(OBJ)/tools/fgrun.o $(LAUNCHER_OBJS) $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(if $(LIBUV_STATIC),$(LIBUV_STATIC) -ldl $(filter-out -luv,$(LDLIBS)),$(LDLIBS))
-
-$(BIN)/fgstore: $(OBJ)/tools/fgstore.o $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/unit/%: tests/unit/%.c $(LAUNCHER_OBJS) $(LIBFG_A)
 	@mkdir -p $(dir $@)
@@ -188,31 +178,44 @@ SCENARIO_UNIT_BINS := $(filter $(BUILD)/tests/unit/scenarios/%,$(UNIT_BINS))
 $(SCENARIO_UNIT_BINS): $(PIPELINE_MATH_OBJS)
 $(SCENARIO_UNIT_BINS): TEST_OBJS = $(PIPELINE_MATH_OBJS)
 
-# Tools built on the communication library: main file plus its own src/tools/<name>_*.c
-# parts (fgbench: bench_*.c), linked with the backends' libraries.
-$(BIN)/fgbench: $(OBJ)/tools/fgbench.o $(OBJ)/tools/pattern.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/bench_*.c)) $(patsubst src/%.cc,$(OBJ)/%.o,$(wildcard src/tools/bench_*.cc)) $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
+# --- programs: each is src/tools/PROG.c, the objects PROG_OBJS names, libfg.a, and PROG_LIBS;
+# linked by PROG_LINK (default $(CC)) with PROG_LDLIBS (default $(LDLIBS)). One rule for all.
+tool_parts = $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/$(1)_*.c)) \
+             $(patsubst src/%.cc,$(OBJ)/%.o,$(wildcard src/tools/$(1)_*.cc))
 
 SCENARIO_SRCS := $(wildcard src/scenarios/*.c)
 SCENARIO_OBJS := $(SCENARIO_SRCS:src/%.c=$(OBJ)/%.o)
 SCENARIO_CU   := $(if $(HAVE_NVCC),$(wildcard src/scenarios/*.cu))
 SCENARIO_OBJS += $(SCENARIO_CU:src/%.cu=$(OBJ)/%.o)
-$(BIN)/fgscenario: $(OBJ)/tools/fgscenario.o $(SCENARIO_OBJS) $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(if $(SCENARIO_CU),-lstdc++) $(LDLIBS)
+
+# fgrun links libuv statically where the static library is installed (libuv1-dev ships it):
+# one shared library less to load and relocate is a tenth of fgrun's own start-up.
+LIBUV_STATIC := $(filter /%,$(shell $(CC) -print-file-name=libuv_a.a))
+fgrun_OBJS       := $(LAUNCHER_OBJS)
+fgrun_LDLIBS     := $(if $(LIBUV_STATIC),$(LIBUV_STATIC) -ldl $(filter-out -luv,$(LDLIBS)),$(LDLIBS))
+fgrun-stack_OBJS := $(OBJ)/tools/stack_native.o $(OBJ)/launcher/procinfo.o
+fgrun-stack_LIBS := $(if $(HAVE_LIBDW),-ldw -lelf -lstdc++)
+fgscenario_OBJS  := $(SCENARIO_OBJS)
+fgscenario_LIBS  := $(COMM_LIBS) $(if $(SCENARIO_CU),-lstdc++)
+fgbench_OBJS     := $(OBJ)/tools/pattern.o $(call tool_parts,bench)
+fgbench_LIBS     := $(COMM_LIBS)
+fgbench_LINK     := $(CXX)
+fgconform_OBJS   := $(OBJ)/tools/pattern.o $(call tool_parts,conform)
+fgconform_LIBS   := $(COMM_LIBS)
+fgconform_LINK   := $(CXX)
+fgmatrix_OBJS    := $(call tool_parts,matrix)
+fgmatrix_LIBS    := -lyaml
+
+define PROGRAM_RULE
+$(BIN)/$(1): $(OBJ)/tools/$(1).o $$($(1)_OBJS) $(LIBFG_A)
+	@mkdir -p $$(dir $$@)
+	$$(or $$($(1)_LINK),$$(CC)) $$(LDFLAGS) -o $$@ $$^ $$($(1)_LIBS) $$(or $$($(1)_LDLIBS),$$(LDLIBS))
+endef
+$(foreach p,$(PROGRAMS),$(eval $(call PROGRAM_RULE,$(p))))
 
 $(OBJ)/%.o: src/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) -O2 -Xcompiler -fPIC,-Wall,-Werror $(CPPFLAGS) $(CUDA_CFLAGS) -MMD -MP -c $< -o $@
-
-$(BIN)/fgmatrix: $(OBJ)/tools/fgmatrix.o $(OBJ)/tools/matrix_config.o $(OBJ)/tools/matrix_report.o $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ -lyaml $(LDLIBS)
-
-$(BIN)/fgconform: $(OBJ)/tools/fgconform.o $(OBJ)/tools/pattern.o $(patsubst src/%.c,$(OBJ)/%.o,$(wildcard src/tools/conform_*.c)) $(LIBFG_A)
-	@mkdir -p $(dir $@)
-	$(CXX) $(LDFLAGS) -o $@ $^ $(COMM_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/drivers/%: tests/drivers/%.c $(OBJ)/tools/pattern.o $(LIBFG_A)
 	@mkdir -p $(dir $@)
@@ -327,5 +330,9 @@ uninstall:
 
 clean:
 	rm -rf build
+
+# The list at the top of this file.
+help:
+	@sed -n 's/^#   make/make/p' $(firstword $(MAKEFILE_LIST))
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
