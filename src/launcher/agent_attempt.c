@@ -99,10 +99,13 @@ static void on_grace_timeout(uv_timer_t *t) {
   kill_now(a);
 }
 
-/* SIGTERM (or the signal fgrun got) to every running worker's group, SIGKILL later. */
+/* SIGTERM (or the signal fgrun got) to every running worker's group, SIGKILL later. Then
+ * SIGCONT: a stopped process (SIGSTOP, a debugger's detach, a ^Z'd child) acts on a pending
+ * SIGTERM only once it runs again, and would otherwise hold the job for all of --term_grace. */
 void fg_agent_begin_stop(fg_agent *a, int sig) {
   a->phase = PHASE_STOPPING;
   signal_running(a, sig);
+  if (sig != SIGCONT) signal_running(a, SIGCONT);
   if (a->running == 0) {
     fg_agent_attempt_finished(a);
     return;

@@ -217,3 +217,25 @@ def test_a_lost_watchdog_is_replaced_and_still_cleans_up(fgrun, tmp_path):
         p.kill()
         kill_all(processes_in_groups(set(workers)))
     assert b"watchdog exited unexpectedly" in p.stderr.read()
+
+
+@pytest.mark.fault
+def test_a_stopped_worker_is_continued_to_act_on_sigterm(fgrun, tmp_path):
+    """A SIGSTOPped rank acts on SIGTERM only once it runs again: fgrun continues it, so the
+    job ends on SIGTERM at once, not on SIGKILL after --term_grace."""
+    p = start(fgrun, "--standalone", "--nproc_per_node=2", "--term_grace=60",
+              worker("trap_signals.sh"), env=fgrun_env(FG_TEST_DIR=tmp_path))
+    try:
+        wait_for_files([tmp_path / f"ready.{r}" for r in range(2)])
+        stopped = read_pids([tmp_path / "ready.1"])[0]
+        os.kill(stopped, signal.SIGSTOP)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=TIMEOUT)
+        took = time.monotonic() - t0
+    finally:
+        p.kill()
+    assert p.returncode == 128 + signal.SIGTERM, err.decode()
+    assert open(tmp_path / "got.1").read().strip() == "TERM"
+    assert took < 30, f"the stopped rank held the job {took:.1f} s (SIGKILL after the grace)"
+    assert "sending SIGKILL" not in err.decode(), err.decode()
