@@ -23,19 +23,7 @@
 
 #include "comm/comm_internal.h"
 #include "smoke_pattern.h"
-
-enum { COUNT = 37 };
-
-static int g_rank;
-static long g_checks;
-
-#define DIE(...)                                \
-  do {                                          \
-    fprintf(stderr, "rank %d: ", g_rank);       \
-    fprintf(stderr, __VA_ARGS__);               \
-    fputc('\n', stderr);                        \
-    exit(1);                                    \
-  } while (0)
+#include "smoke_util.h"
 
 static const char *code_name(int rc) {
   switch (rc) {
@@ -48,12 +36,6 @@ static const char *code_name(int rc) {
     default: return fg_strerror(rc);
   }
 }
-
-#define CHECK(c, call)                                                                   \
-  do {                                                                                   \
-    int rc_ = (call);                                                                    \
-    if (rc_ != 0) DIE("%s failed: %s: %s", #call, code_name(rc_), fg_comm_errmsg(c));     \
-  } while (0)
 
 /* --- values ------------------------------------------------------------------------------ */
 
@@ -131,22 +113,17 @@ static void movement(fg_comm *c, fg_dtype dt) {
   memset(buf, 0, COUNT * esz);
   CHECK(c, fg_scatter(c, me == root ? want : NULL, buf, COUNT, dt, root));
   same(c, "scatter", dt, mine, buf, COUNT);
-  /* alltoall: block r of rank s's send is s*n+r; rank r receives block s = s*n+r. */
   void *send = calloc(all, esz), *wantx = calloc(all, esz);
-  for (size_t i = 0; i < all; i++) {
-    fg_dtype_set(send, dt, i, (double)((me * n + (int)(i / COUNT)) % 50));
-    fg_dtype_set(wantx, dt, i, (double)(((int)(i / COUNT) * n + me) % 50));
-  }
+  alltoall_values(send, wantx, dt, me, n);
   CHECK(c, fg_alltoall(c, send, recv, COUNT, dt));
   same(c, "alltoall", dt, wantx, recv, all);
   CHECK(c, fg_alltoall(c, send, send, COUNT, dt));
   same(c, "alltoall in place", dt, wantx, send, all);
   /* allgatherv: rank r contributes r+1 elements. */
-  size_t *counts = calloc((size_t)n, sizeof *counts), total = 0;
-  for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
-  void *vwant = calloc(total, esz), *vrecv = calloc(total, esz);
-  for (int r = 0, off = 0; r < n; off += r + 1, r++)
-    pattern_fill((char *)vwant + (size_t)off * esz, &p, r, 0, (size_t)r + 1);
+  size_t total;
+  void *vwant;
+  size_t *counts = allgatherv_layout(&p, n, &vwant, &total);
+  void *vrecv = calloc(total, esz);
   CHECK(c, fg_allgatherv(c, mine, vrecv, counts, dt));
   same(c, "allgatherv", dt, vwant, vrecv, total);
   free(counts), free(vwant), free(vrecv), free(send), free(wantx);
@@ -170,20 +147,11 @@ static void point_to_point(fg_comm *c) {
     for (int i = 0; i < COUNT; i++) want[i] = i;
     same(c, "send/recv", FG_INT64, want, in, COUNT);
   }
-  char text[] = "a blob of any length";
-  void *data = me == 0 ? text : NULL;
-  size_t len = me == 0 ? sizeof text : 0;
-  CHECK(c, fg_broadcast_bytes(c, &data, &len, 0));
-  if (len != sizeof text || memcmp(data, text, len)) DIE("broadcast_bytes: wrong blob");
-  if (me != 0) free(data);
+  broadcast_blob(c);
 }
 
 static void everything(fg_comm *c) {
-  CHECK(c, fg_barrier(c));
-  for (int dt = 0; dt < FG_DTYPE_COUNT; dt++) {
-    for (int op = 0; op < FG_REDOP_COUNT; op++) reductions(c, (fg_dtype)dt, (fg_redop)op);
-    movement(c, (fg_dtype)dt);
-  }
+  every_dtype(c, reductions, movement);
   point_to_point(c);
 }
 
@@ -216,12 +184,6 @@ static void groups(fg_comm *w) {
 
 /* --- failure cases ---------------------------------------------------------------------- */
 
-static int report(fg_comm *c, int rc) {
-  printf("rank %d: err %s: %s\n", g_rank, code_name(rc), rc ? fg_comm_errmsg(c) : "");
-  fflush(stdout);
-  return rc;
-}
-
 static void mismatch(fg_comm *w) {
   int32_t buf[8] = {0};
   report(w, fg_allreduce(w, buf, buf, g_rank == 1 ? 5 : 4, FG_INT32, FG_REDOP_SUM));
@@ -252,12 +214,7 @@ int main(int argc, char **argv) {
   fg_comm_options_init(&o);
   const char *what = "all";
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--backend") && i + 1 < argc)
-      o.backend = argv[++i];
-    else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc)
-      o.timeout_ms = atoi(argv[++i]);
-    else
-      what = argv[i];
+    if (!common_option(argc, argv, &i, &o)) what = argv[i];
   }
   fg_comm *w;
   char err[512];

@@ -30,25 +30,9 @@
 #include "comm/comm_internal.h"
 #include "common/util.h"
 #include "smoke_pattern.h"
+#include "smoke_util.h"
 
-enum { COUNT = 37 };
-
-static int g_rank;
-static long g_checks;
-
-#define DIE(...)                                \
-  do {                                          \
-    fprintf(stderr, "rank %d: ", g_rank);       \
-    fprintf(stderr, __VA_ARGS__);               \
-    fputc('\n', stderr);                        \
-    exit(1);                                    \
-  } while (0)
-
-#define CHECK(c, call)                                                                   \
-  do {                                                                                   \
-    int rc_ = (call);                                                                    \
-    if (rc_ != 0) DIE("%s failed: %s: %s", #call, fg_err_name(rc_), fg_comm_errmsg(c));  \
-  } while (0)
+static const char *code_name(int rc) { return fg_err_name(rc); }
 
 /* --- device buffers ---------------------------------------------------------------------- */
 
@@ -159,21 +143,16 @@ static void movement(fg_comm *c, fg_dtype dt) {
   CHECK(c, fg_comm_upload(c, buf, zero, bytes));
   CHECK(c, fg_scatter(c, me == root ? all_dev : NULL, buf, COUNT, dt, root));
   same(c, "scatter", dt, FG_REDOP_COUNT, mine, buf, COUNT);
-  /* alltoall: block r of rank s's send is s*n+r; rank r receives block s = s*n+r. */
   void *xsend = calloc(1, all), *xwant = calloc(1, all);
-  for (size_t i = 0; i < COUNT * (size_t)n; i++) {
-    fg_dtype_set(xsend, dt, i, (double)((me * n + (int)(i / COUNT)) % 50));
-    fg_dtype_set(xwant, dt, i, (double)(((int)(i / COUNT) * n + me) % 50));
-  }
+  alltoall_values(xsend, xwant, dt, me, n);
   CHECK(c, fg_comm_upload(c, all_dev, xsend, all));
   CHECK(c, fg_alltoall(c, all_dev, recv, COUNT, dt));
   same(c, "alltoall", dt, FG_REDOP_COUNT, xwant, recv, COUNT * (size_t)n);
   /* allgatherv: rank r contributes r+1 elements. */
-  size_t *counts = calloc((size_t)n, sizeof *counts), total = 0;
-  for (int r = 0; r < n; r++) total += counts[r] = (size_t)r + 1;
-  void *vwant = calloc(total, esz), *vrecv = dev_alloc(c, total * esz);
-  for (int r = 0, off = 0; r < n; off += r + 1, r++)
-    pattern_fill((char *)vwant + (size_t)off * esz, &p, r, 0, (size_t)r + 1);
+  size_t total;
+  void *vwant;
+  size_t *counts = allgatherv_layout(&p, n, &vwant, &total);
+  void *vrecv = dev_alloc(c, total * esz);
   CHECK(c, fg_allgatherv(c, send, vrecv, counts, dt));
   same(c, "allgatherv", dt, FG_REDOP_COUNT, vwant, vrecv, total);
   fg_comm_free(c, vrecv), fg_comm_free(c, all_dev), fg_comm_free(c, send);
@@ -204,13 +183,7 @@ static void point_to_point(fg_comm *c) {
 }
 
 static void blobs_and_edges(fg_comm *c) {
-  int me = fg_comm_rank(c);
-  char text[] = "a blob of any length";
-  void *data = me == 0 ? text : NULL;
-  size_t len = me == 0 ? sizeof text : 0;
-  CHECK(c, fg_broadcast_bytes(c, &data, &len, 0));
-  if (len != sizeof text || memcmp(data, text, len)) DIE("broadcast_bytes: wrong blob");
-  if (me != 0) free(data);
+  broadcast_blob(c);
   void *empty = dev_alloc(c, 0);
   CHECK(c, fg_allreduce(c, empty, empty, 0, FG_FLOAT32, FG_REDOP_SUM)); /* count 0: nothing to do */
   CHECK(c, fg_broadcast(c, empty, 0, FG_INT8, 0));
@@ -219,11 +192,7 @@ static void blobs_and_edges(fg_comm *c) {
 }
 
 static void everything(fg_comm *c) {
-  CHECK(c, fg_barrier(c));
-  for (int dt = 0; dt < FG_DTYPE_COUNT; dt++) {
-    for (int op = 0; op < FG_REDOP_COUNT; op++) reductions(c, (fg_dtype)dt, (fg_redop)op);
-    movement(c, (fg_dtype)dt);
-  }
+  every_dtype(c, reductions, movement);
   point_to_point(c);
   blobs_and_edges(c);
   CHECK(c, fg_barrier(c));
@@ -290,9 +259,8 @@ static void latency(fg_comm *w, int iters) {
 
 static void refused(fg_comm *w) {
   void *x = dev_alloc(w, 8);
-  int rc = fg_allreduce(w, x, x, 1, (fg_dtype)99, FG_REDOP_SUM);
-  printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
-  if (rc != -EINVAL) DIE("a bad dtype gave %s, not EINVAL", fg_err_name(rc));
+  int rc = report(w, fg_allreduce(w, x, x, 1, (fg_dtype)99, FG_REDOP_SUM));
+  if (rc != -EINVAL) DIE("a bad dtype gave %s, not EINVAL", code_name(rc));
   CHECK(w, fg_allreduce(w, x, x, 1, FG_FLOAT32, FG_REDOP_SUM));
   fg_comm_free(w, x);
 }
@@ -304,12 +272,10 @@ static int timeout(fg_comm *w) {
     sleep(4); /* long past the others' timeout; then leave without the barrier */
     return 0;
   }
-  int rc = fg_barrier(w);
-  printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
+  int rc = report(w, fg_barrier(w));
   if (rc != -ETIMEDOUT) DIE("expected ETIMEDOUT");
   double t0 = fg__now_s();
-  rc = fg_barrier(w);
-  printf("rank %d: err %s: %s\n", g_rank, fg_err_name(rc), fg_comm_errmsg(w));
+  rc = report(w, fg_barrier(w));
   if (rc != -ETIMEDOUT || fg__now_s() - t0 > 0.5) DIE("the next call was not refused at once");
   return 0;
 }
@@ -321,11 +287,8 @@ int main(int argc, char **argv) {
   const char *what = "all";
   int skip_if_no_device = 0, iters = 1000;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--backend") && i + 1 < argc)
-      o.backend = argv[++i];
-    else if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc)
-      o.timeout_ms = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--local-rank") && i + 1 < argc)
+    if (common_option(argc, argv, &i, &o)) continue;
+    if (!strcmp(argv[i], "--local-rank") && i + 1 < argc)
       o.local_rank = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--iters") && i + 1 < argc)
       iters = atoi(argv[++i]) > 0 ? atoi(argv[i]) : 1;
@@ -346,7 +309,7 @@ int main(int argc, char **argv) {
       printf("SKIP: %s\n", err);
       return 0;
     }
-    printf("init failed: %s: %s\n", fg_err_name(rc), err);
+    printf("init failed: %s: %s\n", code_name(rc), err);
     return 2;
   }
   g_rank = fg_comm_rank(w);

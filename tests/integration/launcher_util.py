@@ -32,17 +32,25 @@ def run(fgrun, *args, env=None, timeout=TIMEOUT, **kw):
                           timeout=timeout, **kw)
 
 
+def proc_stats():
+    """(pid, fields) of every process: fields are /proc/PID/stat's after the command name,
+    fields[0] its state (field 3 of proc(5)); processes that end meanwhile are left out."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        yield int(entry), fields
+
+
 def descendants(pid):
     """Every live process below pid, parents first."""
     children = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d))
+    for child, fields in proc_stats():
+        children.setdefault(int(fields[1]), []).append(child)
     out, todo = [], [pid]
     while todo:
         kids = children.get(todo.pop(0), [])
@@ -121,19 +129,7 @@ def alive(pid):
 
 def processes_in_groups(pgids):
     """Live processes whose process group is one of pgids (a worker and its children)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp in pgids and state != "Z":
-            found.append(int(entry))
-    return found
+    return [pid for pid, fields in proc_stats() if int(fields[2]) in pgids and fields[0] != "Z"]
 
 
 def wait_until_gone(pids, timeout):
@@ -153,6 +149,45 @@ def kill_all(pids):
             os.kill(p, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def kill_session(sid):
+    """SIGKILLs every process of session sid: mpirun gives each rank a process group of its
+    own, so killing mpirun's group would leave the ranks behind."""
+    for pid, fields in proc_stats():
+        if int(fields[3]) == sid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+class Job:
+    """A finished run_in_session: exit status, stdout, stderr, and how long it took."""
+
+    def __init__(self, rc, out, err, seconds):
+        self.rc, self.out, self.err, self.seconds = rc, out, err, seconds
+
+    def __str__(self):
+        return (f"exit {self.rc} after {self.seconds:.1f}s\n--- stdout\n{self.out}\n"
+                f"--- stderr\n{self.err}")
+
+
+def run_in_session(argv, env, timeout):
+    """Runs argv (text output) in a session of its own to its end; a test whose job outlives
+    timeout fails, and every process of the session is killed (a hang is a failed test, never
+    a stuck run or a rank left behind for the next test)."""
+    start = time.monotonic()
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, start_new_session=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(p.pid)
+        out, err = p.communicate()
+        pytest.fail(f"{' '.join(argv)} still ran after {timeout}s (killed)\n"
+                    f"--- stdout\n{out}\n--- stderr\n{err}")
+    return Job(p.returncode, out, err, time.monotonic() - start)
 
 
 def stderr_lines(cp):

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import bin_path, free_port, have_mpi
+from launcher_util import run_in_session
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
@@ -27,15 +28,6 @@ SAN_ENV = {
 }
 # A hang shows as a timeout in seconds, not as a stuck test.
 TIMEOUT_ENV = {"FG_TIMEOUT": "30"}
-
-
-class Job:
-    def __init__(self, rc, out, err, seconds):
-        self.rc, self.out, self.err, self.seconds = rc, out, err, seconds
-
-    def __str__(self):
-        return (f"exit {self.rc} after {self.seconds:.1f}s\n--- stdout\n{self.out}"
-                f"\n--- stderr\n{self.err}")
 
 
 def clean_env(extra=None):
@@ -50,18 +42,7 @@ def clean_env(extra=None):
 
 
 def run_job(argv, env=None, timeout=90):
-    """Runs argv in a process group of its own; kills the group if it outlives timeout."""
-    start = time.monotonic()
-    p = subprocess.Popen(argv, env=clean_env(env), stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        out, err = p.communicate()
-        pytest.fail(f"{' '.join(argv)} still ran after {timeout}s (killed)\n"
-                    f"--- stdout\n{out}\n--- stderr\n{err}")
-    return Job(p.returncode, out, err, time.monotonic() - start)
+    return run_in_session(argv, clean_env(env), timeout)
 
 
 def fgconform():

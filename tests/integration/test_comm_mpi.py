@@ -7,13 +7,12 @@ of its own with a deadline, and every process of the session is killed when it p
 import os
 import re
 import shutil
-import signal
 import subprocess
-import time
 
 import pytest
 
 from conftest import BIN, BUILD, bin_path, free_port
+from launcher_util import run_in_session
 
 pytestmark = pytest.mark.mpi
 
@@ -27,45 +26,10 @@ SAN_ENV = {
 }
 
 
-class Job:
-    def __init__(self, rc, out, err, seconds):
-        self.rc, self.out, self.err, self.seconds = rc, out, err, seconds
-
-    def __str__(self):
-        return (f"exit {self.rc} after {self.seconds:.1f}s\n--- stdout\n{self.out}\n"
-                f"--- stderr\n{self.err}")
-
-
-def kill_session(sid):
-    """SIGKILLs every process of session sid: mpirun gives each rank a process group of its
-    own, so killing mpirun's group would leave the ranks behind."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if int(fields[3]) == sid:  # field 6 of stat: the session id
-                os.kill(int(entry), signal.SIGKILL)
-        except (OSError, IndexError, ValueError):
-            pass
-
-
 def run_job(argv, env=None, timeout=60):
-    """Runs argv in a session of its own; kills the session if it outlives timeout."""
     full_env = dict(os.environ, **SAN_ENV)
     full_env.update(env or {})
-    start = time.monotonic()
-    p = subprocess.Popen(argv, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(p.pid)
-        out, err = p.communicate()
-        pytest.fail(f"{' '.join(argv)} still ran after {timeout}s (killed)\n"
-                    f"--- stdout\n{out}\n--- stderr\n{err}")
-    return Job(p.returncode, out, err, time.monotonic() - start)
+    return run_in_session(argv, full_env, timeout)
 
 
 def mpirun(np, *args, env=None, timeout=60):

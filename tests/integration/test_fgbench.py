@@ -11,14 +11,13 @@ import csv
 import json
 import os
 import re
-import signal
 import subprocess
-import time
 
 import pytest
 
 import nccl_tests_format as nt
 from conftest import bin_path, have_torch
+from launcher_util import run_in_session
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MPIRUN = ["mpirun", "--allow-run-as-root", "--oversubscribe"]
@@ -49,14 +48,6 @@ def factor(coll, n):
     return 1.0
 
 
-class Job:
-    def __init__(self, rc, out, err):
-        self.rc, self.out, self.err = rc, out, err
-
-    def __str__(self):
-        return f"exit {self.rc}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
 def clean_env(extra=None):
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PET_", "OMPI_", "PMIX_", "FG_", "TORCHELASTIC_"))
@@ -67,27 +58,8 @@ def clean_env(extra=None):
     return env
 
 
-def kill_session(sid):
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[3]) == sid:
-                        os.kill(int(entry), signal.SIGKILL)
-            except (OSError, IndexError, ValueError):
-                pass
-
-
 def run_job(argv, timeout=60):
-    p = subprocess.Popen(argv, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(p.pid)
-        out, err = p.communicate()
-        pytest.fail(f"{' '.join(argv)} still ran after {timeout}s\n{out}\n{err}")
-    return Job(p.returncode, out, err)
+    return run_in_session(argv, clean_env(), timeout)
 
 
 def fgbench(*args):

@@ -47,6 +47,30 @@ static int resolve(fg_comm_env *env) {
   return fg__comm_env_resolve(&o, env, err, sizeof err);
 }
 
+/* Sets each "NAME=VALUE" of a NULL-terminated list. */
+static void set_vars(const char *var, ...) {
+  va_list ap;
+  va_start(ap, var);
+  for (; var; var = va_arg(ap, const char *)) {
+    const char *eq = strchr(var, '=');
+    assert_non_null(eq);
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - var), var);
+    setenv(name, eq + 1, 1);
+  }
+  va_end(ap);
+}
+
+/* Where resolve() placed this process: rank of size, local_rank of local_size on its node. */
+static void expect_place(const fg_comm_env *env, int rank, int size, int local_rank,
+                         int local_size) {
+  if (env->rank != rank || env->size != size || env->local_rank != local_rank ||
+      env->local_size != local_size)
+    fail_msg("rank %d of %d, local rank %d of %d; expected rank %d of %d, local rank %d of %d",
+             env->rank, env->size, env->local_rank, env->local_size, rank, size, local_rank,
+             local_size);
+}
+
 static void expect_refused(const char *needle) {
   fg_comm_env env;
   int rc = resolve(&env);
@@ -59,10 +83,7 @@ static void nothing_set_is_a_world_of_one(void **state) {
   fg_comm_env env;
   assert_int_equal(resolve(&env), 0);
   assert_string_equal(env.launcher, "none");
-  assert_int_equal(env.rank, 0);
-  assert_int_equal(env.size, 1);
-  assert_int_equal(env.local_rank, 0);
-  assert_int_equal(env.local_size, 1);
+  expect_place(&env, 0, 1, 0, 1);
   assert_string_equal(env.master_addr, "");
   assert_int_equal(env.master_port, 0);
   assert_false(env.agent_store);
@@ -72,22 +93,13 @@ static void nothing_set_is_a_world_of_one(void **state) {
 
 static void torchruns_variables_are_read(void **state) {
   (void)state;
-  setenv("RANK", "3", 1);
-  setenv("WORLD_SIZE", "8", 1);
-  setenv("LOCAL_RANK", "1", 1);
-  setenv("LOCAL_WORLD_SIZE", "2", 1);
-  setenv("MASTER_ADDR", "node7", 1);
-  setenv("MASTER_PORT", "29501", 1);
-  setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);
-  setenv("TORCHELASTIC_RESTART_COUNT", "2", 1);
-  setenv("FG_TIMEOUT", "2.5", 1);
+  set_vars("RANK=3", "WORLD_SIZE=8", "LOCAL_RANK=1", "LOCAL_WORLD_SIZE=2", "MASTER_ADDR=node7",
+           "MASTER_PORT=29501", "TORCHELASTIC_USE_AGENT_STORE=True",
+           "TORCHELASTIC_RESTART_COUNT=2", "FG_TIMEOUT=2.5", NULL);
   fg_comm_env env;
   assert_int_equal(resolve(&env), 0);
   assert_string_equal(env.launcher, "fgrun/torchrun");
-  assert_int_equal(env.rank, 3);
-  assert_int_equal(env.size, 8);
-  assert_int_equal(env.local_rank, 1);
-  assert_int_equal(env.local_size, 2);
+  expect_place(&env, 3, 8, 1, 2);
   assert_string_equal(env.master_addr, "node7");
   assert_int_equal(env.master_port, 29501);
   assert_true(env.agent_store);
@@ -98,17 +110,13 @@ static void torchruns_variables_are_read(void **state) {
   unsetenv("LOCAL_RANK");
   unsetenv("LOCAL_WORLD_SIZE");
   assert_int_equal(resolve(&env), 0);
-  assert_int_equal(env.local_rank, 3);
-  assert_int_equal(env.local_size, 8);
+  expect_place(&env, 3, 8, 3, 8);
 }
 
 static void options_win_over_the_environment(void **state) {
   (void)state;
-  setenv("RANK", "3", 1);
-  setenv("WORLD_SIZE", "8", 1);
-  setenv("MASTER_ADDR", "node7", 1);
-  setenv("MASTER_PORT", "29501", 1);
-  setenv("FG_TIMEOUT", "60", 1);
+  set_vars("RANK=3", "WORLD_SIZE=8", "MASTER_ADDR=node7", "MASTER_PORT=29501", "FG_TIMEOUT=60",
+           NULL);
   fg_comm_options o;
   fg_comm_options_init(&o);
   o.rank = 1;
@@ -129,22 +137,16 @@ static void options_win_over_the_environment(void **state) {
 
 static void mpiruns_variables_are_read(void **state) {
   (void)state;
-  setenv("OMPI_COMM_WORLD_RANK", "2", 1);
-  setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
-  setenv("OMPI_COMM_WORLD_LOCAL_RANK", "0", 1);
-  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
+  set_vars("OMPI_COMM_WORLD_RANK=2", "OMPI_COMM_WORLD_SIZE=4", "OMPI_COMM_WORLD_LOCAL_RANK=0",
+           "OMPI_COMM_WORLD_LOCAL_SIZE=2", NULL);
   fg_comm_env env;
   assert_int_equal(resolve(&env), 0);
   assert_string_equal(env.launcher, "mpirun");
   assert_true(env.mpi_launched);
   assert_false(env.srun);
-  assert_int_equal(env.rank, 2);
-  assert_int_equal(env.size, 4);
-  assert_int_equal(env.local_rank, 0);
-  assert_int_equal(env.local_size, 2);
+  expect_place(&env, 2, 4, 0, 2);
   /* torchrun's win where both are set */
-  setenv("RANK", "1", 1);
-  setenv("WORLD_SIZE", "4", 1);
+  set_vars("RANK=1", "WORLD_SIZE=4", NULL);
   assert_int_equal(resolve(&env), 0);
   assert_string_equal(env.launcher, "fgrun/torchrun");
   assert_int_equal(env.rank, 1);
@@ -153,36 +155,27 @@ static void mpiruns_variables_are_read(void **state) {
 
 static void sruns_variables_count_only_inside_a_step(void **state) {
   (void)state;
-  setenv("SLURM_PROCID", "5", 1);
-  setenv("SLURM_NTASKS", "8", 1);
-  setenv("SLURM_LOCALID", "1", 1);
+  set_vars("SLURM_PROCID=5", "SLURM_NTASKS=8", "SLURM_LOCALID=1", NULL);
   fg_comm_env env;
   assert_int_equal(resolve(&env), 0); /* a batch script sees the job's */
   assert_string_equal(env.launcher, "none");
   assert_int_equal(env.rank, 0);
   assert_int_equal(env.size, 1);
 
-  setenv("SLURM_STEP_ID", "0", 1);
-  setenv("SLURM_STEP_NUM_TASKS", "6", 1);
-  setenv("SLURM_STEP_TASKS_PER_NODE", "2(x2),1,1", 1);
-  setenv("SLURM_NODEID", "2", 1);
-  setenv("SLURM_STEP_NODELIST", "gpu[03-05],cpu1", 1);
-  setenv("SLURM_JOB_ID", "123456", 1);
+  set_vars("SLURM_STEP_ID=0", "SLURM_STEP_NUM_TASKS=6", "SLURM_STEP_TASKS_PER_NODE=2(x2),1,1",
+           "SLURM_NODEID=2", "SLURM_STEP_NODELIST=gpu[03-05],cpu1", "SLURM_JOB_ID=123456", NULL);
   assert_int_equal(resolve(&env), 0);
   assert_string_equal(env.launcher, "srun");
   assert_true(env.srun);
-  assert_int_equal(env.rank, 5);
-  assert_int_equal(env.size, 6); /* the step's tasks, not the job's */
-  assert_int_equal(env.local_rank, 1);
-  assert_int_equal(env.local_size, 1); /* node 2's entry */
+  /* the step's 6 tasks, not the job's 8; node 2's entry of SLURM_STEP_TASKS_PER_NODE */
+  expect_place(&env, 5, 6, 1, 1);
   assert_string_equal(env.master_addr, "gpu03");
   assert_int_equal(env.master_port, FG_SLURM_PORT_BASE + 123456 % FG_SLURM_PORT_SPAN);
   assert_non_null(strstr(env.store_origin, "gpu03 is the first node of SLURM_STEP_NODELIST"));
   assert_non_null(strstr(env.store_origin, "SLURM_JOB_ID=123456"));
 
   /* what the user set stays */
-  setenv("MASTER_ADDR", "login1", 1);
-  setenv("MASTER_PORT", "7000", 1);
+  set_vars("MASTER_ADDR=login1", "MASTER_PORT=7000", NULL);
   assert_int_equal(resolve(&env), 0);
   assert_string_equal(env.master_addr, "login1");
   assert_int_equal(env.master_port, 7000);
@@ -213,9 +206,7 @@ static void bad_values_are_refused_with_their_variable(void **state) {
 
   /* under srun, a WORLD_SIZE from another launcher must agree with the step */
   unsetenv("RANK");
-  setenv("SLURM_STEP_ID", "0", 1);
-  setenv("SLURM_PROCID", "1", 1);
-  setenv("SLURM_STEP_NUM_TASKS", "2", 1);
+  set_vars("SLURM_STEP_ID=0", "SLURM_PROCID=1", "SLURM_STEP_NUM_TASKS=2", NULL);
   setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1); /* the store needs no node list */
   expect_refused("WORLD_SIZE=4 disagrees with the 2 tasks srun started");
   unsetenv("WORLD_SIZE");

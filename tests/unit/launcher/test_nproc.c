@@ -12,12 +12,7 @@
 
 #include "launcher/nproc.h"
 #include "launcher/rundir.h"
-
-static void make_file(const char *path) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fclose(f);
-}
+#include "../unit_util.h"
 
 static void gpus_are_counted_from_proc_or_dev(void **state) {
   (void)state;
@@ -30,7 +25,7 @@ static void gpus_are_counted_from_proc_or_dev(void **state) {
   const char *devs[] = {"nvidia0", "nvidia1", "nvidia2", "nvidiactl", "nvidia-uvm"};
   for (size_t i = 0; i < 5; i++) {
     snprintf(path, sizeof path, "%s/dev/%s", root, devs[i]);
-    make_file(path);
+    write_file(path, "");
   }
   assert_int_equal(fg_gpu_count(root, NULL), 3);
   assert_int_equal(fg_gpu_count(root, "1,2"), 2);

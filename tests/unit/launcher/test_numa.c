@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "launcher/numa.h"
 #include "launcher/rundir.h"
+#include "../unit_util.h"
 
 static char root[] = "/tmp/fgrun-numa-XXXXXX";
 static char err[512];
@@ -28,10 +29,7 @@ static void put(const char *rel, const char *text) {
     mkdir(path, 0755);
     *p = '/';
   }
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
+  write_file(path, text);
 }
 
 /* Nodes 0 and 1 in package 0: node 0 has CPUs 0-3 (cores {0,2} and {1,3}, one L3), node 1

@@ -15,14 +15,9 @@
 #include "launcher/options.h"
 #include "launcher/program.h"
 #include "launcher/rundir.h"
+#include "../unit_util.h"
 
 static char err[1024];
-
-static void make_file(const char *path) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fclose(f);
-}
 
 static int resolve(fg_program *p, const char *self_dir, int module, int no_python, int run_path,
                    const char *prog, int nargs, char **args) {
@@ -45,8 +40,8 @@ static void programs_resolve_like_torchrun(void **state) {
   char script[256], plain[256];
   snprintf(script, sizeof script, "%s/train.py", dir);
   snprintf(plain, sizeof plain, "%s/notes", dir);
-  make_file(script);
-  make_file(plain);
+  write_file(script, "");
+  write_file(plain, "");
   char *args[] = {"--rank=${local_rank}", "x"};
   fg_program p;
 
@@ -98,7 +93,7 @@ static void programs_resolve_like_torchrun(void **state) {
   assert_non_null(strstr(err, "fgscenario"));
   char scn[300];
   snprintf(scn, sizeof scn, "%s/fgscenario", dir);
-  make_file(scn);
+  write_file(scn, "");
   chmod(scn, 0755);
   assert_int_equal(resolve(&p, dir, 0, 0, 0, "pipeline-split", 1, args + 1), 0);
   assert_string_equal(p.argv[0], scn);

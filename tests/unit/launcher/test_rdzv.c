@@ -133,6 +133,15 @@ static void join_all(agent *agents, int n) {
   for (int i = 0; i < n; i++) pthread_join(agents[i].tid, NULL);
 }
 
+/* Frees n agents and their last rounds, then stops the store they met on. */
+static void free_agents(agent *agents, int n, store_thread *st) {
+  for (int i = 0; i < n; i++) {
+    fg_rdzv_round_free(&agents[i].round);
+    fg_rdzv_free(agents[i].rz);
+  }
+  stop_store(st);
+}
+
 static void agents_form_rounds_and_see_each_other_end(void **state) {
   (void)state;
   store_thread st;
@@ -166,11 +175,7 @@ static void agents_form_rounds_and_see_each_other_end(void **state) {
   join_all(&a[2], 1);
   assert_int_equal(a[2].rc, -ESHUTDOWN);
   assert_non_null(strstr(fg_rdzv_errmsg(a[2].rz), "the job is over: finished"));
-  for (int i = 0; i < 3; i++) {
-    fg_rdzv_round_free(&a[i].round);
-    fg_rdzv_free(a[i].rz);
-  }
-  stop_store(&st);
+  free_agents(a, 3, &st);
 }
 
 static void a_silent_member_is_declared_lost(void **state) {
@@ -188,11 +193,7 @@ static void a_silent_member_is_declared_lost(void **state) {
   }
   assert_int_equal(news.kind, FG_RDZV_PEER_LOST);
   assert_non_null(strstr(news.text, "sent no keep-alive for 0.1 s"));
-  for (int i = 0; i < 2; i++) {
-    fg_rdzv_round_free(&a[i].round);
-    fg_rdzv_free(a[i].rz);
-  }
-  stop_store(&st);
+  free_agents(a, 2, &st);
 }
 
 static void a_node_past_max_is_told_the_job_is_full(void **state) {
@@ -207,11 +208,7 @@ static void a_node_past_max_is_told_the_job_is_full(void **state) {
   assert_int_equal(a[2].rc, -ETIMEDOUT);
   assert_non_null(strstr(fg_rdzv_errmsg(a[2].rz), "round 0 runs with the most nodes --nnodes "
                                                   "allows (2), so this node was not let in"));
-  for (int i = 0; i < 3; i++) {
-    fg_rdzv_round_free(&a[i].round);
-    fg_rdzv_free(a[i].rz);
-  }
-  stop_store(&st);
+  free_agents(a, 3, &st);
 }
 
 int main(void) {

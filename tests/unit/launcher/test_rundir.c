@@ -12,14 +12,9 @@
 #include <cmocka.h>
 
 #include "launcher/rundir.h"
+#include "../unit_util.h"
 
 static char err[1024];
-
-static void make_file(const char *path) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fclose(f);
-}
 
 static void run_dirs_never_clobber(void **state) {
   (void)state;
@@ -42,7 +37,7 @@ static void run_dirs_never_clobber(void **state) {
   char *f = fg_rundir_file(&a, 0, 2, "error.json");
   snprintf(want, sizeof want, "%s/job/attempt_0/2/error.json", logdir);
   assert_string_equal(f, want);
-  make_file(f);
+  write_file(f, "");
   free(f);
   fg_rundir_finish(&a);
   fg_rundir_finish(&b);

@@ -15,23 +15,11 @@
 #include "common/buf.h"
 #include "common/util.h"
 #include "launcher/output.h"
-#include "launcher/rundir.h"
 #include "launcher/summary.h"
+#include "../unit_util.h"
 
-#define S(x) ((uint64_t)((x) * 1e9))
-
-/* A worker that ran from start_s to end_s and ended with code or (sig != 0) by sig. */
 static fg_worker ended(int rank, int code, int sig, double start_s, double end_s) {
-  fg_worker w;
-  memset(&w, 0, sizeof w);
-  w.rank = w.local_rank = rank;
-  w.pid = 100 + rank;
-  w.state = FG_WORKER_EXITED;
-  w.exit_code = code;
-  w.term_signal = sig;
-  w.start_ns = S(start_s);
-  w.end_ns = S(end_s);
-  return w;
+  return ended_worker(rank, 100 + rank, code, sig, start_s, end_s);
 }
 
 /* The summary as a string the caller frees. */
@@ -53,25 +41,11 @@ static void expect_part(const char *got, const char *want) {
   if (!strstr(got, want)) fail_msg("got:\n%s\nwithout: %s", got, want);
 }
 
-static char dir[] = "/tmp/fgrun-summary-XXXXXX";
-
-static char *write_file(const char *name, const char *text) {
-  char *path = fg__asprintf("%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
+/* A file in the scratch directory, as a path the caller frees. */
+static char *scratch_file(const char *name, const char *text) {
+  char *path = fg__asprintf("%s/%s", scratch_dir, name);
+  write_file(path, text);
   return path;
-}
-
-static int make_dir(void **state) {
-  (void)state;
-  return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  return fg_remove_tree(dir);
 }
 
 static void every_end_is_described(void **state) {
@@ -102,7 +76,7 @@ static void every_end_is_described(void **state) {
 static void the_root_cause_comes_with_its_error_file(void **state) {
   (void)state;
   fg_worker ws[2] = {ended(0, 0, SIGTERM, 1, 3), ended(1, 3, 0, 1, 2.5)};
-  ws[1].error_file = write_file(
+  ws[1].error_file = scratch_file(
       "error.json",
       "{\"message\": {\"message\": \"ValueError: boom\", \"extraInfo\": {\"py_callstack\": "
       "\"Traceback (most recent call last):\\n  File \\\"x.py\\\", line 3\\nValueError: "
@@ -134,7 +108,7 @@ static void the_root_cause_comes_with_its_error_file(void **state) {
 
   /* a file torch did not write is shown as it is */
   free(ws[1].error_file);
-  ws[1].error_file = write_file("raw.json", "Segmentation fault\nin libfoo\n");
+  ws[1].error_file = scratch_file("raw.json", "Segmentation fault\nin libfoo\n");
   got = summary(&s);
   char head[512];
   snprintf(head, sizeof head,
@@ -247,5 +221,5 @@ int main(void) {
       cmocka_unit_test(a_stop_by_signal_names_the_signal),
       cmocka_unit_test(a_hang_reports_culprit_goes_before_who_failed_after_it),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, make_scratch_dir, remove_scratch_dir);
 }

@@ -16,40 +16,17 @@
 
 #include "launcher/rundir.h"
 #include "launcher/trace.h"
+#include "../unit_util.h"
 
-#define S(x) ((uint64_t)((x) * 1e9))
-
-static char dir[] = "/tmp/fgrun-trace-XXXXXX";
 static char err[512];
 
-static int make_dir(void **state) {
-  (void)state;
-  return mkdtemp(dir) ? 0 : -1;
-}
-
-static int remove_dir(void **state) {
-  (void)state;
-  return fg_remove_tree(dir);
-}
-
 static fg_worker worker(int rank, double start_s, double end_s, int code) {
-  fg_worker w;
-  memset(&w, 0, sizeof w);
-  w.rank = w.local_rank = rank;
-  w.pid = 200 + rank;
-  w.state = FG_WORKER_EXITED;
-  w.exit_code = code;
-  w.start_ns = S(start_s);
-  w.end_ns = S(end_s);
-  return w;
+  return ended_worker(rank, 200 + rank, code, 0, start_s, end_s);
 }
 
 static void put_file(const fg_rundir *rd, int attempt, int rank, const char *text) {
   char *path = fg_rundir_file(rd, attempt, rank, FG_RUNDIR_TRACE);
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  fclose(f);
+  write_file(path, text);
   free(path);
 }
 
@@ -125,7 +102,7 @@ static void every_attempt_and_every_rank_is_merged(void **state) {
   (void)state;
   fg_rundir rd;
   char logs[300];
-  snprintf(logs, sizeof logs, "%s/logs", dir);
+  snprintf(logs, sizeof logs, "%s/logs", scratch_dir);
   assert_int_equal(fg_rundir_create(&rd, logs, "job", 0, err, sizeof err), 0);
   assert_int_equal(fg_rundir_make_attempt(&rd, 0, 2, err, sizeof err), 0);
   assert_int_equal(fg_rundir_make_attempt(&rd, 1, 2, err, sizeof err), 0);
@@ -139,7 +116,7 @@ static void every_attempt_and_every_rank_is_merged(void **state) {
   put_file(&rd, 1, 1, "not an event\n{\"ph\":\"X\",\"name\":\"broadcast\",\"pid\":3,\"tid\":1}\n");
 
   char path[300];
-  snprintf(path, sizeof path, "%s/trace.json", dir);
+  snprintf(path, sizeof path, "%s/trace.json", scratch_dir);
   fg_timeline t;
   assert_int_equal(fg_timeline_open(&t, path, 3, 2, err, sizeof err), 0);
   assert_true(fg_timeline_on(&t));
@@ -192,14 +169,12 @@ static void every_attempt_and_every_rank_is_merged(void **state) {
 static void a_failed_finish_leaves_no_tmp_file(void **state) {
   (void)state;
   char path[300], tmp[320], inside[340];
-  snprintf(path, sizeof path, "%s/taken", dir);
+  snprintf(path, sizeof path, "%s/taken", scratch_dir);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   snprintf(inside, sizeof inside, "%s/file", path);
   /* FILE is a directory that is not empty: the rename into place fails */
   assert_int_equal(mkdir(path, 0755), 0);
-  FILE *f = fopen(inside, "w");
-  assert_non_null(f);
-  fclose(f);
+  write_file(inside, "");
   fg_rundir rd;
   assert_int_equal(fg_rundir_create(&rd, NULL, "none", 0, err, sizeof err), 0);
   fg_timeline t;
@@ -214,7 +189,7 @@ static void a_failed_finish_leaves_no_tmp_file(void **state) {
   fg_rundir_finish(&rd);
 
   /* closed without finishing: the half-written file goes too */
-  snprintf(path, sizeof path, "%s/never.json", dir);
+  snprintf(path, sizeof path, "%s/never.json", scratch_dir);
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   assert_int_equal(fg_timeline_open(&t, path, 0, 1, err, sizeof err), 0);
   assert_int_equal(access(tmp, F_OK), 0);
@@ -230,5 +205,5 @@ int main(void) {
       cmocka_unit_test(every_attempt_and_every_rank_is_merged),
       cmocka_unit_test(a_failed_finish_leaves_no_tmp_file),
   };
-  return cmocka_run_group_tests(tests, make_dir, remove_dir);
+  return cmocka_run_group_tests(tests, make_scratch_dir, remove_scratch_dir);
 }

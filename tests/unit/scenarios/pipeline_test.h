@@ -1,5 +1,6 @@
 /* pipeline_test.h - what the tests of the pipeline-split scenario's math share: central
- * finite differences' step and check, and the tiny model they run. Include after cmocka.h. */
+ * finite differences (step, derivative and check), and the tiny model they run. Include after
+ * cmocka.h. */
 #ifndef FG_TESTS_PIPELINE_TEST_H
 #define FG_TESTS_PIPELINE_TEST_H
 
@@ -16,6 +17,17 @@ static inline void assert_close(double analytic, double numeric, double tol, con
   if (err > tol)
     fail_msg("%s[%zu]: analytic %.12g, finite difference %.12g (error %.3g > %.3g)", what, i,
              analytic, numeric, err, tol);
+}
+
+/* d loss / d *x by central finite differences: loss(ctx) reads *x, which is put back. */
+static inline double central_difference(double *x, double (*loss)(void *ctx), void *ctx) {
+  double keep = *x;
+  *x = keep + EPS;
+  double up = loss(ctx);
+  *x = keep - EPS;
+  double down = loss(ctx);
+  *x = keep;
+  return (up - down) / (2 * EPS);
 }
 
 static inline pp_config tiny(pp_dtype dt) {

@@ -30,10 +30,16 @@ static double dot(const double *a, const double *b, size_t n) {
   return s;
 }
 
-static double gelu_loss(const double *x, const double *w, size_t n) {
-  double *y = malloc(n * sizeof *y);
-  K->gelu(PP_F64, n, x, y);
-  double l = dot(y, w, n);
+typedef struct gelu_case {
+  const double *x, *w;
+  size_t n;
+} gelu_case;
+
+static double gelu_loss(void *ctx) {
+  const gelu_case *c = ctx;
+  double *y = malloc(c->n * sizeof *y);
+  K->gelu(PP_F64, c->n, c->x, y);
+  double l = dot(y, c->w, c->n);
   free(y);
   return l;
 }
@@ -43,26 +49,26 @@ static void gelu_backward_matches_finite_differences(void **state) {
   size_t n = 64;
   double *x = random_vec(n, 1, 3.0), *w = random_vec(n, 2, 1.0), *dx = malloc(n * sizeof *dx);
   K->gelu_bwd(PP_F64, n, x, w, dx);
-  for (size_t i = 0; i < n; i++) {
-    double keep = x[i];
-    x[i] = keep + EPS;
-    double up = gelu_loss(x, w, n);
-    x[i] = keep - EPS;
-    double down = gelu_loss(x, w, n);
-    x[i] = keep;
-    assert_close(dx[i], (up - down) / (2 * EPS), 1e-8, "gelu dx", i);
-  }
+  gelu_case c = {x, w, n};
+  for (size_t i = 0; i < n; i++)
+    assert_close(dx[i], central_difference(&x[i], gelu_loss, &c), 1e-8, "gelu dx", i);
   free(x), free(w), free(dx);
 }
 
 enum { SM_SEQ = 2, SM_HEADS = 2, SM_T = 6 };
 
-static double softmax_loss(const double *s, const uint8_t *mask, const double *w) {
+typedef struct softmax_case {
+  const double *s, *w;
+  const uint8_t *mask;
+} softmax_case;
+
+static double softmax_loss(void *ctx) {
+  const softmax_case *c = ctx;
   size_t n = SM_SEQ * SM_HEADS * SM_T * SM_T;
   double *p = malloc(n * sizeof *p);
-  memcpy(p, s, n * sizeof *p);
-  K->softmax(PP_F64, SM_SEQ, SM_HEADS, SM_T, mask, p);
-  double l = dot(p, w, n);
+  memcpy(p, c->s, n * sizeof *p);
+  K->softmax(PP_F64, SM_SEQ, SM_HEADS, SM_T, c->mask, p);
+  double l = dot(p, c->w, n);
   free(p);
   return l;
 }
@@ -84,23 +90,23 @@ static void masked_softmax_backward_matches_finite_differences(void **state) {
   }
   memcpy(ds, w, n * sizeof *ds);
   K->softmax_bwd(PP_F64, n / SM_T, SM_T, p, ds);
-  for (size_t i = 0; i < n; i++) {
-    double keep = s[i];
-    s[i] = keep + EPS;
-    double up = softmax_loss(s, mask, w);
-    s[i] = keep - EPS;
-    double down = softmax_loss(s, mask, w);
-    s[i] = keep;
-    assert_close(ds[i], (up - down) / (2 * EPS), 1e-8, "softmax ds", i);
-  }
+  softmax_case c = {s, w, mask};
+  for (size_t i = 0; i < n; i++)
+    assert_close(ds[i], central_difference(&s[i], softmax_loss, &c), 1e-8, "softmax ds", i);
   free(s), free(w), free(p), free(ds);
 }
 
 enum { XE_ROWS = 4, XE_VOCAB = 7 };
 
-static double xent_loss(const double *z, const int32_t *targets) {
+typedef struct xent_case {
+  const double *z;
+  const int32_t *targets;
+} xent_case;
+
+static double xent_loss(void *ctx) {
+  const xent_case *c = ctx;
   double loss[XE_ROWS], dz[XE_ROWS * XE_VOCAB];
-  K->xent(PP_F64, XE_ROWS, XE_VOCAB, z, targets, 0.25, loss, dz);
+  K->xent(PP_F64, XE_ROWS, XE_VOCAB, c->z, c->targets, 0.25, loss, dz);
   return loss[0] + loss[1] + loss[2] + loss[3];
 }
 
@@ -111,25 +117,24 @@ static void cross_entropy_backward_matches_finite_differences(void **state) {
   double loss[XE_ROWS], dz[XE_ROWS * XE_VOCAB];
   K->xent(PP_F64, XE_ROWS, XE_VOCAB, z, targets, 0.25, loss, dz);
   assert_true(loss[1] == 0.0);
-  for (size_t i = 0; i < XE_ROWS * XE_VOCAB; i++) {
-    double keep = z[i];
-    z[i] = keep + EPS;
-    double up = xent_loss(z, targets);
-    z[i] = keep - EPS;
-    double down = xent_loss(z, targets);
-    z[i] = keep;
-    assert_close(dz[i], (up - down) / (2 * EPS), 1e-8, "xent dlogits", i);
-  }
+  xent_case c = {z, targets};
+  for (size_t i = 0; i < XE_ROWS * XE_VOCAB; i++)
+    assert_close(dz[i], central_difference(&z[i], xent_loss, &c), 1e-8, "xent dlogits", i);
   free(z);
 }
 
 enum { EM_ROWS = 6, EM_T = 3, EM_DIM = 4, EM_VOCAB = 5 };
 
-static double embed_loss(const double *wte, const double *wpe, const int32_t *ids,
-                         const double *w) {
+typedef struct embed_case {
+  const double *wte, *wpe, *w;
+  const int32_t *ids;
+} embed_case;
+
+static double embed_loss(void *ctx) {
+  const embed_case *c = ctx;
   double x[EM_ROWS * EM_DIM];
-  K->embed(PP_F64, EM_ROWS, EM_T, EM_DIM, ids, wte, wpe, x);
-  return dot(x, w, EM_ROWS * EM_DIM);
+  K->embed(PP_F64, EM_ROWS, EM_T, EM_DIM, c->ids, c->wte, c->wpe, x);
+  return dot(x, c->w, EM_ROWS * EM_DIM);
 }
 
 static void embedding_backward_matches_finite_differences(void **state) {
@@ -141,17 +146,11 @@ static void embedding_backward_matches_finite_differences(void **state) {
   K->embed_bwd(PP_F64, EM_ROWS, EM_T, EM_DIM, EM_VOCAB, ids, w, dwte, dwpe);
   double *tables[] = {wte, wpe}, *grads[] = {dwte, dwpe};
   size_t sizes[] = {EM_VOCAB * EM_DIM, EM_T * EM_DIM};
-  for (int t = 0; t < 2; t++) {
-    for (size_t i = 0; i < sizes[t]; i++) {
-      double keep = tables[t][i];
-      tables[t][i] = keep + EPS;
-      double up = embed_loss(wte, wpe, ids, w);
-      tables[t][i] = keep - EPS;
-      double down = embed_loss(wte, wpe, ids, w);
-      tables[t][i] = keep;
-      assert_close(grads[t][i], (up - down) / (2 * EPS), 1e-8, t ? "dwpe" : "dwte", i);
-    }
-  }
+  embed_case c = {wte, wpe, w, ids};
+  for (int t = 0; t < 2; t++)
+    for (size_t i = 0; i < sizes[t]; i++)
+      assert_close(grads[t][i], central_difference(&tables[t][i], embed_loss, &c), 1e-8,
+                   t ? "dwpe" : "dwte", i);
   free(wte), free(wpe), free(w);
 }
 

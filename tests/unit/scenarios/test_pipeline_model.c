@@ -54,6 +54,8 @@ static double reference(model_case *m, void *grads) {
   return loss;
 }
 
+static double model_loss(void *m) { return reference(m, NULL); }
+
 static void model_gradients_match_finite_differences(void **state) {
   (void)state;
   model_case m;
@@ -66,13 +68,7 @@ static void model_gradients_match_finite_differences(void **state) {
   double worst = 0;
   for (int ti = 0; ti < nt; ti++) {
     for (size_t i = t[ti].offset; i < t[ti].offset + t[ti].count; i++) {
-      double keep = p[i];
-      p[i] = keep + EPS;
-      double up = reference(&m, NULL);
-      p[i] = keep - EPS;
-      double down = reference(&m, NULL);
-      p[i] = keep;
-      double fd = (up - down) / (2 * EPS);
+      double fd = central_difference(&p[i], model_loss, &m);
       assert_close(g[i], fd, 1e-7, t[ti].name, i - t[ti].offset);
       worst = fmax(worst, fabs(g[i] - fd));
     }
