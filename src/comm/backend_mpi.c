@@ -55,19 +55,17 @@ MPI_Datatype fg__mpi_type(fg_dtype dt) {
     (void)type;                                                                  \
     fg__reduce_local(inout, in, (size_t)*len, dt, op);                            \
   }
-HALF_OP(f16_sum, FG_FLOAT16, FG_REDOP_SUM)
-HALF_OP(f16_prod, FG_FLOAT16, FG_REDOP_PROD)
-HALF_OP(f16_min, FG_FLOAT16, FG_REDOP_MIN)
-HALF_OP(f16_max, FG_FLOAT16, FG_REDOP_MAX)
-HALF_OP(bf16_sum, FG_BFLOAT16, FG_REDOP_SUM)
-HALF_OP(bf16_prod, FG_BFLOAT16, FG_REDOP_PROD)
-HALF_OP(bf16_min, FG_BFLOAT16, FG_REDOP_MIN)
-HALF_OP(bf16_max, FG_BFLOAT16, FG_REDOP_MAX)
+/* One per reduction below FG_REDOP_AVG, in fg_redop's order. */
+#define HALF_OPS(prefix, dt)                \
+  HALF_OP(prefix##_sum, dt, FG_REDOP_SUM)   \
+  HALF_OP(prefix##_prod, dt, FG_REDOP_PROD) \
+  HALF_OP(prefix##_min, dt, FG_REDOP_MIN)   \
+  HALF_OP(prefix##_max, dt, FG_REDOP_MAX)
+#define HALF_ROW(prefix) {prefix##_sum, prefix##_prod, prefix##_min, prefix##_max}
+HALF_OPS(f16, FG_FLOAT16)
+HALF_OPS(bf16, FG_BFLOAT16)
 
-static MPI_User_function *const half_fns[2][FG_REDOP_AVG] = {
-    {f16_sum, f16_prod, f16_min, f16_max},
-    {bf16_sum, bf16_prod, bf16_min, bf16_max},
-};
+static MPI_User_function *const half_fns[2][FG_REDOP_AVG] = {HALF_ROW(f16), HALF_ROW(bf16)};
 
 static int create_half_ops(void) {
   for (int b = 0; b < 2 && !g.ops_created; b++)

@@ -207,21 +207,31 @@ int fg_allgatherv(fg_comm *c, const void *send, void *recv, const size_t *counts
   return rc;
 }
 
+/* gather (or scatter) over point-to-point: every rank's block `mine` goes to (comes from) its
+ * place in the root's `all`; the root copies its own block. */
+static int rooted_p2p(fg_comm *c, int gather, void *mine, void *all, size_t count, fg_dtype dt,
+                      int root) {
+  if (c->rank != root) return run_batch(c, &(fg_p2p_op){gather, mine, count, dt, root}, 1);
+  fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
+  size_t n = 0;
+  if (!ops)
+    return fg__comm_fail(c, -ENOMEM, op_name(gather ? OP_GATHER : OP_SCATTER), "out of memory");
+  for (int r = 0; r < c->size; r++)
+    if (r != root) ops[n++] = (fg_p2p_op){!gather, block(all, (size_t)r, count, dt), count, dt, r};
+  int rc = run_batch(c, ops, n);
+  char *own = block(all, (size_t)root, count, dt);
+  size_t bytes = count * fg_dtype_size(dt);
+  if (rc == 0) rc = gather ? copy_local(c, own, mine, bytes) : copy_local(c, mine, own, bytes);
+  free(ops);
+  return rc;
+}
+
 int fg_gather(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt, int root) {
   FG_OP_MARK(m);
   int rc = begin(c, &m, OP_GATHER, count, dt, root);
   if (rc) return rc;
   if (c->be->gather) return c->be->gather(c, send, recv, count, dt, root);
-  if (c->rank != root) return run_batch(c, &(fg_p2p_op){1, (void *)send, count, dt, root}, 1);
-  fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
-  size_t n = 0;
-  if (!ops) return fg__comm_fail(c, -ENOMEM, op_name(OP_GATHER), "out of memory");
-  for (int r = 0; r < c->size; r++)
-    if (r != root) ops[n++] = (fg_p2p_op){0, block(recv, (size_t)r, count, dt), count, dt, r};
-  rc = run_batch(c, ops, n);
-  if (rc == 0) rc = copy_local(c, block(recv, (size_t)root, count, dt), send, count * fg_dtype_size(dt));
-  free(ops);
-  return rc;
+  return rooted_p2p(c, 1, (void *)send, recv, count, dt, root);
 }
 
 int fg_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt, int root) {
@@ -229,16 +239,7 @@ int fg_scatter(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype 
   int rc = begin(c, &m, OP_SCATTER, count, dt, root);
   if (rc) return rc;
   if (c->be->scatter) return c->be->scatter(c, send, recv, count, dt, root);
-  if (c->rank != root) return run_batch(c, &(fg_p2p_op){0, recv, count, dt, root}, 1);
-  fg_p2p_op *ops = calloc((size_t)c->size, sizeof *ops);
-  size_t n = 0;
-  if (!ops) return fg__comm_fail(c, -ENOMEM, op_name(OP_SCATTER), "out of memory");
-  for (int r = 0; r < c->size; r++)
-    if (r != root) ops[n++] = (fg_p2p_op){1, block(send, (size_t)r, count, dt), count, dt, r};
-  rc = run_batch(c, ops, n);
-  if (rc == 0) rc = copy_local(c, recv, block(send, (size_t)root, count, dt), count * fg_dtype_size(dt));
-  free(ops);
-  return rc;
+  return rooted_p2p(c, 0, recv, (void *)send, count, dt, root);
 }
 
 int fg_alltoall(fg_comm *c, const void *send, void *recv, size_t count, fg_dtype dt) {

@@ -205,6 +205,13 @@ const char *at_block(const void *base, const fg_gloo_op *op, size_t index) {
   return static_cast<const char *>(base) + bytes_of(op, index);
 }
 
+/* The input (none in place) of op->count elements and the output of out_blocks times that. */
+template <typename T, typename O>
+void in_out(O &o, Watched &w, const fg_gloo_op *op, size_t out_blocks) {
+  if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
+  o.template setOutput<T>(w(op->recv, bytes_of(op, out_blocks)));
+}
+
 /* One collective: its options, its buffers under watch, then fill_and_run with the element
  * type. Nothing to move is no call, but the tag still advances, as on every other rank. */
 template <typename O, typename F>
@@ -294,9 +301,7 @@ int fg__gloo_broadcast(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
 
 int fg__gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::ReduceOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
-    using T = decltype(t);
-    if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
-    o.template setOutput<T>(w(op->recv, bytes_of(op, 1)));
+    in_out<decltype(t)>(o, w, op, 1);
     o.setRoot(op->root);
     o.setReduceFunction(reducer(op));
     gloo::reduce(o);
@@ -305,9 +310,7 @@ int fg__gloo_reduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
 
 int fg__gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::AllreduceOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
-    using T = decltype(t);
-    if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
-    o.template setOutput<T>(w(op->recv, bytes_of(op, 1)));
+    in_out<decltype(t)>(o, w, op, 1);
     o.setReduceFunction(reducer(op));
     gloo::allreduce(o);
   });
@@ -315,9 +318,7 @@ int fg__gloo_allreduce(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
 
 int fg__gloo_allgather(fg_gloo *g, const fg_gloo_op *op, fg_gloo_error *e) {
   return collective<gloo::AllgatherOptions>(g, op, e, [&](auto &o, Watched &w, auto t) {
-    using T = decltype(t);
-    if (op->send) o.template setInput<T>(w(op->send, bytes_of(op, 1)));
-    o.template setOutput<T>(w(op->recv, bytes_of(op, (size_t)g->ctx->size)));
+    in_out<decltype(t)>(o, w, op, (size_t)g->ctx->size);
     gloo::allgather(o);
   });
 }

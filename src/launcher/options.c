@@ -68,42 +68,56 @@ static int set_node_rank(fg_launch_opts *o, const char *v, char *err, size_t err
   return set_int(&o->node_rank, v, 0, 1 << 20, err, errlen);
 }
 
-static int set_master_port(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  return set_int(&o->master_port, v, 0, 65535, err, errlen);
+#define INT_SETTER(field, min, max)                                                     \
+  static int set_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) {  \
+    return set_int(&o->field, v, min, max, err, errlen);                                \
+  }
+INT_SETTER(master_port, 0, 65535)
+INT_SETTER(max_restarts, 0, 1 << 20)
+
+/* `expected` says in the message what a valid value is. */
+#define SECONDS_SETTER(field, positive, expected)                                       \
+  static int set_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) {  \
+    if (fg__parse_seconds(v, &o->field) != 0 || ((positive) && o->field <= 0))          \
+      return fg__fail(err, errlen, -EINVAL, "expected " expected ", got '%s'", v);      \
+    return 0;                                                                           \
+  }
+SECONDS_SETTER(monitor_interval, 1, "a positive number of seconds")
+SECONDS_SETTER(term_grace, 0, "a number of seconds")
+SECONDS_SETTER(hang_timeout, 0, "a number of seconds (0: off)")
+
+/* The index of v among words[], or an error that lists them all ("expected a, b or c"). */
+static int pick_word(const char *v, const char *const *words, size_t n, char *err,
+                     size_t errlen) {
+  char list[128] = "";
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(v, words[i]) == 0) return (int)i;
+    size_t used = strlen(list);
+    snprintf(list + used, sizeof list - used, "%s%s", i == 0 ? "" : i + 1 < n ? ", " : " or ",
+             words[i]);
+  }
+  return fg__fail(err, errlen, -EINVAL, "expected %s, got '%s'", list, v);
 }
 
-static int set_max_restarts(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  return set_int(&o->max_restarts, v, 0, 1 << 20, err, errlen);
-}
-
-static int set_monitor_interval(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg__parse_seconds(v, &o->monitor_interval) != 0 || o->monitor_interval <= 0)
-    return fg__fail(err, errlen, -EINVAL, "expected a positive number of seconds, got '%s'", v);
-  return 0;
-}
-
-static int set_term_grace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg__parse_seconds(v, &o->term_grace) != 0)
-    return fg__fail(err, errlen, -EINVAL, "expected a number of seconds, got '%s'", v);
-  return 0;
-}
-
-static int set_rdzv_backend(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (strcmp(v, "static") != 0 && strcmp(v, "c10d") != 0)
-    return fg__fail(err, errlen, -EINVAL, "expected static or c10d, got '%s'", v);
-  o->rdzv_backend = v;
-  return 0;
-}
+/* `store` sets the field from v or from i, the index of its word. */
+#define WORD_SETTER(name, store, ...)                                                   \
+  static int set_##name(fg_launch_opts *o, const char *v, char *err, size_t errlen) {  \
+    static const char *const words[] = {__VA_ARGS__};                                  \
+    int i = pick_word(v, words, FG_ARRAY_LEN(words), err, errlen);                     \
+    if (i < 0) return i;                                                               \
+    store;                                                                             \
+    return 0;                                                                          \
+  }
+WORD_SETTER(rdzv_backend, o->rdzv_backend = v, "static", "c10d")
+WORD_SETTER(start_method, o->start_method = v, "spawn", "fork", "forkserver")
+WORD_SETTER(pmix, o->pmix = (enum fg_pmix_mode)i, [FG_PMIX_AUTO] = "auto", [FG_PMIX_ON] = "on",
+            [FG_PMIX_OFF] = "off")
+WORD_SETTER(hang_action, o->hang_kill = i == 1, "report", "kill")
+WORD_SETTER(hang_stacks, o->hang_stacks = i, "none", "culprit", "all") /* enum fg_hang_stacks */
 
 static int set_rdzv_endpoint(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   (void)err, (void)errlen;
   o->rdzv_endpoint = *v ? v : NULL;
-  return 0;
-}
-
-static int set_rdzv_id(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
-  o->rdzv_id = v;
   return 0;
 }
 
@@ -125,45 +139,26 @@ FLAG_SETTER(no_prefix)
 FLAG_SETTER(show_help)
 FLAG_SETTER(show_version)
 
-#define STRING_SETTER(field)                                                            \
+enum { ANY = 0, NONEMPTY = 1 };
+#define STRING_SETTER(field, which)                                                     \
   static int set_##field(fg_launch_opts *o, const char *v, char *err, size_t errlen) {  \
-    (void)err, (void)errlen;                                                            \
+    if ((which) == NONEMPTY && !*v)                                                     \
+      return fg__fail(err, errlen, -EINVAL, "must not be empty");                       \
     o->field = v;                                                                       \
     return 0;                                                                           \
   }
-STRING_SETTER(master_addr)
-STRING_SETTER(role)
-STRING_SETTER(log_dir)
+STRING_SETTER(master_addr, ANY)
+STRING_SETTER(role, ANY)
+STRING_SETTER(log_dir, ANY)
+STRING_SETTER(rdzv_id, NONEMPTY)
+STRING_SETTER(python, NONEMPTY)
+STRING_SETTER(trace, NONEMPTY)
 
 /* The message never repeats the token. */
 static int set_store_token(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (strlen(v) > 1024) return fg__fail(err, errlen, -EINVAL, "longer than 1024 bytes");
   o->store_token = *v ? v : NULL;
   return 0;
-}
-
-static int set_python(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
-  o->python = v;
-  return 0;
-}
-
-static int set_start_method(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (strcmp(v, "spawn") && strcmp(v, "fork") && strcmp(v, "forkserver"))
-    return fg__fail(err, errlen, -EINVAL, "expected spawn, fork or forkserver, got '%s'", v);
-  o->start_method = v;
-  return 0;
-}
-
-static int set_pmix(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  static const char *const modes[] = {[FG_PMIX_AUTO] = "auto", [FG_PMIX_ON] = "on",
-                                      [FG_PMIX_OFF] = "off"};
-  for (size_t i = 0; i < FG_ARRAY_LEN(modes); i++)
-    if (strcmp(v, modes[i]) == 0) {
-      o->pmix = (enum fg_pmix_mode)i;
-      return 0;
-    }
-  return fg__fail(err, errlen, -EINVAL, "expected auto, on or off, got '%s'", v);
 }
 
 static int set_redirects(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
@@ -177,35 +172,6 @@ static int set_tee(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
 static int set_prefix_template(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
   if (fg_check_prefix_template(v, err, errlen) != 0) return -EINVAL;
   o->prefix_template = v;
-  return 0;
-}
-
-static int set_hang_timeout(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (fg__parse_seconds(v, &o->hang_timeout) != 0)
-    return fg__fail(err, errlen, -EINVAL, "expected a number of seconds (0: off), got '%s'", v);
-  return 0;
-}
-
-static int set_hang_action(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (strcmp(v, "report") != 0 && strcmp(v, "kill") != 0)
-    return fg__fail(err, errlen, -EINVAL, "expected report or kill, got '%s'", v);
-  o->hang_kill = strcmp(v, "kill") == 0;
-  return 0;
-}
-
-static int set_hang_stacks(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  static const char *const words[] = {"none", "culprit", "all"}; /* enum fg_hang_stacks */
-  for (size_t i = 0; i < FG_ARRAY_LEN(words); i++)
-    if (strcmp(v, words[i]) == 0) {
-      o->hang_stacks = (int)i;
-      return 0;
-    }
-  return fg__fail(err, errlen, -EINVAL, "expected none, culprit or all, got '%s'", v);
-}
-
-static int set_trace(fg_launch_opts *o, const char *v, char *err, size_t errlen) {
-  if (!*v) return fg__fail(err, errlen, -EINVAL, "must not be empty");
-  o->trace = v;
   return 0;
 }
 

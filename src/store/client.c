@@ -315,18 +315,21 @@ int fg_store_get(fg_store *s, const char *key, void **value, size_t *len) {
   return end(&k, rc);
 }
 
+/* The call's op on its key (ADD with a delta, DELETE_KEY without), answered with a number. */
+static int keyed_i64(call *k, const int64_t *delta, int64_t *reply) {
+  put_op(k, k->op);
+  put_key(k, k->key);
+  if (delta) fg__buf_put_i64(&k->c->out, *delta);
+  int rc = send_request(k);
+  return rc < 0 ? rc : read_i64(k, reply);
+}
+
 int fg_store_add(fg_store *s, const char *key, int64_t delta, int64_t *result) {
   if (!s || !key) return invalid(s, FG_OP_ADD);
   call k;
   int64_t v;
   int rc = begin(&k, s, FG_OP_ADD, key, 1);
-  if (rc == 0) {
-    put_op(&k, FG_OP_ADD);
-    put_key(&k, key);
-    fg__buf_put_i64(&k.c->out, delta);
-    rc = send_request(&k);
-  }
-  if (rc == 0) rc = read_i64(&k, &v);
+  if (rc == 0) rc = keyed_i64(&k, &delta, &v);
   if (rc == 0 && result) *result = v;
   return end(&k, rc);
 }
@@ -389,12 +392,7 @@ int fg_store_delete(fg_store *s, const char *key) {
   call k;
   int64_t n;
   int rc = begin(&k, s, FG_OP_DELETE_KEY, key, 1);
-  if (rc == 0) {
-    put_op(&k, FG_OP_DELETE_KEY);
-    put_key(&k, key);
-    rc = send_request(&k);
-  }
-  if (rc == 0) rc = read_i64(&k, &n);
+  if (rc == 0) rc = keyed_i64(&k, NULL, &n);
   if (rc == 0 && n != 0 && n != 1) rc = protocol_error(&k, "DELETE_KEY", (unsigned)n);
   return end(&k, rc < 0 ? rc : (int)n);
 }

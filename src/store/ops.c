@@ -157,18 +157,29 @@ static fg_kv_entry *intern(fg_core *core, fg_slice key, const char **why, int *r
   return e;
 }
 
-static int do_set(fg_core *core, fg_slice key, fg_slice value, const char **why) {
-  int rc;
-  fg_kv_entry *e = intern(core, key, why, &rc);
-  if (!e) return rc;
+typedef int (*kv_write)(fg_kv *kv, fg_kv_entry *e, const uint8_t *v, size_t len);
+
+/* Gives e a value with `write` (fg__kv_set, fg__kv_append), then tells watchers and wakes
+ * waiters; when the table cannot take it, the entry is released. */
+static int write_value(fg_core *core, fg_kv_entry *e, kv_write write, const uint8_t *p,
+                       size_t len, const char **why) {
   snapshot snap;
-  if ((rc = take_snapshot(e, &snap)) == 0 && (rc = fg__kv_set(&core->kv, e, value.p, value.len)) == 0) {
+  int rc = take_snapshot(e, &snap);
+  if (rc == 0 && (rc = write(&core->kv, e, p, len)) == 0) {
     changed(core, e, &snap);
     return 0;
   }
   free(snap.p);
   fg__kv_release(&core->kv, e);
   return table_error(why, rc);
+}
+
+/* SET (fg__kv_set) or APPEND (fg__kv_append) of one key. */
+static int do_write(fg_core *core, fg_slice key, fg_slice value, kv_write write,
+                    const char **why) {
+  int rc;
+  fg_kv_entry *e = intern(core, key, why, &rc);
+  return e ? write_value(core, e, write, value.p, value.len, why) : rc;
 }
 
 /* Parses a stored counter the way std::stoll does: leading space and a sign are accepted,
@@ -202,16 +213,9 @@ static int do_add(fg_core *core, fg_slice key, int64_t delta, int64_t *result, f
   *result = (int64_t)((uint64_t)old + (uint64_t)delta);
   char text[24];
   int n = snprintf(text, sizeof text, "%lld", (long long)*result);
-  snapshot snap;
-  if ((rc = take_snapshot(e, &snap)) == 0 &&
-      (rc = fg__kv_set(&core->kv, e, (const uint8_t *)text, (size_t)n)) == 0) {
-    changed(core, e, &snap);
-    *out = e;
-    return 0;
-  }
-  free(snap.p);
-  fg__kv_release(&core->kv, e);
-  return table_error(why, rc);
+  rc = write_value(core, e, fg__kv_set, (const uint8_t *)text, (size_t)n, why);
+  if (rc == 0) *out = e;
+  return rc;
 }
 
 static int op_get(fg_core *core, fg_session *s, fg_slice key, const char **why) {
@@ -239,7 +243,7 @@ static int op_compare_set(fg_core *core, fg_session *s, const fg_request *req, c
     reply_bytes(core, s, req->expected.p, req->expected.len);
     return 0;
   }
-  int rc = do_set(core, req->key, req->value, why);
+  int rc = do_write(core, req->key, req->value, fg__kv_set, why);
   if (rc == 0) reply_bytes(core, s, req->value.p, req->value.len);
   return rc;
 }
@@ -253,17 +257,25 @@ static int op_check(fg_core *core, fg_session *s, fg_slice list) {
   return 0;
 }
 
+/* Registers s as a waiter on or a watcher of key (kind), creating its entry if need be. */
+static int register_on(fg_core *core, fg_session *s, fg_slice key, enum fg_reg_kind kind,
+                       const char **why) {
+  int rc;
+  fg_kv_entry *e = intern(core, key, why, &rc);
+  if (!e) return rc;
+  if (!fg__kv_register(&core->kv, e, s, &s->regs, kind)) {
+    fg__kv_release(&core->kv, e);
+    return refuse(why, "out of memory", -ENOMEM);
+  }
+  return 0;
+}
+
 static int op_wait(fg_core *core, fg_session *s, fg_slice list, const char **why) {
   fg_slice k;
   while (fg__proto_next(&list, &k, NULL)) {
     if (fg_kv_exists(fg__kv_find(&core->kv, k.p, k.len))) continue;
-    int rc;
-    fg_kv_entry *e = intern(core, k, why, &rc);
-    if (!e) return rc;
-    if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_WAIT)) {
-      fg__kv_release(&core->kv, e);
-      return refuse(why, "out of memory", -ENOMEM);
-    }
+    int rc = register_on(core, s, k, FG_REG_WAIT, why);
+    if (rc) return rc;
     s->pending++;
   }
   if (s->pending == 0)
@@ -274,15 +286,9 @@ static int op_wait(fg_core *core, fg_session *s, fg_slice list, const char **why
 }
 
 static int op_watch(fg_core *core, fg_session *s, fg_slice key, const char **why) {
-  int rc;
-  fg_kv_entry *e = intern(core, key, why, &rc);
-  if (!e) return rc;
-  if (!fg__kv_register(&core->kv, e, s, &s->regs, FG_REG_WATCH)) {
-    fg__kv_release(&core->kv, e);
-    return refuse(why, "out of memory", -ENOMEM);
-  }
-  reply_u8(core, s, FG_WATCH_REGISTERED);
-  return 0;
+  int rc = register_on(core, s, key, FG_REG_WATCH, why);
+  if (rc == 0) reply_u8(core, s, FG_WATCH_REGISTERED);
+  return rc;
 }
 
 static int op_delete(fg_core *core, fg_session *s, fg_slice key) {
@@ -299,20 +305,6 @@ static int op_delete(fg_core *core, fg_session *s, fg_slice key) {
   fg__kv_release(&core->kv, e);
   reply_i64(core, s, 1);
   return 0;
-}
-
-static int op_append(fg_core *core, fg_slice key, fg_slice value, const char **why) {
-  int rc;
-  fg_kv_entry *e = intern(core, key, why, &rc);
-  if (!e) return rc;
-  snapshot snap;
-  if ((rc = take_snapshot(e, &snap)) == 0 && (rc = fg__kv_append(&core->kv, e, value.p, value.len)) == 0) {
-    changed(core, e, &snap);
-    return 0;
-  }
-  free(snap.p);
-  fg__kv_release(&core->kv, e);
-  return table_error(why, rc);
 }
 
 static const fg_kv_entry *valued(fg_core *core, fg_slice k) {
@@ -347,7 +339,7 @@ static int op_multi_get(fg_core *core, fg_session *s, fg_slice list, const char 
 static int op_multi_set(fg_core *core, fg_slice list, const char **why) {
   fg_slice k, v;
   while (fg__proto_next(&list, &k, &v)) {
-    int rc = do_set(core, k, v, why);
+    int rc = do_write(core, k, v, fg__kv_set, why);
     if (rc) return rc;
   }
   return 0;
@@ -423,7 +415,7 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
   switch (req->op) {
     case FG_OP_VALIDATE:
       return req->u32 == FG_PROTO_MAGIC ? 0 : refuse(why, "VALIDATE with a wrong magic", FG_EPROTO);
-    case FG_OP_SET: return do_set(core, req->key, req->value, why);
+    case FG_OP_SET: return do_write(core, req->key, req->value, fg__kv_set, why);
     case FG_OP_COMPARE_SET: return op_compare_set(core, s, req, why);
     case FG_OP_GET: return op_get(core, s, req->key, why);
     case FG_OP_ADD:
@@ -435,7 +427,7 @@ static int execute(fg_core *core, fg_session *s, const fg_request *req, const ch
     case FG_OP_GETNUMKEYS: reply_i64(core, s, (int64_t)core->kv.nvalues); return 0;
     case FG_OP_WATCH_KEY: return op_watch(core, s, req->key, why);
     case FG_OP_DELETE_KEY: return op_delete(core, s, req->key);
-    case FG_OP_APPEND: return op_append(core, req->key, req->value, why);
+    case FG_OP_APPEND: return do_write(core, req->key, req->value, fg__kv_append, why);
     case FG_OP_MULTI_GET: return op_multi_get(core, s, req->list, why);
     case FG_OP_MULTI_SET: return op_multi_set(core, req->list, why);
     case FG_OP_CANCEL_WAIT:

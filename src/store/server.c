@@ -81,6 +81,8 @@ typedef struct write_req {
 static void on_handle_closed(uv_handle_t *h);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void close_conn(conn *c, const char *reason);
+static void run_deferred(conn *c);
 
 void fg__server_config_init(fg_server_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
@@ -136,8 +138,6 @@ static void track_stall(conn *c, int progressed) {
   c->since_ms = uv_now(c->srv->loop);
   fg_link_push(&c->srv->stalled, &c->stalled); /* the list stays ordered by since_ms */
 }
-
-static void close_conn(conn *c, const char *reason);
 
 static void on_sweep(uv_timer_t *t) {
   fg_server *srv = t->data;
@@ -199,8 +199,6 @@ static void pause_reading(conn *c) {
   c->paused = 1;
   track_stall(c, 0);
 }
-
-static void run_deferred(conn *c);
 
 static void resume_reading(conn *c) {
   c->paused = 0;

@@ -71,11 +71,16 @@ void tagged(Loop &l, O &o) {
   o.setTag(l.g->tag++);
 }
 
-void run_allreduce(Loop &l) {
-  gloo::AllreduceOptions o(l.g->ctx);
+template <typename O>
+void summed(Loop &l, O &o) {
   o.setInput(l.send, l.count);
   o.setOutput(l.recv, l.count);
   o.setReduceFunction(kSum);
+}
+
+void run_allreduce(Loop &l) {
+  gloo::AllreduceOptions o(l.g->ctx);
+  summed(l, o);
   tagged(l, o);
   gloo::allreduce(o);
 }
@@ -90,9 +95,7 @@ void run_broadcast(Loop &l) {
 
 void run_reduce(Loop &l) {
   gloo::ReduceOptions o(l.g->ctx);
-  o.setInput(l.send, l.count);
-  o.setOutput(l.recv, l.count);
-  o.setReduceFunction(kSum);
+  summed(l, o);
   o.setRoot(0);
   tagged(l, o);
   gloo::reduce(o);

@@ -22,6 +22,16 @@ static void xml_text(FILE *f, const char *text) {
   }
 }
 
+static void put_xml(FILE *f, const char *markup, const char *text) {
+  fputs(markup, f);
+  xml_text(f, text);
+}
+
+static void put_json(FILE *f, const char *lead, const char *value) {
+  fputs(lead, f);
+  fg__json_string(f, value);
+}
+
 static size_t count(const matrix *m, const char *result) {
   size_t n = 0;
   for (size_t i = 0; i < m->n; i++) n += m->cases[i].result && !strcmp(m->cases[i].result, result);
@@ -40,22 +50,17 @@ int matrix_write_junit(const matrix *m, const char *path, double total) {
           total);
   for (size_t i = 0; i < m->n; i++) {
     const matrix_case *c = &m->cases[i];
-    fprintf(f, "  <testcase classname=\"");
-    xml_text(f, c->scenario);
+    put_xml(f, "  <testcase classname=\"", c->scenario);
     fprintf(f, ".%s\" name=\"", c->backend);
     xml_text(f, c->name);
     fprintf(f, "\" time=\"%.3f\">", c->seconds);
     if (c->result && !strcmp(c->result, "FAIL")) {
-      fprintf(f, "<failure message=\"");
-      xml_text(f, c->why);
-      fprintf(f, "\">$ ");
-      xml_text(f, c->command);
-      fprintf(f, "\n");
-      xml_text(f, c->log);
+      put_xml(f, "<failure message=\"", c->why);
+      put_xml(f, "\">$ ", c->command);
+      put_xml(f, "\n", c->log);
       fprintf(f, "</failure>");
     } else if (!c->result || !strcmp(c->result, "SKIP")) {
-      fprintf(f, "<skipped message=\"");
-      xml_text(f, c->result ? c->why : "not run: interrupted");
+      put_xml(f, "<skipped message=\"", c->result ? c->why : "not run: interrupted");
       fprintf(f, "\"/>");
     }
     fprintf(f, "</testcase>\n");
@@ -71,23 +76,17 @@ int matrix_write_json(const matrix *m, const char *path, double total) {
              "\"cases\": [\n", total, count(m, "PASS"), count(m, "FAIL"), count(m, "SKIP"));
   for (size_t i = 0; i < m->n; i++) {
     const matrix_case *c = &m->cases[i];
-    fprintf(f, "  {\"name\": ");
-    fg__json_string(f, c->name);
-    fprintf(f, ", \"scenario\": ");
-    fg__json_string(f, c->scenario);
-    fprintf(f, ", \"backend\": ");
-    fg__json_string(f, c->backend);
-    fprintf(f, ", \"launcher\": ");
-    fg__json_string(f, c->launcher);
+    put_json(f, "  {\"name\": ", c->name);
+    put_json(f, ", \"scenario\": ", c->scenario);
+    put_json(f, ", \"backend\": ", c->backend);
+    put_json(f, ", \"launcher\": ", c->launcher);
     fprintf(f, ", \"processes\": %d, \"expect\": \"%s\", \"result\": ", c->processes,
             c->expect_fail ? "fail" : "pass");
     fg__json_string(f, c->result ? c->result : "NOT RUN");
     fprintf(f, ", \"exit_code\": %d, \"seconds\": %.3f, \"why\": ", c->exit_code, c->seconds);
     fg__json_string(f, c->why ? c->why : "");
-    fprintf(f, ", \"source\": ");
-    fg__json_string(f, c->source);
-    fprintf(f, ", \"command\": ");
-    fg__json_string(f, c->command ? c->command : "");
+    put_json(f, ", \"source\": ", c->source);
+    put_json(f, ", \"command\": ", c->command ? c->command : "");
     fprintf(f, "}%s\n", i + 1 < m->n ? "," : "");
   }
   fprintf(f, "]}\n");
