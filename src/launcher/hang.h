@@ -48,8 +48,10 @@ enum fg_hang_stacks { FG_STACKS_NONE, FG_STACKS_CULPRIT, FG_STACKS_ALL };
 #define FG_HANG_PY_SIGNAL (SIGRTMIN + 10)
 
 /* How long each pass of stack reading may take before its fgrun-stack children are killed
- * (a rank's Python traceback and native frames; the report's own line never waits). */
-#define FG_HANG_STACKS_BOUND_S 5.0
+ * (a rank's Python traceback and native frames; the report's own line never waits): 5 s, or
+ * FG_HANG_STACKS_TIMEOUT seconds (for a machine, or a sanitizer build, that reads slowly). */
+double fg_hang_stacks_bound_s(void);
+#define FG_HANG_STACKS_BOUND_S fg_hang_stacks_bound_s()
 
 typedef struct fg_hang_watch fg_hang_watch; /* hang.c: per-rank change tracking */
 typedef struct fg_stacks fg_stacks;         /* hang_stacks.h */

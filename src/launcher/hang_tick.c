@@ -89,6 +89,12 @@ static void on_native(fg_stacks *s, fg_stack_job *jobs, int n, void *data) {
   report_done(rp);
 }
 
+double fg_hang_stacks_bound_s(void) {
+  const char *v = getenv("FG_HANG_STACKS_TIMEOUT");
+  double s;
+  return v && fg__parse_seconds(v, &s) == 0 && s > 0 ? s : 5.0;
+}
+
 /* The stacks of the culprits (or of everyone): native frames, after the tracebacks the
  * first pass read. */
 static void read_native(report *rp) {

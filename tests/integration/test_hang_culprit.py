@@ -25,7 +25,9 @@ def timed_job(d, nproc, *args, fgrun_args=(), env=None):
     argv = [bin_path("fgrun"), "--standalone", f"--nproc_per_node={nproc}",
             f"--hang_timeout={TIMEOUT}", *fgrun_args, "--no_python", fault_worker(),
             "--dir", str(d), *args]
-    return TimedJob(argv, fgrun_env(FG_TIMEOUT="60", **(env or {})))
+    # Stacks get 12 s, not 5 (within the 15 s the tests wait for them): an ASan build on a
+    # loaded machine once read a gloo rank's for over 5 s.
+    return TimedJob(argv, fgrun_env(FG_TIMEOUT="60", FG_HANG_STACKS_TIMEOUT="12", **(env or {})))
 
 
 def fault_job(d, victim, fault, op, iters="1000", nproc=4):

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.fault
 def python_job(d, script, nproc, *fgrun_args, python=None, env=None, deadline=90):
     argv = [bin_path("fgrun"), "--standalone", f"--nproc_per_node={nproc}",
             f"--hang_timeout={TIMEOUT}", *fgrun_args, worker(script)]
-    e = fgrun_env(FG_TEST_DIR=d, **(env or {}))
+    e = fgrun_env(FG_TEST_DIR=d, FG_HANG_STACKS_TIMEOUT="12", **(env or {}))  # see test_hang_culprit
     if python:
         e["PYTHON_EXEC"] = python
     return TimedJob(argv, e, deadline=deadline)
