@@ -44,6 +44,13 @@ def number(cell):
     return float(cell.replace(",", "").rstrip("x"))
 
 
+def ratio_of_printed(a, b):
+    """a / b and how far off it may be, for rates printed as whole numbers: the "better"
+    column is worked out before rounding (a slow ASan run's torch makes ~100 pairs/s, where
+    the rounding alone is 0.5%), then itself printed with two decimals."""
+    return pytest.approx(a / b, rel=0.01 + 0.5 / a + 0.5 / b, abs=0.01)
+
+
 def test_fgstore_beside_torch_113_every_cell_filled_and_better_is_the_ratio():
     if not have_torch():
         pytest.skip("python3-torch (1.13) is not installed")
@@ -54,7 +61,7 @@ def test_fgstore_beside_torch_113_every_cell_filled_and_better_is_the_ratio():
     tp = table(r.stdout, "throughput")["2"]
     ours, theirs = number(tp[("pairs/s", "fgstore")]), number(tp[("pairs/s", "torch-1.13")])
     assert ours > 0 and theirs > 0
-    assert number(tp[("pairs/s", "better")]) == pytest.approx(ours / theirs, rel=0.01, abs=0.01)
+    assert number(tp[("pairs/s", "better")]) == ratio_of_printed(ours, theirs)
     cpu_ours, cpu_theirs = (number(tp[("server CPU/pair (us)", s)]) for s in ("fgstore",
                                                                               "torch-1.13"))
     assert number(tp[("server CPU/pair (us)", "better")]) == pytest.approx(
@@ -77,8 +84,7 @@ def test_better_compares_with_the_better_of_two_torch_servers(torch2):
     tp = table(r.stdout, "throughput")["2"]
     rates = {s: number(tp[("pairs/s", s)]) for s in ("fgstore", "torch-1.13", "torch-2.6")}
     best = max(rates["torch-1.13"], rates["torch-2.6"])
-    assert number(tp[("pairs/s", "better")]) == pytest.approx(rates["fgstore"] / best, rel=0.01,
-                                                              abs=0.01)
+    assert number(tp[("pairs/s", "better")]) == ratio_of_printed(rates["fgstore"], best)
     assert re.search(r"torch-2\.6 \d{3}\.\d MiB", r.stdout), r.stdout  # python and torch's RSS
 
 
