@@ -27,7 +27,8 @@ def timed_job(d, nproc, *args, fgrun_args=(), env=None):
             "--dir", str(d), *args]
     # Stacks get 12 s, not 5 (within the 15 s the tests wait for them): an ASan build on a
     # loaded machine once read a gloo rank's for over 5 s.
-    return TimedJob(argv, fgrun_env(FG_TIMEOUT="60", FG_HANG_STACKS_TIMEOUT="12", **(env or {})))
+    return TimedJob(argv, fgrun_env(**{"FG_TIMEOUT": "60", "FG_HANG_STACKS_TIMEOUT": "12",
+                                       **(env or {})}))
 
 
 def fault_job(d, victim, fault, op, iters="1000", nproc=4):
@@ -203,3 +204,19 @@ def test_fgrun_stack_by_hand(tmp_path):
     cp = subprocess.run([bin_path("fgrun-stack"), str(sleeper.pid)], capture_output=True,
                         text=True)
     assert cp.returncode == 1 and "cannot list its threads" in cp.stdout, cp
+
+
+def test_the_stack_reading_bound_comes_from_fg_hang_stacks_timeout(tmp_path):
+    """FG_HANG_STACKS_TIMEOUT bounds the stack reading: at a millisecond fgrun-stack is cut
+    off, and the report says so with the bound."""
+    job = timed_job(tmp_path, 2, "--iters", "0", "allreduce", fgrun_args=["--term_grace=1"],
+                    env={**SAN_ENV, "FG_HANG_STACKS_TIMEOUT": "0.001"})
+    wait_for_files([tmp_path / f"ready.{r}" for r in range(2)])
+    workers, _ = job_pids(tmp_path)
+    time.sleep(0.2)
+    os.kill(workers[1], signal.SIGSTOP)
+    job.wait_line(r"^fgrun:   stack of rank 1 ", timeout=15)
+    time.sleep(0.5)
+    job.stop()
+    job.finish()
+    assert "fgrun-stack gave up: still reading after 0 s" in stack_text(job.err, 1), job.err
