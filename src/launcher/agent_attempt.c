@@ -343,6 +343,7 @@ static int spawn_worker(fg_agent *a, fg_worker *w, char *err, size_t errlen) {
         .console_err = console_gets(o, r, FG_STD_ERR) ? 2 : -1,
         .stdout_log = out_log, .stderr_log = err_log,
         .cpus = a->cpus ? &a->cpus[r] : NULL,
+        .announce_fd = fg_watchdog_fd(&a->watchdog),
         .on_exit = on_worker_exit, .on_drained = on_worker_drained,
         .on_closed = on_worker_closed, .data = a,
     };

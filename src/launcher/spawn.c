@@ -48,6 +48,22 @@ static _Noreturn void child_fail(child_args *a, const char *step) {
   _exit(127);
 }
 
+/* Step 3's line. A write to a pipe whose reader is gone (the watchdog died and fgrun has not
+ * seen it yet) raises a SIGPIPE that, blocked here, would kill the program once step 6
+ * unblocks it: take it back (a new process starts with none pending, so it is this one). */
+static void announce(int fd) {
+  char line[24], *p = line + sizeof line;
+  *--p = '\n';
+  for (long pid = getpid(); pid > 0; pid /= 10) *--p = (char)('0' + pid % 10);
+  *--p = '+';
+  if (write(fd, p, (size_t)(line + sizeof line - p)) < 0 && errno == EPIPE) {
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigtimedwait(&pipe_only, NULL, &(struct timespec){0, 0});
+  }
+}
+
 /* The steps of spawn.h, in its order. System calls only: this runs in fgrun's memory. */
 static void child_setup(child_args *a) {
   const fg_spawn_opts *o = a->o;
@@ -57,6 +73,7 @@ static void child_setup(child_args *a) {
   if (setsid() < 0) child_fail(a, "setsid");
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(a, "prctl(PR_SET_PDEATHSIG)");
   if (getppid() != a->parent) _exit(127); /* fgrun died before the death signal was armed */
+  if (o->announce_fd >= 0) announce(o->announce_fd);
   for (int i = 0; i < 3; i++)
     if (o->fd[i] != i && dup2(o->fd[i], i) < 0) child_fail(a, "dup2");
   if (o->cpus && sched_setaffinity(0, sizeof *o->cpus, o->cpus) != 0)

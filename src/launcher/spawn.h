@@ -10,6 +10,9 @@
  *      in a child that shares fgrun's memory; the program starts with default dispositions);
  *   2. leads a new session and process group (a signal to -pid reaches what it starts);
  *   3. dies with fgrun (PR_SET_PDEATHSIG SIGKILL), and exits if fgrun already died;
+ *      then writes "+PID\n" to o->announce_fd (the watchdog's pipe, watchdog.h), so its
+ *      group is listed there before the program can start anything: a line fgrun wrote
+ *      after the clone returned could come too late, if fgrun were killed meanwhile;
  *   4. gets fd[0..2] as its stdin, stdout, stderr (every other descriptor of fgrun's is
  *      O_CLOEXEC);
  *   5. runs on o->cpus when given (sched_setaffinity: --numa_binding);
@@ -32,6 +35,7 @@ typedef struct fg_spawn_opts {
   int fd[3];         /* the child's stdin, stdout, stderr */
   int no_pidfd;      /* leave *pidfd at -1 (the SIGCHLD way of child.h) */
   const cpu_set_t *cpus; /* the CPUs it may run on; NULL: fgrun's */
+  int announce_fd;   /* where the child writes "+PID\n" (step 3); -1: nowhere */
 } fg_spawn_opts;
 
 /* Notes which signals fgrun handles or ignores, for children to reset. Call whenever

@@ -223,19 +223,20 @@ int fg_watchdog_start(fg_watchdog *wd, uv_loop_t *loop, char *err, size_t errlen
   return spawn(wd, err, errlen);
 }
 
+int fg_watchdog_fd(const fg_watchdog *wd) { return wd->fd; }
+
 void fg_watchdog_add(fg_watchdog *wd, int pgid) {
   if (wd->ngroups == wd->cap) {
     int cap = wd->cap ? 2 * wd->cap : 64;
     int *groups = realloc(wd->groups, (size_t)cap * sizeof *groups);
     if (!groups) {
-      fg_warn("out of memory: process group %d is not watched", pgid);
+      fg_warn("out of memory: a replacement watchdog would miss process group %d", pgid);
       return;
     }
     wd->groups = groups;
     wd->cap = cap;
   }
   wd->groups[wd->ngroups++] = pgid;
-  send_line(wd, '+', pgid);
 }
 
 void fg_watchdog_remove(fg_watchdog *wd, int pgid) {

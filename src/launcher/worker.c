@@ -62,7 +62,8 @@ int fg_worker_spawn(fg_worker *w, const fg_worker_options *o, char *err, size_t 
   if (rc != 0) goto done;
 
   fg_spawn_opts so = {.file = o->file, .argv = o->argv, .envp = o->env,
-                      .fd = {STDIN_FILENO, out_fd, err_fd}, .no_pidfd = fg_child_no_pidfd(), .cpus = o->cpus};
+                      .fd = {STDIN_FILENO, out_fd, err_fd}, .no_pidfd = fg_child_no_pidfd(),
+                      .cpus = o->cpus, .announce_fd = o->announce_fd};
   pid_t pid;
   int pidfd;
   w->start_ns = fg__now_ns();

@@ -49,6 +49,7 @@ typedef struct fg_worker_options {
   int console_out, console_err; /* 1 and 2, or -1 for a stream the console does not get */
   const char *stdout_log, *stderr_log; /* NULL: none */
   const cpu_set_t *cpus;   /* --numa_binding's CPUs for it; NULL: fgrun's */
+  int announce_fd;         /* the watchdog's pipe (fg_watchdog_fd), or -1 */
   fg_worker_cb on_exit;    /* the process was reaped */
   fg_worker_cb on_drained; /* both pipes reached EOF (or were closed) */
   fg_worker_cb on_closed;  /* after fg_worker_close, every handle is closed */
