@@ -1,7 +1,8 @@
 /* test_watchdog - the process that kills the workers' groups when fgrun goes (watchdog.c),
  * with this test as fgrun and sleeping process groups as the workers: the groups still
  * listed when the pipe closes are killed, children included, a group taken off the list is
- * not, and a watchdog that dies is replaced with the whole list. */
+ * not, a watchdog that dies is replaced with the whole list, and a process fg_spawn starts
+ * lists its own group. */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "launcher/spawn.h"
 #include "launcher/watchdog.h"
 
 static char err[256];
@@ -85,6 +87,15 @@ static int kill_leftovers(void **state) {
   return 0;
 }
 
+/* What a worker and fgrun do for each group: the worker writes its line before its exec
+ * (spawn.h), fgrun keeps the group for a replacement watchdog. */
+static void list_group(fg_watchdog *wd, pid_t pgid) {
+  char line[24];
+  int n = snprintf(line, sizeof line, "+%d\n", (int)pgid);
+  assert_int_equal(write(fg_watchdog_fd(wd), line, (size_t)n), n);
+  fg_watchdog_add(wd, pgid);
+}
+
 /* Runs the loop until the watchdog's handles are closed (its exit was seen, or the stop
  * gave up waiting for it). */
 static void run_out(uv_loop_t *loop) { uv_run(loop, UV_RUN_DEFAULT); }
@@ -98,9 +109,9 @@ static void the_listed_groups_die_with_the_pipe(void **state) {
   fg_watchdog wd;
   assert_int_equal(fg_watchdog_start(&wd, &loop, err, sizeof err), 0);
   assert_true(wd.running);
-  fg_watchdog_add(&wd, g1);
-  fg_watchdog_add(&wd, g2);
-  fg_watchdog_add(&wd, g3);
+  list_group(&wd, g1);
+  list_group(&wd, g2);
+  list_group(&wd, g3);
   fg_watchdog_remove(&wd, g2); /* fgrun tore it down itself */
   assert_false(killed_within(g1, 100)); /* nothing happens while the pipe is open */
   fg_watchdog_stop(&wd);
@@ -125,8 +136,8 @@ static void a_dead_watchdog_is_replaced_with_the_whole_list(void **state) {
   pid_t g1 = sleeping_group(&c1), g2 = sleeping_group(&c2);
   fg_watchdog wd;
   assert_int_equal(fg_watchdog_start(&wd, &loop, err, sizeof err), 0);
-  fg_watchdog_add(&wd, g1);
-  fg_watchdog_add(&wd, g2);
+  list_group(&wd, g1);
+  list_group(&wd, g2);
   pid_t first = wd.child.pid;
   kill(first, SIGKILL);
   for (int i = 0; i < 500 && !(wd.respawns == 1 && wd.running); i++) {
@@ -146,10 +157,32 @@ static void a_dead_watchdog_is_replaced_with_the_whole_list(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* fg_spawn's child writes the line itself (fgrun, killed right after the clone returned,
+ * would never write it): the watchdog kills a group that only the spawned process listed. */
+static void a_spawned_worker_lists_its_own_group(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  fg_watchdog wd;
+  assert_int_equal(fg_watchdog_start(&wd, &loop, err, sizeof err), 0);
+  char *argv[] = {"sleep", "100", NULL}, *envp[] = {NULL};
+  fg_spawn_opts o = {.file = "/bin/sleep", .argv = argv, .envp = envp, .fd = {0, 1, 2},
+                     .no_pidfd = 1, .announce_fd = fg_watchdog_fd(&wd)};
+  pid_t pid;
+  int pidfd;
+  assert_int_equal(fg_spawn(&o, &pid, &pidfd, err, sizeof err), 0);
+  groups[ngroups++] = pid;
+  fg_watchdog_stop(&wd); /* fgrun never called fg_watchdog_add */
+  run_out(&loop);
+  assert_true(killed_within(pid, 5000));
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(the_listed_groups_die_with_the_pipe, kill_leftovers),
       cmocka_unit_test_teardown(a_dead_watchdog_is_replaced_with_the_whole_list, kill_leftovers),
+      cmocka_unit_test_teardown(a_spawned_worker_lists_its_own_group, kill_leftovers),
   };
   return cmocka_run_group_tests(tests, become_subreaper, NULL);
 }
